@@ -1,0 +1,19 @@
+#!/usr/bin/env python3
+"""CDK entry point: read the environment's config once, then build its stage."""
+
+import sys
+
+import aws_cdk as cdk
+
+from panopipe.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
+from panopipe.naming import resource_prefix
+from stacks.stage import PipelineStage
+
+app = cdk.App()
+config_path = app.node.try_get_context("config") or DEFAULT_CONFIG_PATH
+try:
+    config = load_config(config_path)
+except ConfigError as error:
+    sys.exit(f"error: {error}")
+PipelineStage(app, resource_prefix(config.project, config.environment), config=config)
+app.synth()

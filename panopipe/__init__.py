@@ -1,0 +1,1 @@
+"""panorama-pipeline: configuration, naming and the `panopipe` command line."""

@@ -1,0 +1,1 @@
+"""CDK constructs (logical units) and the stacks that compose them."""

@@ -1,0 +1,34 @@
+"""One deployable environment: the same stacks for `cdk deploy` and, later, the GitOps pipeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Environment, Stage
+from constructs import Construct
+
+from panopipe.config import PipelineConfig
+from panopipe.naming import resource_prefix
+from stacks.service_roles_stack import ServiceRolesStack
+from stacks.storage_stack import StorageStack
+
+
+class PipelineStage(Stage):
+    """Every stack of one environment, wired together by passing constructs (not names)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig, **kwargs: Any) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            env=Environment(account=config.account, region=config.region),
+            **kwargs,
+        )
+        prefix = resource_prefix(config.project, config.environment)
+        self.storage = StorageStack(self, "Storage", stack_name=f"{prefix}-storage", config=config)
+        self.service_roles = ServiceRolesStack(
+            self,
+            "ServiceRoles",
+            stack_name=f"{prefix}-service-roles",
+            config=config,
+            storage=self.storage.storage,
+        )

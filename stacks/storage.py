@@ -1,0 +1,152 @@
+"""Data, artifacts and access-log buckets with their KMS key: the pipeline's stateful core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration, Fn, RemovalPolicy
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from panopipe.config import PipelineConfig
+from panopipe.naming import resource_prefix
+
+
+def _name(template: str) -> str:
+    """A literal name, or ``Fn::Sub`` when it holds the account/region pseudo parameters."""
+    return Fn.sub(template) if "${" in template else template
+
+
+@dataclass(frozen=True)
+class BucketRefs:
+    """The pipeline's buckets as seen from another stack (see :meth:`PipelineStorage.refs_in`)."""
+
+    data: s3.IBucket
+    artifacts: s3.IBucket
+
+
+class PipelineStorage(Construct):
+    """Versioned, KMS-encrypted, TLS-only, private buckets that outlive every stack update.
+
+    Construct ids here fix the logical ids of stateful resources: never rename them.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig) -> None:
+        super().__init__(scope, construct_id)
+        prefix = resource_prefix(config.project, config.environment)
+        retention = config.storage
+        self._names = {purpose: config.bucket_name(purpose) for purpose in ("data", "artifacts")}
+
+        self.key = kms.Key(
+            self,
+            "DataKey",
+            alias=f"alias/{prefix}-data",
+            description=f"{prefix}: encrypts training data and model artifacts",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+        # S3 server access logging cannot write to SSE-KMS buckets, so this one uses SSE-S3.
+        self.access_logs_bucket = s3.Bucket(
+            self,
+            "AccessLogsBucket",
+            bucket_name=_name(config.bucket_name("logs")),
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-access-logs",
+                    expiration=Duration.days(retention.access_log_days),
+                    noncurrent_version_expiration=Duration.days(1),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+            **self._common(),
+        )
+
+        self.data_bucket = s3.Bucket(
+            self,
+            "DataBucket",
+            bucket_name=_name(config.bucket_name("data")),
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            server_access_logs_bucket=self.access_logs_bucket,
+            server_access_logs_prefix="data/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="abort-incomplete-uploads",
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                )
+            ],
+            **self._common(),
+        )
+        self._send_events_to_eventbridge(self.data_bucket)
+
+        self.artifacts_bucket = s3.Bucket(
+            self,
+            "ArtifactsBucket",
+            bucket_name=_name(config.bucket_name("artifacts")),
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            server_access_logs_bucket=self.access_logs_bucket,
+            server_access_logs_prefix="artifacts/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-old-artifact-versions",
+                    noncurrent_version_expiration=Duration.days(retention.noncurrent_version_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(7),
+                )
+            ],
+            **self._common(),
+        )
+
+    def bucket_name(self, purpose: str) -> str:
+        """The name (an ``Fn::Sub`` template when account or region is open) of a bucket."""
+        return self._names[purpose]
+
+    def refs_in(self, scope: Construct) -> BucketRefs:
+        """The data and artifacts buckets for use (grants) in another stack.
+
+        Bucket names are deterministic (one naming helper), so other stacks address the buckets
+        by name rather than by cross-stack ARN tokens: IAM policies then show the real bucket
+        name and their cdk-nag findings are stable strings. The KMS key is still a reference,
+        which also orders the deployment after this stack.
+        """
+        return BucketRefs(
+            data=s3.Bucket.from_bucket_attributes(
+                scope, "DataBucketRef", bucket_name=_name(self._names["data"]), encryption_key=self.key
+            ),
+            artifacts=s3.Bucket.from_bucket_attributes(
+                scope,
+                "ArtifactsBucketRef",
+                bucket_name=_name(self._names["artifacts"]),
+                encryption_key=self.key,
+            ),
+        )
+
+    @staticmethod
+    def _common() -> dict[str, object]:
+        """Settings every bucket shares: versioned, private, TLS 1.2+ only, retained."""
+        return {
+            "versioned": True,
+            "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
+            "enforce_ssl": True,
+            "minimum_tls_version": 1.2,
+            "removal_policy": RemovalPolicy.RETAIN,
+        }
+
+    @staticmethod
+    def _send_events_to_eventbridge(bucket: s3.Bucket) -> None:
+        """Turn on EventBridge delivery in the bucket's own properties.
+
+        The L2 ``event_bridge_enabled`` flag does this through a Node.js custom resource, which
+        the local mode cannot run; the CloudFormation property does the same natively.
+        """
+        cfn_bucket = bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(
+                event_bridge_enabled=True
+            )
+        )
