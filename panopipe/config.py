@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,7 +33,7 @@ DEFAULT_CONFIG_PATH = "config/dev.yaml"
 # --- domain tables ------------------------------------------------------------------------------
 
 
-class Framework(str, Enum):
+class Framework(StrEnum):
     """Frameworks that both SageMaker Neo (edge targets) and Panorama accept."""
 
     MXNET = "MXNET"
@@ -99,7 +99,7 @@ class ModelConfig(_Section):
     framework: Framework
     framework_version: str
     input_name: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_:.]*$", max_length=64)] = "data"
-    input_shape: tuple[int, int, int, int]
+    input_shape: tuple[int, ...]
     precision: Literal["FP32", "FP16"] = "FP16"
     classes: Annotated[tuple[str, ...], Field(min_length=1)]
 
@@ -112,14 +112,15 @@ class ModelConfig(_Section):
         allowed = NEO_EDGE_FRAMEWORK_VERSIONS[framework]
         if version not in allowed:
             raise ValueError(
-                f"SageMaker Neo compiles {framework.value} for the appliance only in versions "
-                f"{', '.join(allowed)}"
+                f"SageMaker Neo compiles {framework.value} for the appliance only in versions {', '.join(allowed)}"
             )
         return version
 
     @field_validator("input_shape")
     @classmethod
-    def _layout(cls, shape: tuple[int, int, int, int], info: ValidationInfo) -> tuple[int, int, int, int]:
+    def _layout(cls, shape: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        if len(shape) != 4:
+            raise ValueError(f"must have 4 dimensions, [N, C, H, W] or [N, H, W, C]; got {len(shape)}")
         if any(dim <= 0 for dim in shape):
             raise ValueError("every dimension must be a positive integer")
         framework = info.data.get("framework")
@@ -127,15 +128,10 @@ class ModelConfig(_Section):
             return shape
         if framework in NHWC_FRAMEWORKS:
             if shape[3] not in (1, 3):
-                raise ValueError(
-                    f"{framework.value} takes NHWC input [N, H, W, C] with C = 1 or 3; "
-                    f"got C = {shape[3]}"
-                )
+                raise ValueError(f"{framework.value} takes NHWC input [N, H, W, C] with C = 1 or 3; got C = {shape[3]}")
         elif shape[1] not in (1, 3):
             hint = " (this looks like NHWC)" if shape[3] in (1, 3) else ""
-            raise ValueError(
-                f"{framework.value} takes NCHW input [N, C, H, W] with C = 1 or 3{hint}"
-            )
+            raise ValueError(f"{framework.value} takes NCHW input [N, C, H, W] with C = 1 or 3{hint}")
         return shape
 
     @field_validator("classes")
@@ -196,8 +192,7 @@ class TrainingConfig(_Section):
             raise ValueError("instance types look like ml.<family>.<size>, e.g. ml.p3.2xlarge")
         if family not in families:
             raise ValueError(
-                f"unknown instance type family {family!r} (SageMaker training families: "
-                f"{', '.join(families)})"
+                f"unknown instance type family {family!r} (SageMaker training families: {', '.join(families)})"
             )
         sizes = sorted(t.split(".")[2] for t in known if _family(t) == family)
         raise ValueError(f"SageMaker does not train on this size of {family}; sizes: {', '.join(sizes)}")
@@ -207,9 +202,7 @@ class TrainingConfig(_Section):
     def _wait_covers_runtime(cls, wait: int | None, info: ValidationInfo) -> int | None:
         runtime = info.data.get("max_runtime_seconds")
         if wait is not None and runtime is not None and wait < runtime:
-            raise ValueError(
-                f"managed spot training needs max_wait_seconds >= max_runtime_seconds ({runtime})"
-            )
+            raise ValueError(f"managed spot training needs max_wait_seconds >= max_runtime_seconds ({runtime})")
         return wait
 
     @property
@@ -252,13 +245,11 @@ class DeviceConfig(_Section):
     id: Annotated[str, Field(pattern=_NAME_PATTERN, max_length=255)] | None = None
     name: Annotated[str, Field(pattern=_NAME_PATTERN, max_length=255)] | None = None
 
-    @field_validator("name")
-    @classmethod
-    def _id_or_name(cls, name: str | None, info: ValidationInfo) -> str | None:
-        has_id = info.data.get("id") is not None
-        if has_id == (name is not None):
+    @model_validator(mode="after")
+    def _id_or_name(self) -> DeviceConfig:
+        if (self.id is None) == (self.name is None):
             raise ValueError("give exactly one of id or name for each device")
-        return name
+        return self
 
     @property
     def key(self) -> str:
@@ -305,9 +296,7 @@ class PipelineConfig(_Section):
     compilation: CompilationConfig = Field(default_factory=CompilationConfig)
     devices: Annotated[tuple[DeviceConfig, ...], Field(min_length=1)]
     cameras: Annotated[tuple[CameraConfig, ...], Field(min_length=1, max_length=8)]
-    notification_email: Annotated[
-        str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}$", max_length=254)
-    ] | None = None
+    notification_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}$", max_length=254)] | None = None
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @field_validator("region")
@@ -417,51 +406,78 @@ def cross_field_problems(config: PipelineConfig, base_dir: Path) -> list[Problem
     training, model = config.training, config.model
     if training.mode == "builtin":
         if training.algorithm is None:
-            problems.append(Problem("training.algorithm", None, "builtin mode needs an algorithm, e.g. image-classification"))
+            problems.append(
+                Problem("training.algorithm", None, "builtin mode needs an algorithm, e.g. image-classification")
+            )
         if training.entry_point is not None:
-            problems.append(Problem("training.entry_point", training.entry_point, "only script mode takes an entry point"))
+            problems.append(
+                Problem("training.entry_point", training.entry_point, "only script mode takes an entry point")
+            )
         if training.algorithm == "image-classification":
             if (model.framework, model.framework_version) != (Framework.MXNET, "1.8"):
-                problems.append(Problem(
-                    "model.framework", model.framework.value,
-                    "the built-in image-classification algorithm produces MXNet 1.8 models; "
-                    "set framework: MXNET and framework_version: '1.8'",
-                ))
+                problems.append(
+                    Problem(
+                        "model.framework",
+                        model.framework.value,
+                        "the built-in image-classification algorithm produces MXNet 1.8 models; "
+                        "set framework: MXNET and framework_version: '1.8'",
+                    )
+                )
             if model.task != "image_classification":
-                problems.append(Problem("model.task", model.task, "the image-classification algorithm trains a classifier"))
+                problems.append(
+                    Problem("model.task", model.task, "the image-classification algorithm trains a classifier")
+                )
             if not _family(training.instance_type).startswith(GPU_FAMILY_PREFIXES):
-                problems.append(Problem(
-                    "training.instance_type", training.instance_type,
-                    "the built-in image-classification algorithm trains on GPU instances only (ml.p*, ml.g*)",
-                ))
+                problems.append(
+                    Problem(
+                        "training.instance_type",
+                        training.instance_type,
+                        "the built-in image-classification algorithm trains on GPU instances only (ml.p*, ml.g*)",
+                    )
+                )
             declared = training.hyperparameters.get("num_classes")
             if declared is not None and str(declared) != str(len(model.classes)):
-                problems.append(Problem(
-                    "training.hyperparameters.num_classes", declared,
-                    f"must equal the number of model.classes ({len(model.classes)})",
-                ))
+                problems.append(
+                    Problem(
+                        "training.hyperparameters.num_classes",
+                        declared,
+                        f"must equal the number of model.classes ({len(model.classes)})",
+                    )
+                )
     else:
         if training.algorithm is not None:
-            problems.append(Problem("training.algorithm", training.algorithm, "script mode takes entry_point, not algorithm"))
+            problems.append(
+                Problem("training.algorithm", training.algorithm, "script mode takes entry_point, not algorithm")
+            )
         if training.entry_point is None:
-            problems.append(Problem("training.entry_point", None, "script mode needs an entry point (a .py file in the repo)"))
+            problems.append(
+                Problem("training.entry_point", None, "script mode needs an entry point (a .py file in the repo)")
+            )
         else:
             source = base_dir / (training.source_dir or ".")
             script = source / training.entry_point
             if not training.entry_point.endswith(".py") or not script.is_file():
-                problems.append(Problem(
-                    "training.entry_point", training.entry_point,
-                    f"must be an existing .py file (looked for {script})",
-                ))
+                problems.append(
+                    Problem(
+                        "training.entry_point",
+                        training.entry_point,
+                        f"must be an existing .py file (looked for {script})",
+                    )
+                )
     if not training.spot and training.max_wait_seconds is not None:
-        problems.append(Problem("training.max_wait_seconds", training.max_wait_seconds, "applies only when spot is true"))
+        problems.append(
+            Problem("training.max_wait_seconds", training.max_wait_seconds, "applies only when spot is true")
+        )
     for purpose in BUCKET_PURPOSES:
         try:
             config.bucket_name(purpose)
         except BucketNameError as err:
             problems.append(Problem("project", config.project, str(err)))
             break
-    for field, items in (("devices", [d.key for d in config.devices]), ("cameras", [c.name for c in config.cameras])):
+    for field, items in (
+        ("devices", [d.key for d in config.devices]),
+        ("cameras", [c.name for c in config.cameras]),
+    ):
         repeated = sorted({k for k in items if items.count(k) > 1})
         if repeated:
             problems.append(Problem(field, repeated, "each entry must be unique"))
@@ -494,6 +510,7 @@ def load_config(path: str | Path, base_dir: Path | None = None) -> PipelineConfi
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise ConfigError(str(path), [Problem("<file>", where, f"is not valid YAML: {getattr(err, 'problem', err)}")]) from None
+        raise ConfigError(
+            str(path), [Problem("<file>", where, f"is not valid YAML: {getattr(err, 'problem', err)}")]
+        ) from None
     return parse_config(data, str(path), base_dir or Path.cwd())
-

@@ -38,9 +38,7 @@ class BucketNameError(ValueError):
     """A bucket name breaks an S3 naming rule or lacks the ``aws-panorama`` marker."""
 
 
-def bucket_name(
-    project: str, environment: str, purpose: str, account: str | None, region: str | None
-) -> str:
+def bucket_name(project: str, environment: str, purpose: str, account: str | None, region: str | None) -> str:
     """Return ``aws-panorama-<project>-<env>-<purpose>-<account>-<region>``, checked.
 
     When ``account`` or ``region`` is ``None`` (an environment-agnostic stack) the result holds
@@ -50,12 +48,9 @@ def bucket_name(
     if purpose not in BUCKET_PURPOSES:
         raise BucketNameError(f"bucket purpose {purpose!r} is not one of {', '.join(BUCKET_PURPOSES)}")
     name = (
-        f"{BUCKET_NAME_MARKER}-{project}-{environment}-{purpose}-"
-        f"{account or ACCOUNT_PSEUDO}-{region or REGION_PSEUDO}"
+        f"{BUCKET_NAME_MARKER}-{project}-{environment}-{purpose}-{account or ACCOUNT_PSEUDO}-{region or REGION_PSEUDO}"
     )
-    check_bucket_name(
-        name.replace(ACCOUNT_PSEUDO, _ACCOUNT_WORST_CASE).replace(REGION_PSEUDO, _REGION_WORST_CASE)
-    )
+    check_bucket_name(name.replace(ACCOUNT_PSEUDO, _ACCOUNT_WORST_CASE).replace(REGION_PSEUDO, _REGION_WORST_CASE))
     return name
 
 

@@ -48,57 +48,59 @@ class PipelineStorage(Construct):
         )
 
         # S3 server access logging cannot write to SSE-KMS buckets, so this one uses SSE-S3.
-        self.access_logs_bucket = s3.Bucket(
-            self,
+        self.access_logs_bucket = self._bucket(
             "AccessLogsBucket",
-            bucket_name=_name(config.bucket_name("logs")),
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-access-logs",
-                    expiration=Duration.days(retention.access_log_days),
-                    noncurrent_version_expiration=Duration.days(1),
-                    abort_incomplete_multipart_upload_after=Duration.days(1),
-                )
-            ],
-            **self._common(),
+            config.bucket_name("logs"),
+            s3.LifecycleRule(
+                id="expire-access-logs",
+                expiration=Duration.days(retention.access_log_days),
+                noncurrent_version_expiration=Duration.days(1),
+                abort_incomplete_multipart_upload_after=Duration.days(1),
+            ),
         )
-
-        self.data_bucket = s3.Bucket(
-            self,
+        self.data_bucket = self._bucket(
             "DataBucket",
-            bucket_name=_name(config.bucket_name("data")),
-            encryption_key=self.key,
-            bucket_key_enabled=True,
-            server_access_logs_bucket=self.access_logs_bucket,
-            server_access_logs_prefix="data/",
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="abort-incomplete-uploads",
-                    abort_incomplete_multipart_upload_after=Duration.days(7),
-                )
-            ],
-            **self._common(),
+            self._names["data"],
+            s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7)),
+            logs_prefix="data/",
         )
         self._send_events_to_eventbridge(self.data_bucket)
-
-        self.artifacts_bucket = s3.Bucket(
-            self,
+        self.artifacts_bucket = self._bucket(
             "ArtifactsBucket",
-            bucket_name=_name(config.bucket_name("artifacts")),
-            encryption_key=self.key,
-            bucket_key_enabled=True,
-            server_access_logs_bucket=self.access_logs_bucket,
-            server_access_logs_prefix="artifacts/",
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-old-artifact-versions",
-                    noncurrent_version_expiration=Duration.days(retention.noncurrent_version_days),
-                    abort_incomplete_multipart_upload_after=Duration.days(7),
-                )
-            ],
-            **self._common(),
+            self._names["artifacts"],
+            s3.LifecycleRule(
+                id="expire-old-artifact-versions",
+                noncurrent_version_expiration=Duration.days(retention.noncurrent_version_days),
+                abort_incomplete_multipart_upload_after=Duration.days(7),
+            ),
+            logs_prefix="artifacts/",
+        )
+
+    def _bucket(
+        self, construct_id: str, name: str, lifecycle: s3.LifecycleRule, *, logs_prefix: str | None = None
+    ) -> s3.Bucket:
+        """A versioned, private, TLS 1.2+ only, retained bucket.
+
+        With ``logs_prefix`` it is encrypted with the pipeline key and logs to the access-log
+        bucket; without, it is the access-log bucket itself (SSE-S3, ACLs disabled).
+        """
+        encrypted_with_key = logs_prefix is not None
+        return s3.Bucket(
+            self,
+            construct_id,
+            bucket_name=_name(name),
+            encryption=s3.BucketEncryption.KMS if encrypted_with_key else s3.BucketEncryption.S3_MANAGED,
+            encryption_key=self.key if encrypted_with_key else None,
+            bucket_key_enabled=True if encrypted_with_key else None,
+            object_ownership=None if encrypted_with_key else s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs_bucket if encrypted_with_key else None,
+            server_access_logs_prefix=logs_prefix,
+            lifecycle_rules=[lifecycle],
+            versioned=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            removal_policy=RemovalPolicy.RETAIN,
         )
 
     def bucket_name(self, purpose: str) -> str:
@@ -126,17 +128,6 @@ class PipelineStorage(Construct):
         )
 
     @staticmethod
-    def _common() -> dict[str, object]:
-        """Settings every bucket shares: versioned, private, TLS 1.2+ only, retained."""
-        return {
-            "versioned": True,
-            "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
-            "enforce_ssl": True,
-            "minimum_tls_version": 1.2,
-            "removal_policy": RemovalPolicy.RETAIN,
-        }
-
-    @staticmethod
     def _send_events_to_eventbridge(bucket: s3.Bucket) -> None:
         """Turn on EventBridge delivery in the bucket's own properties.
 
@@ -146,7 +137,5 @@ class PipelineStorage(Construct):
         cfn_bucket = bucket.node.default_child
         assert isinstance(cfn_bucket, s3.CfnBucket)
         cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
-            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(
-                event_bridge_enabled=True
-            )
+            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True)
         )

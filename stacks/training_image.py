@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from panopipe.config import Framework, TrainingConfig, ModelConfig
+from panopipe.config import Framework, ModelConfig, TrainingConfig
 
-_FRAMEWORK_TABLES = {Framework.MXNET: "mxnet", Framework.PYTORCH: "pytorch", Framework.TENSORFLOW: "tensorflow"}
+_FRAMEWORK_TABLES = {
+    Framework.MXNET: "mxnet",
+    Framework.PYTORCH: "pytorch",
+    Framework.TENSORFLOW: "tensorflow",
+}
 _BUILTIN_VERSION = "1"
 
 

@@ -1,0 +1,1 @@
+"""Pipeline step handlers (one module per step) arrive with the pipeline issue."""

@@ -1,0 +1,1 @@
+"""The on-device Panorama application arrives with the application issue."""

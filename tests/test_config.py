@@ -1,0 +1,242 @@
+"""Configuration: every bad input fails with one message naming the file, field, value and rule."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from panopipe.config import ConfigError, PipelineConfig, load_config, parse_config
+from tests.conftest import ROOT
+
+DEV = yaml.safe_load((ROOT / "config" / "dev.yaml").read_text())
+
+
+def _with(changes: dict[str, Any]) -> dict[str, Any]:
+    """The dev config with dotted-path changes applied; a value of ``...`` deletes the key."""
+    data: dict[str, Any] = copy.deepcopy(DEV)
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        if value is ...:
+            del node[leaf]
+        elif isinstance(node, list):
+            node[int(leaf)] = value
+        else:
+            node[leaf] = value
+    return data
+
+
+def _problems(data: Any) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "config/bad.yaml", base_dir=ROOT)
+    assert str(caught.value).startswith("invalid configuration config/bad.yaml (")
+    return [str(p) for p in caught.value.problems]
+
+
+BAD_CONFIGS: dict[str, tuple[dict[str, Any], str, str]] = {
+    # id: (changes to dev.yaml, expected field, expected words of the rule)
+    "missing-project": ({"project": ...}, "project", "required field is missing"),
+    "project-upper-case": ({"project": "PanoPipe"}, "project", "should match pattern"),
+    "environment-with-dash": ({"environment": "dev-1"}, "environment", "should match pattern"),
+    "account-not-12-digits": ({"account": "12345"}, "account", "should match pattern"),
+    "region-without-panorama": ({"region": "eu-central-1"}, "region", "AWS Panorama is available only in"),
+    "unknown-framework": (
+        {"model.framework": "ONNX"},
+        "model.framework",
+        "'MXNET', 'PYTORCH' or 'TENSORFLOW'",
+    ),
+    "neo-unsupported-version": (
+        {"model.framework": "PYTORCH", "model.framework_version": "2.1"},
+        "model.framework_version",
+        "Neo compiles PYTORCH for the appliance only in versions 1.4, 1.5, 1.6, 1.7, 1.8",
+    ),
+    "nhwc-shape-for-pytorch": (
+        {"model.framework": "PYTORCH", "model.input_shape": [1, 224, 224, 3]},
+        "model.input_shape",
+        "PYTORCH takes NCHW input [N, C, H, W] with C = 1 or 3 (this looks like NHWC)",
+    ),
+    "nchw-shape-for-tensorflow": (
+        {
+            "model.framework": "TENSORFLOW",
+            "model.framework_version": "2.4",
+            "model.input_shape": [1, 3, 224, 224],
+        },
+        "model.input_shape",
+        "TENSORFLOW takes NHWC input [N, H, W, C]",
+    ),
+    "shape-wrong-rank": (
+        {"model.input_shape": [3, 224, 224]},
+        "model.input_shape",
+        "must have 4 dimensions, [N, C, H, W] or [N, H, W, C]; got 3",
+    ),
+    "negative-dimension": ({"model.input_shape": [1, 3, -224, 224]}, "model.input_shape", "positive integer"),
+    "duplicate-classes": ({"model.classes": ["cat", "cat"]}, "model.classes", "repeated: cat"),
+    "builtin-object-detection": (
+        {"training.algorithm": "object-detection"},
+        "training.algorithm",
+        "does not compile with SageMaker Neo for the appliance (operator _contrib_MultiBoxTarget)",
+    ),
+    "unknown-algorithm": (
+        {"training.algorithm": "xgboost"},
+        "training.algorithm",
+        "supported built-in algorithms",
+    ),
+    "unknown-instance-family": (
+        {"training.instance_type": "ml.zz9.xlarge"},
+        "training.instance_type",
+        "unknown instance type family 'zz9'",
+    ),
+    "unknown-instance-size": (
+        {"training.instance_type": "ml.p3.mega"},
+        "training.instance_type",
+        "SageMaker does not train on this size of p3",
+    ),
+    "instance-type-not-ml": (
+        {"training.instance_type": "p3.2xlarge"},
+        "training.instance_type",
+        "ml.<family>.<size>",
+    ),
+    "zero-instances": (
+        {"training.instance_count": 0},
+        "training.instance_count",
+        "greater than or equal to 1",
+    ),
+    "spot-wait-shorter-than-runtime": (
+        {"training.max_runtime_seconds": 7200, "training.max_wait_seconds": 3600},
+        "training.max_wait_seconds",
+        "max_wait_seconds >= max_runtime_seconds (7200)",
+    ),
+    "camera-password-in-config": (
+        {"cameras.0.password": "hunter2"},
+        "cameras[0]",
+        "camera credentials never go in config files (password)",
+    ),
+    "typo-in-field-name": (
+        {"training.instance_typ": "ml.p3.2xlarge"},
+        "training.instance_typ",
+        "unknown field; allowed here: mode, algorithm",
+    ),
+    "device-without-id-or-name": ({"devices": [{}]}, "devices[0]", "give exactly one of id or name"),
+    "bad-email": ({"notification_email": "ops-at-example"}, "notification_email", "should match pattern"),
+    "both-compile-targets": (
+        {"compilation": {"target_device": "jetson_xavier", "target_platform": {}}},
+        "compilation.target_platform",
+        "either target_device or target_platform",
+    ),
+    "bucket-name-too-long": (
+        {"project": "panorama-people-cnt", "environment": "production"},
+        "project",
+        "would be 76 characters; S3 allows at most 63 (shorten the project or environment name)",
+    ),
+    "builtin-classifier-needs-mxnet": (
+        {"model.framework": "PYTORCH", "model.framework_version": "1.8"},
+        "model.framework",
+        "the built-in image-classification algorithm produces MXNet 1.8 models",
+    ),
+    "builtin-classifier-on-cpu": (
+        {"training.instance_type": "ml.m5.xlarge"},
+        "training.instance_type",
+        "trains on GPU instances only",
+    ),
+    "num-classes-mismatch": (
+        {"training.hyperparameters.num_classes": 3},
+        "training.hyperparameters.num_classes",
+        "must equal the number of model.classes (2)",
+    ),
+    "script-mode-missing-entry-point": (
+        {"training.mode": "script", "training.algorithm": ...},
+        "training.entry_point",
+        "script mode needs an entry point",
+    ),
+    "script-mode-entry-point-not-found": (
+        {"training.mode": "script", "training.algorithm": ..., "training.entry_point": "train/missing.py"},
+        "training.entry_point",
+        "must be an existing .py file",
+    ),
+    "duplicate-devices": (
+        {"devices": [{"name": "a"}, {"name": "a"}]},
+        "devices",
+        "each entry must be unique",
+    ),
+    "too-many-cameras": ({"cameras": [{"name": f"c{i}"} for i in range(9)]}, "cameras", "at most 8 items"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_is_rejected_with_a_clear_message(case: str) -> None:
+    changes, field, rule = BAD_CONFIGS[case]
+    problems = _problems(_with(changes))
+    matching = [p for p in problems if p.startswith(f"{field} = ") and rule in p]
+    assert matching, f"expected '{field} = …: …{rule}…' in {problems}"
+
+
+def test_message_shows_the_value() -> None:
+    (problem,) = _problems(_with({"training.instance_type": "ml.zz9.xlarge"}))
+    assert problem.startswith("training.instance_type = 'ml.zz9.xlarge': unknown instance type family 'zz9'")
+
+
+def test_every_field_problem_is_reported_at_once() -> None:
+    problems = _problems(_with({"project": "Bad", "region": "mars-1", "training.instance_count": 0}))
+    assert [p.split(" = ")[0] for p in problems] == ["project", "region", "training.instance_count"]
+
+
+def test_missing_value_is_shown_as_missing() -> None:
+    (problem,) = _problems(_with({"model": ...}))
+    assert problem == "model = <missing>: required field is missing"
+
+
+def test_not_a_mapping() -> None:
+    assert _problems(["a", "list"]) == ["<root> = ['a', 'list']: the file must hold a YAML mapping"]
+
+
+def test_unreadable_file_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=r"(?s)invalid configuration .*nope\.yaml .*cannot be read: No such file"):
+        load_config(missing)
+
+
+def test_yaml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("project: panopipe\nmodel: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"<file> = 'line 3, column 1': is not valid YAML"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("name", ["config/dev.yaml", "config/example.yaml", "tests/configs/script.yaml"])
+def test_shipped_configs_are_valid(name: str) -> None:
+    config = load_config(ROOT / name, base_dir=ROOT)
+    assert isinstance(config, PipelineConfig)
+
+
+def test_config_is_frozen() -> None:
+    config = parse_config(DEV, base_dir=ROOT)
+    with pytest.raises(Exception, match="frozen"):
+        config.project = "other"
+
+
+def test_defaults() -> None:
+    config = parse_config(DEV, base_dir=ROOT)
+    assert config.protect_stateful is False  # dev
+    assert parse_config(_with({"environment": "qa"}), base_dir=ROOT).protect_stateful is True
+    assert parse_config(_with({"termination_protection": True}), base_dir=ROOT).protect_stateful is True
+    assert config.training.effective_max_wait_seconds == 7200  # spot: twice the 3600 s runtime
+    assert parse_config(_with({"training.spot": False}), base_dir=ROOT).training.effective_max_wait_seconds is None
+    assert config.compilation.target_device == "jetson_xavier"
+    assert config.storage.noncurrent_version_days == 90
+    assert config.model.precision == "FP16"
+
+
+def test_example_documents_every_field() -> None:
+    """config/example.yaml is the reference: it must mention every field the model accepts."""
+    from panopipe.config import _allowed_fields
+
+    text = (ROOT / "config" / "example.yaml").read_text()
+    for fields in _allowed_fields().values():
+        for field in fields:
+            assert f"{field}:" in text or f"{field} " in text, field
