@@ -5,9 +5,9 @@ SHELL := /bin/bash
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 CONFIG ?= config/dev.yaml
-# The pinned CDK CLI and Node 22 (node_modules/.bin) and the venv's python3 come first on PATH:
-# cdk.json runs `python3 app.py`, and jsii uses whichever `node` it finds.
-export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+# Node 22 (the npm package's real binary, not its wrapper script), the pinned CDK CLI and the venv's
+# python3 come first on PATH: cdk.json runs `python3 app.py`, and jsii runs whichever `node` it finds.
+export PATH := $(CURDIR)/node_modules/node/bin:$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1

@@ -82,7 +82,8 @@ class PipelineStorage(Construct):
         """A versioned, private, TLS 1.2+ only, retained bucket.
 
         With ``logs_prefix`` it is encrypted with the pipeline key and logs to the access-log
-        bucket; without, it is the access-log bucket itself (SSE-S3, ACLs disabled).
+        bucket; without, it is the access-log bucket itself (SSE-S3; delivery is granted by bucket
+        policy under the ``serverAccessLogsUseBucketPolicy`` flag, by ACL without it).
         """
         encrypted_with_key = logs_prefix is not None
         return s3.Bucket(
@@ -92,7 +93,6 @@ class PipelineStorage(Construct):
             encryption=s3.BucketEncryption.KMS if encrypted_with_key else s3.BucketEncryption.S3_MANAGED,
             encryption_key=self.key if encrypted_with_key else None,
             bucket_key_enabled=True if encrypted_with_key else None,
-            object_ownership=None if encrypted_with_key else s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.access_logs_bucket if encrypted_with_key else None,
             server_access_logs_prefix=logs_prefix,
             lifecycle_rules=[lifecycle],

@@ -19,7 +19,14 @@ CDK = ROOT / "node_modules" / ".bin" / "cdk"
 def _clean_env() -> dict[str, str]:
     """No AWS credentials or profile: synth must not need an account."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_"))}
-    env["PATH"] = os.pathsep.join([str(ROOT / "node_modules" / ".bin"), str(Path(sys.executable).parent), env["PATH"]])
+    env["PATH"] = os.pathsep.join(
+        [
+            str(ROOT / "node_modules" / "node" / "bin"),
+            str(ROOT / "node_modules" / ".bin"),
+            str(Path(sys.executable).parent),
+            env["PATH"],
+        ]
+    )
     env["CDK_DISABLE_VERSION_CHECK"] = "1"
     return env
 
@@ -65,3 +72,7 @@ def test_app_py_reports_a_bad_config_clearly(tmp_path: Path) -> None:
 def test_node_on_path_is_the_pinned_one() -> None:
     node = shutil.which("node", path=_clean_env()["PATH"])
     assert node is not None
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout
+    assert version.startswith(
+        "v" + json.loads((ROOT / "package.json").read_text())["devDependencies"]["node"].split(".")[0]
+    )
