@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {manifest} not found: synthesize first (make synth)", file=sys.stderr)
         return 1
     print(render(summarize(Path(args.assembly))))
+    print(
+        "\nNothing was deployed. To deploy to an AWS account: npx cdk bootstrap && "
+        "npx cdk deploy --all -c config=<your config>"
+    )
     return 0
 
 
