@@ -276,6 +276,17 @@ class CameraConfig(_Section):
         return data
 
 
+class ApplicationConfig(_Section):
+    """The on-device application's parameters (graph value nodes, overridable per deployment)."""
+
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
+    classes_of_interest: tuple[str, ...] = ()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    hdmi_output: bool = True
+    metrics_interval_seconds: Annotated[float, Field(ge=10, le=3600)] = 60
+    package_version: Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]+$")] = "1.0"
+
+
 class StorageConfig(_Section):
     """Retention of what the buckets keep."""
 
@@ -296,6 +307,7 @@ class PipelineConfig(_Section):
     compilation: CompilationConfig = Field(default_factory=CompilationConfig)
     devices: Annotated[tuple[DeviceConfig, ...], Field(min_length=1)]
     cameras: Annotated[tuple[CameraConfig, ...], Field(min_length=1, max_length=8)]
+    application: ApplicationConfig = Field(default_factory=ApplicationConfig)
     notification_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}$", max_length=254)] | None = None
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
@@ -464,6 +476,13 @@ def cross_field_problems(config: PipelineConfig, base_dir: Path) -> list[Problem
                         f"must be an existing .py file (looked for {script})",
                     )
                 )
+    unknown = sorted(set(config.application.classes_of_interest) - set(model.classes))
+    if unknown:
+        problems.append(
+            Problem(
+                "application.classes_of_interest", list(unknown), f"not in model.classes ({', '.join(model.classes)})"
+            )
+        )
     if not training.spot and training.max_wait_seconds is not None:
         problems.append(
             Problem("training.max_wait_seconds", training.max_wait_seconds, "applies only when spot is true")

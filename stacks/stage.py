@@ -9,6 +9,7 @@ from constructs import Construct
 
 from panopipe.config import PipelineConfig
 from panopipe.naming import resource_prefix
+from stacks.application_stack import ApplicationStack
 from stacks.service_roles_stack import ServiceRolesStack
 from stacks.storage_stack import StorageStack
 
@@ -31,4 +32,12 @@ class PipelineStage(Stage):
             stack_name=f"{prefix}-service-roles",
             config=config,
             storage=self.storage.storage,
+        )
+        self.application = ApplicationStack(
+            self,
+            "Application",
+            stack_name=f"{prefix}-application",
+            config=config,
+            storage=self.storage.storage,
+            runtime_role=self.service_roles.roles.panorama_runtime_role,
         )

@@ -1,0 +1,81 @@
+"""The on-device application described by the config: the :class:`ApplicationSpec` builders use."""
+
+from __future__ import annotations
+
+from panopipe.config import NHWC_FRAMEWORKS, PipelineConfig
+from panopipe.naming import resource_prefix
+from panorama_app.manifest.spec import ApplicationSpec, Parameter
+
+
+def package_names(config: PipelineConfig) -> tuple[str, str]:
+    """Model and code package names: unique per project and environment in an account."""
+    prefix = resource_prefix(config.project, config.environment).replace("-", "_")
+    return f"{prefix}_{config.model.name}"[:128], f"{prefix}_app"
+
+
+def application_spec(config: PipelineConfig) -> ApplicationSpec:
+    """Packages, model input, cameras and the code node's parameters, from the config."""
+    model, app = config.model, config.application
+    model_package, code_package = package_names(config)
+    layout = "NHWC" if model.framework in NHWC_FRAMEWORKS else "NCHW"
+    parameters = (
+        Parameter("threshold", "float32", float(app.threshold), "Detection threshold", "Minimum confidence, 0-1."),
+        Parameter(
+            "classes_of_interest",
+            "string",
+            ",".join(app.classes_of_interest),
+            "Classes of interest",
+            "Comma-separated class names to count and draw; empty for all.",
+        ),
+        Parameter("log_level", "string", app.log_level, "Log level", "DEBUG, INFO, WARNING, ERROR or CRITICAL."),
+        Parameter("device_id", "string", "", "Device", "The appliance's id, for metric dimensions."),
+        Parameter("region", "string", config.region or "", "Region", "AWS Region of the metrics."),
+        Parameter(
+            "metrics_namespace",
+            "string",
+            config.metrics_namespace,
+            "Metrics namespace",
+            "CloudWatch namespace of the object counts.",
+            overridable=False,
+        ),
+        Parameter(
+            "metrics_interval",
+            "float32",
+            float(app.metrics_interval_seconds),
+            "Metrics interval",
+            "Seconds between two CloudWatch publications.",
+        ),
+        Parameter("task", "string", model.task, "Task", "object_detection or image_classification.", overridable=False),
+        Parameter(
+            "class_names",
+            "string",
+            ",".join(model.classes),
+            "Class names",
+            "Model outputs in order.",
+            overridable=False,
+        ),
+        Parameter(
+            "input_shape",
+            "string",
+            ",".join(map(str, model.input_shape)),
+            "Input shape",
+            "The model's input shape.",
+            overridable=False,
+        ),
+        Parameter("input_layout", "string", layout, "Input layout", "NCHW or NHWC.", overridable=False),
+    )
+    return ApplicationSpec(
+        model_package=model_package,
+        code_package=code_package,
+        framework=model.framework.value,
+        framework_version=model.framework_version,
+        input_name=model.input_name,
+        input_shape=tuple(model.input_shape),
+        precision=model.precision,
+        cameras=tuple(c.name for c in config.cameras),
+        parameters=parameters,
+        hdmi_output=app.hdmi_output,
+        package_version=app.package_version,
+        description=f"{config.project} {config.environment}: {model.name}",
+        instance_name_prefix=resource_prefix(config.project, config.environment),
+    )
