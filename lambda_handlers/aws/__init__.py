@@ -1,0 +1,1 @@
+"""One module per AWS service; clients are created on first use and can be replaced in tests."""
