@@ -9,10 +9,12 @@ prints one per line, prefixed with the config file's path.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -166,8 +168,13 @@ class TrainingConfig(_Section):
     spot: bool = True
     max_runtime_seconds: Annotated[int, Field(ge=60, le=28 * 24 * 3600)] = 4 * 3600
     max_wait_seconds: Annotated[int, Field(ge=60, le=28 * 24 * 3600)] | None = None
-    hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    hyperparameters: Mapping[str, str | int | float | bool] = Field(default_factory=dict)
     metric: MetricGate
+
+    @field_validator("hyperparameters", mode="after")
+    @classmethod
+    def _read_only_hyperparameters(cls, values: Mapping[str, Any]) -> Mapping[str, Any]:
+        return MappingProxyType(dict(values))
 
     @field_validator("algorithm")
     @classmethod
@@ -201,7 +208,7 @@ class TrainingConfig(_Section):
     @classmethod
     def _wait_covers_runtime(cls, wait: int | None, info: ValidationInfo) -> int | None:
         runtime = info.data.get("max_runtime_seconds")
-        if wait is not None and runtime is not None and wait < runtime:
+        if wait is not None and runtime is not None and wait < runtime and info.data.get("spot", True):
             raise ValueError(f"managed spot training needs max_wait_seconds >= max_runtime_seconds ({runtime})")
         return wait
 
@@ -219,9 +226,14 @@ class TargetPlatform(_Section):
     os: Literal["LINUX"] = "LINUX"
     arch: Literal["ARM64"] = "ARM64"
     accelerator: Literal["NVIDIA"] = "NVIDIA"
-    compiler_options: dict[str, str] = Field(
+    compiler_options: Mapping[str, str] = Field(
         default_factory=lambda: {"gpu-code": "sm_72", "trt-ver": "7.1.3", "cuda-ver": "10.2"}
     )
+
+    @field_validator("compiler_options", mode="after")
+    @classmethod
+    def _read_only_options(cls, values: Mapping[str, str]) -> Mapping[str, str]:
+        return MappingProxyType(dict(values))
 
 
 class CompilationConfig(_Section):
@@ -231,12 +243,17 @@ class CompilationConfig(_Section):
     target_platform: TargetPlatform | None = None
     max_runtime_seconds: Annotated[int, Field(ge=60, le=24 * 3600)] = 900
 
-    @field_validator("target_platform")
-    @classmethod
-    def _one_target(cls, platform: TargetPlatform | None, info: ValidationInfo) -> TargetPlatform | None:
-        if platform is not None and info.data.get("target_device") is not None:
+    @model_validator(mode="after")
+    def _one_target(self) -> CompilationConfig:
+        """Exactly one target; giving only target_platform replaces the default device."""
+        explicit_device = "target_device" in self.model_fields_set
+        if self.target_platform is not None and not explicit_device:
+            object.__setattr__(self, "target_device", None)
+        elif self.target_platform is not None and self.target_device is not None:
             raise ValueError("give either target_device or target_platform, not both")
-        return platform
+        if self.target_device is None and self.target_platform is None:
+            raise ValueError("needs a Neo target: target_device (jetson_xavier) or target_platform")
+        return self
 
 
 class DeviceConfig(_Section):
@@ -377,11 +394,43 @@ def _location(loc: tuple[str | int, ...]) -> str:
     return text or "<root>"
 
 
+#: Plain-words rules for pattern-checked fields (instead of the raw regular expression).
+_PATTERN_RULES = {
+    "project": "lower-case letters and digits in words joined by single hyphens, starting with a letter",
+    "environment": "lower-case letters and digits, starting with a letter",
+    "account": 'a 12-digit AWS account id, quoted ("123456789012")',
+    "notification_email": "an e-mail address",
+    "secret_name": "a Secrets Manager secret name (letters, digits and /_+=.@-)",
+    "name": "letters, digits, - and _",
+    "id": "letters, digits, - and _",
+    "input_name": "a tensor name: letters, digits, _ . : starting with a letter or _",
+    "package_version": '<major>.<minor>, quoted ("1.0")',
+}
+_REDACTED = "<redacted>"
+_URL_CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")
+
+
+def _redact(loc: tuple[str | int, ...], value: Any) -> Any:
+    """Hide credentials that a user put where they do not belong, so no log ever shows them."""
+    if isinstance(value, dict):
+        return {k: (_REDACTED if k in _CREDENTIAL_FIELDS else _redact((*loc, k), v)) for k, v in value.items()}
+    if isinstance(value, str):
+        if loc and loc[0] == "cameras" and loc[-1] not in ("name", "secret_name"):
+            return _REDACTED
+        return _URL_CREDENTIALS.sub(r"\1<redacted>@", value)
+    return value
+
+
 def _problems_from(error: ValidationError, allowed_by_section: dict[str, list[str]]) -> list[Problem]:
-    problems = []
+    """One problem per broken field: union branches merged, follow-on errors of a parent dropped."""
+    by_location: dict[tuple[str | int, ...], Problem] = {}
     for err in error.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        raw_loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         kind = err["type"]
+        # A union's branch names (str, int, ...) follow the real path: cut them off.
+        loc = raw_loc
+        while loc and isinstance(loc[-1], str) and loc[-1] in {"str", "int", "float", "bool", "tuple[str, ...]"}:
+            loc = loc[:-1]
         message = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         value = err.get("input", _MISSING)
         if kind == "missing":
@@ -390,8 +439,25 @@ def _problems_from(error: ValidationError, allowed_by_section: dict[str, list[st
             section = _location(tuple(p for p in loc[:-1] if not isinstance(p, int)))
             allowed = allowed_by_section.get(section, [])
             message = f"unknown field; allowed here: {', '.join(allowed)}"
-        problems.append(Problem(_location(loc), value, message))
-    return problems
+        elif kind == "string_pattern_mismatch":
+            rule = _PATTERN_RULES.get(str(loc[-1]), "")
+            message = f"must be {rule}" if rule else message
+        elif kind == "string_type" and isinstance(value, (int, float)):
+            message = "must be text: quote the value in YAML"
+        elif loc != raw_loc:
+            message = "must be a string, a number or true/false"
+        if loc in by_location:
+            continue  # the first error of a location says it; union branches repeat it
+        by_location[loc] = Problem(_location(loc), _redact(loc, value), message)
+    # "too short" on a list whose items have their own errors is noise, not a second problem.
+    return [
+        p
+        for loc, p in by_location.items()
+        if not (
+            p.rule.startswith("Tuple should have at least")
+            and any(o[: len(loc)] == loc and o != loc for o in by_location)
+        )
+    ]
 
 
 def _allowed_fields() -> dict[str, list[str]]:
@@ -491,7 +557,13 @@ def cross_field_problems(config: PipelineConfig, base_dir: Path) -> list[Problem
         try:
             config.bucket_name(purpose)
         except BucketNameError as err:
-            problems.append(Problem("project", config.project, str(err)))
+            hint = ""
+            if config.region is None or config.account is None:
+                hint = (
+                    "; with account or region unset, names are checked for the longest possible "
+                    "value (12 digits, ap-southeast-1): set them, or shorten the names"
+                )
+            problems.append(Problem("project", config.project, f"{err}{hint}"))
             break
     for field, items in (
         ("devices", [d.key for d in config.devices]),

@@ -57,6 +57,7 @@ class PipelineStorage(Construct):
                 noncurrent_version_expiration=Duration.days(1),
                 abort_incomplete_multipart_upload_after=Duration.days(1),
             ),
+            s3.LifecycleRule(id="remove-expired-delete-markers", expired_object_delete_marker=True),
         )
         self.data_bucket = self._bucket(
             "DataBucket",
@@ -72,12 +73,13 @@ class PipelineStorage(Construct):
                 id="expire-old-artifact-versions",
                 noncurrent_version_expiration=Duration.days(retention.noncurrent_version_days),
                 abort_incomplete_multipart_upload_after=Duration.days(7),
+                expired_object_delete_marker=True,
             ),
             logs_prefix="artifacts/",
         )
 
     def _bucket(
-        self, construct_id: str, name: str, lifecycle: s3.LifecycleRule, *, logs_prefix: str | None = None
+        self, construct_id: str, name: str, *lifecycle: s3.LifecycleRule, logs_prefix: str | None = None
     ) -> s3.Bucket:
         """A versioned, private, TLS 1.2+ only, retained bucket.
 
@@ -95,7 +97,7 @@ class PipelineStorage(Construct):
             bucket_key_enabled=True if encrypted_with_key else None,
             server_access_logs_bucket=self.access_logs_bucket if encrypted_with_key else None,
             server_access_logs_prefix=logs_prefix,
-            lifecycle_rules=[lifecycle],
+            lifecycle_rules=list(lifecycle),
             versioned=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,

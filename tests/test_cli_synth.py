@@ -18,7 +18,7 @@ CDK = ROOT / "node_modules" / ".bin" / "cdk"
 
 def _clean_env() -> dict[str, str]:
     """No AWS credentials or profile: synth must not need an account."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_"))}  # and no ~/.aws below
     env["PATH"] = os.pathsep.join(
         [
             str(ROOT / "node_modules" / "node" / "bin"),
@@ -28,6 +28,8 @@ def _clean_env() -> dict[str, str]:
         ]
     )
     env["CDK_DISABLE_VERSION_CHECK"] = "1"
+    missing = str(ROOT / "no-such-aws-file")
+    env.update(AWS_CONFIG_FILE=missing, AWS_SHARED_CREDENTIALS_FILE=missing, AWS_EC2_METADATA_DISABLED="true")
     return env
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +43,28 @@ def _problems(data: Any) -> list[str]:
 BAD_CONFIGS: dict[str, tuple[dict[str, Any], str, str]] = {
     # id: (changes to dev.yaml, expected field, expected words of the rule)
     "missing-project": ({"project": ...}, "project", "required field is missing"),
-    "project-upper-case": ({"project": "PanoPipe"}, "project", "should match pattern"),
-    "environment-with-dash": ({"environment": "dev-1"}, "environment", "should match pattern"),
-    "account-not-12-digits": ({"account": "12345"}, "account", "should match pattern"),
+    "project-upper-case": ({"project": "PanoPipe"}, "project", "must be lower-case letters and digits"),
+    "environment-with-dash": ({"environment": "dev-1"}, "environment", "must be lower-case letters and digits"),
+    "account-not-12-digits": ({"account": "12345"}, "account", "must be a 12-digit AWS account id"),
+    "account-unquoted": ({"account": 123456789012}, "account", "must be text: quote the value in YAML"),
+    "framework-version-unquoted": ({"model.framework_version": 1.8}, "model.framework_version", "quote the value"),
+    "nested-hyperparameter": (
+        {"training.hyperparameters.x": {"a": 1}},
+        "training.hyperparameters.x",
+        "must be a string, a number or true/false",
+    ),
+    "no-compilation-target": ({"compilation": {"target_device": None}}, "compilation", "needs a Neo target"),
+    "max-wait-without-spot": (
+        {"training.spot": False, "training.max_wait_seconds": 100},
+        "training.max_wait_seconds",
+        "applies only when spot is true",
+    ),
+    "classes-of-interest-unknown": (
+        {"application": {"classes_of_interest": ["dog"]}},
+        "application.classes_of_interest",
+        "not in model.classes (empty, person)",
+    ),
+    "threshold-above-one": ({"application": {"threshold": 1.5}}, "application.threshold", "less than or equal to 1"),
     "region-without-panorama": ({"region": "eu-central-1"}, "region", "AWS Panorama is available only in"),
     "unknown-framework": (
         {"model.framework": "ONNX"},
@@ -123,16 +143,22 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str, str]] = {
         "unknown field; allowed here: mode, algorithm",
     ),
     "device-without-id-or-name": ({"devices": [{}]}, "devices[0]", "give exactly one of id or name"),
-    "bad-email": ({"notification_email": "ops-at-example"}, "notification_email", "should match pattern"),
+    "device-name-with-space": (
+        {"devices": [{"name": "lobby device"}]},
+        "devices[0].name",
+        "must be letters, digits, - and _",
+    ),
+    "bad-email": ({"notification_email": "ops-at-example"}, "notification_email", "must be an e-mail address"),
     "both-compile-targets": (
         {"compilation": {"target_device": "jetson_xavier", "target_platform": {}}},
-        "compilation.target_platform",
+        "compilation",
         "either target_device or target_platform",
     ),
     "bucket-name-too-long": (
         {"project": "panorama-people-cnt", "environment": "production"},
         "project",
-        "would be 76 characters; S3 allows at most 63 (shorten the project or environment name)",
+        "would be 76 characters; S3 allows at most 63 (shorten the project or environment name); with account or "
+        "region unset, names are checked for the longest possible value",
     ),
     "builtin-classifier-needs-mxnet": (
         {"model.framework": "PYTORCH", "model.framework_version": "1.8"},
@@ -172,8 +198,37 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str, str]] = {
 def test_bad_config_is_rejected_with_a_clear_message(case: str) -> None:
     changes, field, rule = BAD_CONFIGS[case]
     problems = _problems(_with(changes))
-    matching = [p for p in problems if p.startswith(f"{field} = ") and rule in p]
-    assert matching, f"expected '{field} = …: …{rule}…' in {problems}"
+    assert len(problems) == 1, f"one fault, one message: {problems}"
+    assert problems[0].startswith(f"{field} = ") and rule in problems[0], problems[0]
+
+
+@pytest.mark.parametrize(
+    "cameras",
+    [
+        [{"name": "cam1", "password": "S3cr3t!"}],
+        [{"name": "cam1", "username": "admin", "password": "S3cr3t!"}],
+        [{"name": "cam1", "stream": "rtsp://admin:S3cr3t!@10.0.0.5/live"}],
+        [{"name": "cam1", "secret_name": "rtsp://admin:S3cr3t!@10.0.0.5/live"}],
+    ],
+)
+def test_credentials_in_config_never_appear_in_the_error(cameras: list[dict[str, str]]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_with({"cameras": cameras}), "config/bad.yaml", base_dir=ROOT)
+    assert "S3cr3t" not in str(caught.value)
+    assert "<redacted>" in str(caught.value)
+
+
+def test_only_a_platform_replaces_the_default_target_device() -> None:
+    config = parse_config(_with({"compilation": {"target_platform": {}}}), base_dir=ROOT)
+    assert config.compilation.target_device is None
+    assert config.compilation.target_platform is not None
+    assert config.compilation.target_platform.compiler_options["gpu-code"] == "sm_72"
+
+
+def test_mappings_in_the_config_are_read_only() -> None:
+    config = parse_config(DEV, base_dir=ROOT)
+    with pytest.raises(TypeError):
+        config.training.hyperparameters["epochs"] = 999  # type: ignore[index]
 
 
 def test_message_shows_the_value() -> None:
@@ -239,4 +294,4 @@ def test_example_documents_every_field() -> None:
     text = (ROOT / "config" / "example.yaml").read_text()
     for fields in _allowed_fields().values():
         for field in fields:
-            assert f"{field}:" in text or f"{field} " in text, field
+            assert re.search(rf"^\s*(#\s*)?(-\s*)?{field}:|#.*\b{field}:", text, re.M), field

@@ -20,6 +20,9 @@ def _role(synthesized: Synthesized, stage: str, prefix: str) -> tuple[dict[str, 
     return resources[role_id], policy["Properties"]["PolicyDocument"]["Statement"]
 
 
+LOGS = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+
+
 def _actions(statement: dict[str, Any]) -> list[str]:
     actions = statement["Action"]
     return sorted([actions] if isinstance(actions, str) else actions)
@@ -52,21 +55,16 @@ def test_sagemaker_role_permissions_are_exactly_these(synthesized: Synthesized) 
     key = next(s["Resource"] for s in statements if _actions(s)[0].startswith("kms:"))
     assert summary == [
         (["s3:GetBucket*", "s3:GetObject*", "s3:List*"], [artifacts, f"{artifacts}/*", data, f"{data}/*"]),
-        (["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"], key),
-        (
-            [
-                "s3:Abort*",
-                "s3:PutObject",
-                "s3:PutObjectLegalHold",
-                "s3:PutObjectRetention",
-                "s3:PutObjectTagging",
-                "s3:PutObjectVersionTagging",
-            ],
-            f"{artifacts}/*",
-        ),
+        (["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], key),
+        (["s3:AbortMultipartUpload", "s3:PutObject"], f"{artifacts}/*"),
         (
             ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-            {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/sagemaker/*"},
+            [
+                {
+                    "Fn::Sub": f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/sagemaker/{g}*"
+                }
+                for g in ("CompilationJobs", "TrainingJobs")
+            ],
         ),
         (
             ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],

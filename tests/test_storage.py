@@ -29,8 +29,7 @@ def test_stateful_logical_ids_never_change(synthesized: Synthesized, stage: str)
         assert resources[logical_id]["Type"] == type_
 
 
-@pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
-def test_every_bucket_in_every_stack_is_named_aws_panorama(synthesized: Synthesized, stage: str) -> None:
+def test_every_bucket_in_every_stack_is_named_aws_panorama(synthesized: Synthesized) -> None:
     buckets = [
         b for _, _, t in synthesized.all_templates() for b in t["Resources"].values() if b["Type"] == "AWS::S3::Bucket"
     ]
@@ -126,6 +125,7 @@ def test_old_artifact_versions_expire_after_the_configured_days(synthesized: Syn
     artifacts = synthesized.resources("example", "Storage")["StorageArtifactsBucketB19151BF"]
     (rule,) = artifacts["Properties"]["LifecycleConfiguration"]["Rules"]
     assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 90}
+    assert rule["ExpiredObjectDeleteMarker"] is True
     assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
     assert rule["Status"] == "Enabled"
 
