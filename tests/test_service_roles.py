@@ -59,12 +59,7 @@ def test_sagemaker_role_permissions_are_exactly_these(synthesized: Synthesized) 
         (["s3:AbortMultipartUpload", "s3:PutObject"], f"{artifacts}/*"),
         (
             ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-            [
-                {
-                    "Fn::Sub": f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/aws/sagemaker/{g}*"
-                }
-                for g in ("CompilationJobs", "TrainingJobs")
-            ],
+            [{"Fn::Sub": f"{LOGS}/aws/sagemaker/{group}*"} for group in ("CompilationJobs", "TrainingJobs")],
         ),
         (
             ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
