@@ -1,0 +1,162 @@
+"""The application loop with a stand-in SDK node, and the CloudWatch publisher (botocore Stubber)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from botocore.stub import Stubber
+
+from panorama_app.application import Application, ParameterError, Parameters
+from panorama_app.metrics import MetricsPublisher
+from tests.panorama_app.fakes import Node, Stream, ssd_outputs
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _stubbed_cloudwatch() -> tuple[Any, Stubber]:
+    client = boto3.client("cloudwatch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    return client, Stubber(client)
+
+
+def _frames(count: int = 2) -> list[Stream]:
+    return [Stream(np.zeros((1080, 1920, 3), np.uint8), stream_id=f"camera_{i}") for i in range(count)]
+
+
+def test_loop_detects_draws_counts_and_passes_frames_on() -> None:
+    person = ssd_outputs([(1, 0.9, (0, 112, 256, 256)), (0, 0.9, (0, 112, 20, 130))])
+    streams = _frames()
+    node = Node(lambda inputs: person, lambda: streams)
+    recorded: list[tuple[str, dict[str, int]]] = []
+    app = Application(node, Parameters.from_node(node))
+    app.metrics = type(
+        "Recorder", (), {"record": lambda self, s, c: recorded.append((s, c)), "close": lambda self: None}
+    )()
+    app.run(max_frames=3)
+    assert app.frames == 3 and app.errors == 0
+    assert node.outputs.video_out.sent == [streams] * 3
+    (inputs, model_node) = node.calls[0]
+    assert model_node == "model_node" and inputs["data"].shape == (1, 3, 512, 512)
+    assert streams[0].rects[0] == pytest.approx((0.0, 0.0, 0.5, 0.5))
+    assert ("person: 1", 0.02, 0.04) in streams[0].labels
+    assert recorded[0] == ("camera_0", {"person": 1})
+
+
+def test_a_failing_model_call_is_logged_and_the_loop_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    calls = {"n": 0}
+
+    def flaky(inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("inference engine busy")
+        return ssd_outputs([])
+
+    streams = _frames(1)
+    node = Node(flaky, lambda: streams)
+    app = Application(node, Parameters.from_node(node))
+    app.run(max_frames=3)
+    assert app.frames == 3 and app.errors == 1
+    assert "frame of stream camera_0 failed" in caplog.text
+    assert len(node.outputs.video_out.sent) == 3
+
+
+def test_classification_labels_the_top_classes() -> None:
+    streams = _frames(1)
+    node = Node(
+        lambda i: (np.array([[0.1, 0.8, 0.1]]),),
+        lambda: streams,
+        task="image_classification",
+        class_names="empty,person,dog",
+        classes_of_interest="",
+        input_shape="1,3,224,224",
+    )
+    Application(node, Parameters.from_node(node)).run(max_frames=1)
+    assert streams[0].labels[0] == ("person 80%", 0.02, 0.1)
+    assert ("empty: 0, person: 1, dog: 0", 0.02, 0.04) in streams[0].labels
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("threshold", 1.5, "parameter threshold = 1.5: must be in (0, 1]"),
+        ("task", "segmentation", "parameter task = 'segmentation': must be one of"),
+        ("input_shape", "1,3,x,512", "parameter input_shape = '1,3,x,512': must be integers"),
+        ("classes_of_interest", "dog", "parameter classes_of_interest = ('dog',): unknown classes ['dog']"),
+        ("input_layout", "CHW", "parameter input_layout = 'CHW': must be NCHW or NHWC"),
+    ],
+)
+def test_bad_parameters_are_named(name: str, value: Any, message: str) -> None:
+    node = Node(lambda i: (), lambda: [], **{name: value})
+    with pytest.raises(ParameterError) as caught:
+        Parameters.from_node(node)
+    assert str(caught.value).startswith(message)
+
+
+def test_metrics_are_published_at_most_once_per_interval_with_the_real_request_shape() -> None:
+    client, stubber = _stubbed_cloudwatch()
+    clock = Clock()
+    publisher = MetricsPublisher("PanoramaPipeline/panopipe-dev", "device-1", 60, lambda: client, clock=clock)
+    expected = {
+        "Namespace": "PanoramaPipeline/panopipe-dev",
+        "MetricData": [
+            {
+                "MetricName": "ObjectCount",
+                "Dimensions": [
+                    {"Name": "DeviceId", "Value": "device-1"},
+                    {"Name": "StreamId", "Value": "camera_0"},
+                    {"Name": "Class", "Value": "person"},
+                ],
+                "Value": 2.0,
+                "Unit": "Count",
+            }
+        ],
+    }
+    stubber.add_response("put_metric_data", {}, expected)
+    with stubber:
+        publisher.record("camera_0", {"person": 2})  # first: sent
+        for second in range(1, 60):
+            clock.now = float(second)
+            publisher.record("camera_0", {"person": 5})  # within the interval: kept, not sent
+        assert publisher.flush()
+        stubber.assert_no_pending_responses()
+    assert publisher.published == 1
+    publisher.close()
+
+
+def test_a_hanging_or_failing_cloudwatch_never_blocks_the_loop() -> None:
+    release = threading.Event()
+
+    class Hanging:
+        def put_metric_data(self, **kwargs: Any) -> None:
+            release.wait(5)
+            raise ConnectionError("no route to CloudWatch")
+
+    clock = Clock()
+    publisher = MetricsPublisher("ns", "device-1", 1, Hanging, clock=clock, queue_size=2)
+    for second in range(50):  # 50 snapshots while the first call hangs: record() must return at once
+        clock.now = float(second)
+        publisher.record("camera_0", {"person": second})
+    assert publisher.dropped >= 40
+    release.set()
+    assert publisher.flush()
+    assert publisher.failures >= 1 and publisher.published == 0
+    publisher.close()
+
+
+def test_application_from_node_starts_the_publisher() -> None:
+    client, stubber = _stubbed_cloudwatch()
+    node = Node(lambda i: ssd_outputs([]), lambda: _frames(1))
+    app = Application.from_node(node, client_factory=lambda: client)
+    assert app.metrics is not None and app.metrics.namespace == "PanoramaPipeline/panopipe-dev"
+    stubber.add_response("put_metric_data", {})
+    with stubber:
+        app.run(max_frames=1)
