@@ -1,1 +1,1 @@
-"""The on-device Panorama application arrives with the application issue."""
+"""The on-device Panorama application (code package) and the manifest builders the pipeline shares."""
