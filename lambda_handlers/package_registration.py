@@ -14,15 +14,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lambda_handlers.aws import panorama
+from lambda_handlers.errors import PackageRegistrationFailed
 from panorama_app.manifest import documents
 from panorama_app.manifest.spec import ApplicationSpec
 
 OWNER_ACL = "bucket-owner-full-control"
 _CHUNK = 8 * 1024 * 1024
-
-
-class PackageRegistrationFailed(Exception):
-    """Panorama reported FAILED for the package version; the message is its StatusDescription."""
 
 
 @dataclass(frozen=True)
