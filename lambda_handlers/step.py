@@ -37,8 +37,8 @@ Handler = Callable[[State, Any], State]
 
 def translate(error: ClientError) -> Exception:
     """The retryable typed error for a throttling/5xx ClientError, else the error itself."""
-    code = error.response.get("Error", {}).get("Code", "")
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
     operation = getattr(error, "operation_name", "?")
     if code in THROTTLING_CODES or status == 429:
         return Throttled(f"{operation} throttled: {code}")

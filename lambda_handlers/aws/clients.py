@@ -15,7 +15,7 @@ _clients: dict[str, Any] = {}
 def client(service: str) -> Any:
     """The shared client for ``service`` (endpoint from AWS_ENDPOINT_URL[_<SERVICE>] if set)."""
     if service not in _clients:
-        _clients[service] = boto3.client(service)  # type: ignore[call-overload]
+        _clients[service] = boto3.client(service)
     return _clients[service]
 
 
