@@ -44,7 +44,8 @@ def translate(error: ClientError) -> Exception:
         return Throttled(f"{operation} throttled: {code}")
     if code in TRANSIENT_CODES or status >= 500:
         return TransientError(f"{operation} failed server-side: {code} (HTTP {status})")
-    return error
+    unchanged: Exception = error
+    return unchanged
 
 
 def step(function: Callable[[State], State]) -> Handler:
