@@ -311,6 +311,23 @@ class StorageConfig(_Section):
     access_log_days: Annotated[int, Field(ge=1, le=3650)] = 365
 
 
+_SCHEDULE_PATTERN = r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(\S+( \S+){5}\))$"
+
+
+class RunsConfig(_Section):
+    """How pipeline runs start, how often their wait loops poll, and how long each may take."""
+
+    dataset_prefix: Annotated[str, Field(pattern=r"^([A-Za-z0-9!_.*'()-]+/)+$", max_length=256)] = "datasets/"
+    schedule: Annotated[str, Field(pattern=_SCHEDULE_PATTERN)] | None = None
+    poll_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    training_timeout_seconds: Annotated[int, Field(ge=60, le=60 * 24 * 3600)] | None = None
+    compilation_timeout_seconds: Annotated[int, Field(ge=60, le=24 * 3600)] = 1800
+    registration_timeout_seconds: Annotated[int, Field(ge=60, le=24 * 3600)] = 1800
+    deployment_timeout_seconds: Annotated[int, Field(ge=60, le=24 * 3600)] = 3600
+    run_timeout_seconds: Annotated[int, Field(ge=300, le=365 * 24 * 3600)] | None = None
+    keep_package_versions: Annotated[int, Field(ge=1, le=20)] = 5
+
+
 class PipelineConfig(_Section):
     """The whole configuration of one environment."""
 
@@ -327,6 +344,7 @@ class PipelineConfig(_Section):
     application: ApplicationConfig = Field(default_factory=ApplicationConfig)
     notification_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-zA-Z]{2,}$", max_length=254)] | None = None
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    pipeline: RunsConfig = Field(default_factory=RunsConfig)
 
     @field_validator("region")
     @classmethod
@@ -346,6 +364,30 @@ class PipelineConfig(_Section):
     def metrics_namespace(self) -> str:
         """CloudWatch namespace of the on-device application's metrics (scopes its runtime role)."""
         return f"PanoramaPipeline/{self.project}-{self.environment}"
+
+    @property
+    def training_timeout_seconds(self) -> int:
+        """How long the training wait loop may last: configured, or the job's own limit + 30 min."""
+        if self.pipeline.training_timeout_seconds is not None:
+            return self.pipeline.training_timeout_seconds
+        limit = self.training.effective_max_wait_seconds or self.training.max_runtime_seconds
+        return limit + 1800
+
+    @property
+    def minimum_run_seconds(self) -> int:
+        """Every wait loop at its timeout, the deployment twice (rollback): a run's worst case."""
+        runs = self.pipeline
+        return (
+            self.training_timeout_seconds
+            + runs.compilation_timeout_seconds
+            + runs.registration_timeout_seconds
+            + 2 * runs.deployment_timeout_seconds
+        )
+
+    @property
+    def run_timeout_seconds(self) -> int:
+        """The whole execution's timeout: configured, or the worst case of its loops + 10 min."""
+        return self.pipeline.run_timeout_seconds or self.minimum_run_seconds + 600
 
     def bucket_name(self, purpose: str) -> str:
         """Name (or ``Fn::Sub`` template) of one of this environment's buckets."""
@@ -405,6 +447,8 @@ _PATTERN_RULES = {
     "id": "letters, digits, - and _",
     "input_name": "a tensor name: letters, digits, _ . : starting with a letter or _",
     "package_version": '<major>.<minor>, quoted ("1.0")',
+    "dataset_prefix": "an S3 key prefix of one or more folders, ending in / (e.g. datasets/)",
+    "schedule": "an EventBridge schedule: rate(<n> minutes|hours|days) or cron(<6 fields>)",
 }
 _REDACTED = "<redacted>"
 _URL_CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")
@@ -565,6 +609,7 @@ def cross_field_problems(config: PipelineConfig, base_dir: Path) -> list[Problem
                 )
             problems.append(Problem("project", config.project, f"{err}{hint}"))
             break
+    problems.extend(_timeout_problems(config))
     for field, items in (
         ("devices", [d.key for d in config.devices]),
         ("cameras", [c.name for c in config.cameras]),
@@ -572,6 +617,40 @@ def cross_field_problems(config: PipelineConfig, base_dir: Path) -> list[Problem
         repeated = sorted({k for k in items if items.count(k) > 1})
         if repeated:
             problems.append(Problem(field, repeated, "each entry must be unique"))
+    return problems
+
+
+def _timeout_problems(config: PipelineConfig) -> list[Problem]:
+    """Wait-loop timeouts must outlast the jobs they wait for, and the run must outlast them all."""
+    problems: list[Problem] = []
+    runs, training = config.pipeline, config.training
+    job_limit = training.effective_max_wait_seconds or training.max_runtime_seconds
+    if runs.training_timeout_seconds is not None and runs.training_timeout_seconds < job_limit:
+        problems.append(
+            Problem(
+                "pipeline.training_timeout_seconds",
+                runs.training_timeout_seconds,
+                f"must be at least the training job's own limit ({job_limit} s: max_wait_seconds with spot, "
+                "else max_runtime_seconds)",
+            )
+        )
+    if runs.compilation_timeout_seconds < config.compilation.max_runtime_seconds:
+        problems.append(
+            Problem(
+                "pipeline.compilation_timeout_seconds",
+                runs.compilation_timeout_seconds,
+                f"must be at least compilation.max_runtime_seconds ({config.compilation.max_runtime_seconds})",
+            )
+        )
+    if runs.run_timeout_seconds is not None and runs.run_timeout_seconds < config.minimum_run_seconds:
+        problems.append(
+            Problem(
+                "pipeline.run_timeout_seconds",
+                runs.run_timeout_seconds,
+                f"must cover every wait loop at its timeout, the deployment twice for a rollback "
+                f"({config.minimum_run_seconds} s)",
+            )
+        )
     return problems
 
 

@@ -7,7 +7,6 @@ is replaced on any change, so the pipeline creates and replaces instances itself
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from aws_cdk import CustomResource, Duration, Fn, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -23,11 +22,10 @@ from panopipe.application import application_spec
 from panopipe.config import DeviceConfig, PipelineConfig
 from panorama_app.manifest import documents
 from panorama_app.manifest.spec import ApplicationSpec
+from stacks.handler_code import RUNTIME, handler_code, handler_path
 from stacks.nag import acknowledge
 from stacks.storage import PipelineStorage
 
-HANDLERS_DIR = Path(__file__).resolve().parent.parent / "lambda_handlers"
-HANDLER_RUNTIME = lambda_.Runtime.PYTHON_3_14
 #: Key of the manifest template in the artifacts bucket (read by the pipeline's deploy step).
 MANIFEST_TEMPLATE_KEY = "panorama/application-manifest.json"
 #: Account placeholder in the rendered graph; CloudFormation substitutes the real id at deploy.
@@ -83,9 +81,9 @@ class PanoramaApplication(Construct):
         function = lambda_.Function(
             self,
             "TemplateWriter",
-            runtime=HANDLER_RUNTIME,
-            handler="manifest_template.handler",
-            code=lambda_.Code.from_asset(str(HANDLERS_DIR), exclude=["__pycache__", "*.pyc"]),
+            runtime=RUNTIME,
+            handler=handler_path("manifest_template", "handler"),
+            code=handler_code(),
             role=role,
             log_group=log_group,
             timeout=Duration.seconds(60),

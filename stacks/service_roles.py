@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from aws_cdk import Aws, CfnMapping, Fn, Stack, Token
+from aws_cdk import Aws, Fn, Stack, Token
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from panopipe.config import PipelineConfig
-from panopipe.naming import PANORAMA_REGIONS, resource_prefix
+from panopipe.naming import resource_prefix
 from stacks.nag import acknowledge, finding
 from stacks.storage import PipelineStorage
-from stacks.training_image import TrainingImage, training_image
+from stacks.training_image import TrainingImage, registry_account, training_image
 
 
 def _service_principal(service: str) -> iam.ServicePrincipal:
@@ -116,16 +116,10 @@ class ServiceRoles(Construct):
         return f"arn:{'${AWS::Partition}' if Token.is_unresolved(partition) else partition}:s3:::"
 
     def _repository_arn(self, image: TrainingImage, region: str | None) -> str:
-        """ARN of the training image repository; a region mapping when the stack's region is open."""
+        """ARN of the training image repository (its registry from a region mapping when open)."""
+        registry = registry_account(self, image, region)
         if region is not None:
-            registry = image.registry_for(region)
             return f"arn:aws:ecr:{region}:{registry}:repository/{image.repository}"
-        mapping = CfnMapping(
-            self,
-            "TrainingImageRegistry",
-            mapping={r: {"account": image.registries[r]} for r in PANORAMA_REGIONS if r in image.registries},
-        )
-        registry = mapping.find_in_map(Aws.REGION, "account")
         return Fn.join(":", ["arn", Aws.PARTITION, "ecr", Aws.REGION, registry, f"repository/{image.repository}"])
 
     def _panorama_role(self, prefix: str, config: PipelineConfig) -> iam.Role:

@@ -10,6 +10,8 @@ from constructs import Construct
 from panopipe.config import PipelineConfig
 from panopipe.naming import resource_prefix
 from stacks.application_stack import ApplicationStack
+from stacks.pipeline import PipelineInputs
+from stacks.pipeline_stack import PipelineStack
 from stacks.service_roles_stack import ServiceRolesStack
 from stacks.storage_stack import StorageStack
 
@@ -40,4 +42,20 @@ class PipelineStage(Stage):
             config=config,
             storage=self.storage.storage,
             runtime_role=self.service_roles.roles.panorama_runtime_role,
+        )
+        application = self.application.application
+        self.pipeline = PipelineStack(
+            self,
+            "Pipeline",
+            stack_name=f"{prefix}-pipeline",
+            config=config,
+            inputs=PipelineInputs(
+                storage=self.storage.storage,
+                sagemaker_role=self.service_roles.roles.sagemaker_execution_role,
+                runtime_role=self.service_roles.roles.panorama_runtime_role,
+                topic=self.application.notifications.topic,
+                model_package=application.spec.model_package,
+                code_package=application.spec.code_package,
+                manifest_template_key=application.manifest_template_key,
+            ),
         )

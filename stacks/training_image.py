@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aws_cdk import Aws, CfnMapping
+from constructs import Construct
+
 from panopipe.config import Framework, ModelConfig, TrainingConfig
+from panopipe.naming import PANORAMA_REGIONS
 
 _FRAMEWORK_TABLES = {
     Framework.MXNET: "mxnet",
@@ -30,7 +34,7 @@ class TrainingImage:
 
     repository: str
     registries: dict[str, str]
-    tag: str | None  # set for built-in algorithms; script-mode tags are resolved by the SDK
+    tag: str
 
     def registry_for(self, region: str) -> str:
         """The registry account in ``region`` or a :class:`LookupError` naming the region."""
@@ -60,4 +64,25 @@ def training_image(training: TrainingConfig, model: ModelConfig) -> TrainingImag
     table = _table(_FRAMEWORK_TABLES[model.framework])["training"]
     version = table.get("version_aliases", {}).get(model.framework_version, model.framework_version)
     entry = table["versions"][version]
-    return TrainingImage(entry["repository"], dict(entry["registries"]), None)
+    # The SDK's tag for a framework image: <requested version>-<cpu|gpu>-<python>, e.g. 1.8-gpu-py3.
+    family = training.instance_type.split(".")[1] if training.instance_type.count(".") == 2 else ""
+    processor = "gpu" if family.startswith(("p", "g")) else "cpu"
+    tag = f"{model.framework_version}-{processor}-{entry['py_versions'][0]}"
+    return TrainingImage(entry["repository"], dict(entry["registries"]), tag)
+
+
+def image_uri(image: TrainingImage, registry: str, region: str) -> str:
+    """``<registry>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>`` (either may be a token)."""
+    return f"{registry}.dkr.ecr.{region}.amazonaws.com/{image.repository}:{image.tag}"
+
+
+def registry_account(scope: Construct, image: TrainingImage, region: str | None) -> str:
+    """The image's registry account: literal for a fixed region, else a per-region CfnMapping lookup."""
+    if region is not None:
+        return image.registry_for(region)
+    mapping = CfnMapping(
+        scope,
+        "TrainingImageRegistry",
+        mapping={r: {"account": image.registries[r]} for r in PANORAMA_REGIONS if r in image.registries},
+    )
+    return mapping.find_in_map(Aws.REGION, "account")

@@ -54,7 +54,7 @@ def test_manifest_template_is_stored_with_the_account_filled_at_deploy_time(synt
 def test_template_writer_is_a_python_function_with_its_own_narrow_role(synthesized: Synthesized) -> None:
     function = _one(synthesized, "dev", "AWS::Lambda::Function")["Properties"]
     assert function["Runtime"] == "python3.14"
-    assert function["Handler"] == "manifest_template.handler"
+    assert function["Handler"] == "lambda_handlers.manifest_template.handler"
     policies = synthesized.resources("dev", "Application", "AWS::IAM::Policy")
     statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
     s3 = next(s for s in statements if "s3:PutObject" in s["Action"])

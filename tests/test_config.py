@@ -53,6 +53,36 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str, str]] = {
         "training.hyperparameters.x",
         "must be a string, a number or true/false",
     ),
+    "schedule-not-an-expression": (
+        {"pipeline.schedule": "every monday"},
+        "pipeline.schedule",
+        "must be an EventBridge schedule: rate(<n> minutes|hours|days) or cron(<6 fields>)",
+    ),
+    "dataset-prefix-without-slash": (
+        {"pipeline.dataset_prefix": "datasets"},
+        "pipeline.dataset_prefix",
+        "ending in /",
+    ),
+    "keep-more-versions-than-the-quota": (
+        {"pipeline.keep_package_versions": 25},
+        "pipeline.keep_package_versions",
+        "less than or equal to 20",
+    ),
+    "training-timeout-shorter-than-the-job": (
+        {"pipeline.training_timeout_seconds": 600},
+        "pipeline.training_timeout_seconds",
+        "must be at least the training job's own limit (7200 s",
+    ),
+    "compilation-timeout-shorter-than-the-job": (
+        {"pipeline.compilation_timeout_seconds": 300},
+        "pipeline.compilation_timeout_seconds",
+        "must be at least compilation.max_runtime_seconds (900)",
+    ),
+    "run-timeout-shorter-than-its-loops": (
+        {"pipeline.run_timeout_seconds": 3600},
+        "pipeline.run_timeout_seconds",
+        "must cover every wait loop at its timeout",
+    ),
     "no-compilation-target": ({"compilation": {"target_device": None}}, "compilation", "needs a Neo target"),
     "max-wait-without-spot": (
         {"training.spot": False, "training.max_wait_seconds": 100},

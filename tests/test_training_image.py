@@ -6,7 +6,7 @@ import pytest
 
 from panopipe.config import load_config
 from panopipe.naming import PANORAMA_REGIONS
-from stacks.training_image import training_image
+from stacks.training_image import image_uri, training_image
 from tests.conftest import ROOT
 
 
@@ -37,7 +37,7 @@ def test_script_mode_pytorch_repository_matches_the_sdk(retrieve, region: str) -
         instance_type="ml.g4dn.2xlarge",
         image_scope="training",
     )
-    assert expected.startswith(f"{image.registry_for(region)}.dkr.ecr.{region}.amazonaws.com/{image.repository}:")
+    assert expected == image_uri(image, image.registry_for(region), region)
 
 
 def test_unknown_region_is_a_clear_error() -> None:
