@@ -13,6 +13,7 @@ def handler_settings(config: PipelineConfig, source_uri: str | None = None) -> S
     ``source_uri`` is where the script-mode source archive is uploaded (None in built-in mode).
     """
     training, model, compilation, runs = config.training, config.model, config.compilation, config.pipeline
+    platform = compilation.target_platform
     return Settings(
         prefix=resource_prefix(config.project, config.environment),
         model=Model(
@@ -39,17 +40,11 @@ def handler_settings(config: PipelineConfig, source_uri: str | None = None) -> S
         ),
         compilation=Compilation(
             max_runtime_seconds=compilation.max_runtime_seconds,
-            target_device=compilation.target_device if compilation.target_platform is None else None,
+            target_device=compilation.target_device if platform is None else None,
             target_platform=(
-                {
-                    "Os": compilation.target_platform.os,
-                    "Arch": compilation.target_platform.arch,
-                    "Accelerator": compilation.target_platform.accelerator,
-                }
-                if compilation.target_platform
-                else None
+                {"Os": platform.os, "Arch": platform.arch, "Accelerator": platform.accelerator} if platform else None
             ),
-            compiler_options=dict(compilation.target_platform.compiler_options) if compilation.target_platform else None,
+            compiler_options=dict(platform.compiler_options) if platform else None,
         ),
         devices=tuple(Device(id=d.id, name=d.name) for d in config.devices),
         timing=Timing(

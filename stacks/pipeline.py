@@ -70,7 +70,7 @@ class Step:
     module: str
     function: str
     variables: tuple[str, ...]
-    timeout: Duration = Duration.seconds(60)
+    timeout_seconds: int = 60
     memory: int = 256
     description: str = ""
 
@@ -99,7 +99,7 @@ STEPS: tuple[Step, ...] = (
         "package_registration",
         "register_handler",
         (env.ARTIFACTS_BUCKET, env.MANIFEST_TEMPLATE_KEY, env.MODEL_PACKAGE_NAME),
-        timeout=Duration.minutes(15),  # hashes and copies the raw model (can be GBs)
+        timeout_seconds=900,  # hashes and copies the raw model (can be GBs)
         memory=1024,
         description="Uploads the raw model and registers a Panorama package version",
     ),
@@ -121,7 +121,7 @@ STEPS: tuple[Step, ...] = (
             env.MODEL_PACKAGE_NAME,
             env.CODE_PACKAGE_NAME,
         ),
-        timeout=Duration.minutes(2),  # one create per second per device (API quota)
+        timeout_seconds=120,  # one create per second per device (API quota)
         description="Creates the application instance on every device, replacing the running one",
     ),
     Step("CheckDeployment", "deployment", "check_handler", (env.ARTIFACTS_BUCKET,), description="Polls deployments"),
@@ -130,7 +130,7 @@ STEPS: tuple[Step, ...] = (
         "deployment",
         "rollback_handler",
         (env.ARTIFACTS_BUCKET, env.RUNTIME_ROLE_ARN),
-        timeout=Duration.minutes(2),
+        timeout_seconds=120,
         description="Redeploys the last good manifest on the devices that failed",
     ),
     Step("CheckRollback", "deployment", "check_rollback_handler", (env.ARTIFACTS_BUCKET,), description="Polls"),
@@ -221,7 +221,7 @@ class Pipeline(Construct):
             role=role,
             log_group=log_group,
             layers=[self._layer],
-            timeout=step.timeout,
+            timeout=Duration.seconds(step.timeout_seconds),
             memory_size=step.memory,
             environment=environment,
             description=f"{self.prefix}: {step.description}",
@@ -400,11 +400,17 @@ class Pipeline(Construct):
         for step_id in writers:
             self.key.grant_encrypt_decrypt(self._role(step_id))
         self._acknowledge_grant(
-            writers, _KMS_WRITE_ACTIONS, (), "grant_encrypt_decrypt on the artifacts bucket key only, to write SSE-KMS objects in that bucket"
+            writers,
+            _KMS_WRITE_ACTIONS,
+            (),
+            "grant_encrypt_decrypt on the artifacts bucket key only, to write SSE-KMS objects in that bucket",
         )
         inputs.topic.grant_publish(self._role("Notify"))
         self._acknowledge_grant(
-            ("Notify",), ("kms:GenerateDataKey*",), (), "grant_publish on the KMS-encrypted notification topic writes kms:GenerateDataKey* for its key only"
+            ("Notify",),
+            ("kms:GenerateDataKey*",),
+            (),
+            "grant_publish on the KMS-encrypted notification topic writes kms:GenerateDataKey* for its key only",
         )
 
     def _grant_trigger(self) -> None:
@@ -447,7 +453,7 @@ class Pipeline(Construct):
     def _loop(
         self, check: tasks.LambdaInvoke, section: str, then: Callable[[sfn.Choice], sfn.Choice]
     ) -> tasks.LambdaInvoke:
-        """check → Choice: ``$.<section>.status`` IN_PROGRESS → Wait → check; else ``then``."""
+        """Loop ``check`` → Choice (``$.<section>.status`` IN_PROGRESS → Wait → ``check``), else ``then``."""
         wait = sfn.Wait(
             self,
             f"Wait for {section}",

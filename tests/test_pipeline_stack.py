@@ -1,0 +1,302 @@
+"""The pipeline stack: state machine definition, step functions, least-privilege IAM, triggers, alarms."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lambda_handlers import settings as env
+from lambda_handlers.settings import Settings
+from panopipe.config import load_config
+from panopipe.handler_settings import handler_settings
+from stacks.pipeline import RETRY_ERRORS, STEPS, TRIGGER
+from tests.conftest import ROOT, STAGE_CONFIGS, Synthesized
+
+#: Every statement whose Resource is "*", with the reason it cannot be narrower.
+STAR_RESOURCES = {
+    ("RegisterPackage", "panorama:CreatePackage"): "no resource-level permission",
+    ("Deploy", "panorama:CreateApplicationInstance"): "no resource-level permission",
+    ("Deploy", "panorama:ListApplicationInstances"): "List action: no resource-level permission",
+    ("Deploy", "panorama:ListDevices"): "List action: no resource-level permission",
+    ("Rollback", "panorama:CreateApplicationInstance"): "no resource-level permission",
+    ("Rollback", "panorama:ListApplicationInstances"): "List action: no resource-level permission",
+    ("Rollback", "panorama:ListDevices"): "List action: no resource-level permission",
+    ("StateMachine", "xray:PutTraceSegments"): "X-Ray tracing: no resource-level permission",
+    ("StateMachine", "xray:PutTelemetryRecords"): "X-Ray tracing: no resource-level permission",
+    ("StateMachine", "xray:GetSamplingRules"): "X-Ray tracing: no resource-level permission",
+    ("StateMachine", "xray:GetSamplingTargets"): "X-Ray tracing: no resource-level permission",
+    ("StateMachine", "logs:CreateLogDelivery"): "vended log delivery: no resource-level permission",
+    ("StateMachine", "logs:GetLogDelivery"): "vended log delivery: no resource-level permission",
+    ("StateMachine", "logs:UpdateLogDelivery"): "vended log delivery: no resource-level permission",
+    ("StateMachine", "logs:DeleteLogDelivery"): "vended log delivery: no resource-level permission",
+    ("StateMachine", "logs:ListLogDeliveries"): "vended log delivery: no resource-level permission",
+    ("StateMachine", "logs:PutResourcePolicy"): "vended log delivery: no resource-level permission",
+    ("StateMachine", "logs:DescribeResourcePolicies"): "vended log delivery: no resource-level permission",
+    ("StateMachine", "logs:DescribeLogGroups"): "vended log delivery: no resource-level permission",
+}
+
+
+def _resolve(value: Any) -> str:
+    """A definition string with its GetAtt tokens replaced by ``<LogicalId>``."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        return "".join(_resolve(part) for part in value["Fn::Join"][1])
+    if "Fn::GetAtt" in value:
+        return f"<{value['Fn::GetAtt'][0]}>"
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    raise AssertionError(value)
+
+
+def definition(synthesized: Synthesized, stage: str = "dev") -> dict[str, Any]:
+    (machine,) = synthesized.resources(stage, "Pipeline", "AWS::StepFunctions::StateMachine").values()
+    return json.loads(_resolve(machine["Properties"]["DefinitionString"]))  # type: ignore[no-any-return]
+
+
+def functions(synthesized: Synthesized, stage: str = "dev") -> dict[str, dict[str, Any]]:
+    """Step functions by step id (the handler path names the step's module and function)."""
+    by_handler = {f"lambda_handlers.{s.module}.{s.function}": s.id for s in (*STEPS, TRIGGER)}
+    found = {}
+    for resource in synthesized.resources(stage, "Pipeline", "AWS::Lambda::Function").values():
+        found[by_handler[resource["Properties"]["Handler"]]] = resource["Properties"]
+    return found
+
+
+def statements(synthesized: Synthesized, stage: str = "dev") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(owner, statement) of every policy in the pipeline stack; owner = step id or StateMachine."""
+    for logical_id, policy in synthesized.resources(stage, "Pipeline", "AWS::IAM::Policy").items():
+        owner = logical_id.removeprefix("Pipeline").split("Role")[0]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            yield owner, statement
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+def _resources(statement: dict[str, Any]) -> list[Any]:
+    resources = statement["Resource"]
+    return resources if isinstance(resources, list) else [resources]
+
+
+# --- state machine ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
+def test_every_task_retries_transient_errors_with_backoff_and_catches_the_rest(
+    synthesized: Synthesized, stage: str
+) -> None:
+    states = definition(synthesized, stage)["States"]
+    tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
+    assert len(tasks) == len(STEPS) + 1  # Notify appears twice: success and failure
+    for name, state in tasks.items():
+        (retry,) = state["Retry"]
+        assert retry["ErrorEquals"] == list(RETRY_ERRORS), name
+        assert (retry["IntervalSeconds"], retry["MaxAttempts"], retry["BackoffRate"]) == (2, 6, 2), name
+        assert retry["JitterStrategy"] == "FULL" and retry["MaxDelaySeconds"] == 60, name
+        (catch,) = state["Catch"]
+        assert catch["ErrorEquals"] == ["States.ALL"], name
+        if name.startswith("Notify"):
+            assert states[catch["Next"]]["Type"] == "Fail", "a failed notification still ends the run"
+        else:
+            assert catch["ResultPath"] == "$.error", name
+            recorder = states[catch["Next"]]
+            assert recorder == {
+                "Type": "Pass",
+                "Result": name,
+                "ResultPath": "$.failed_step",
+                "Next": "Notify failure",
+            }
+
+
+def test_the_run_has_a_timeout_from_the_config(synthesized: Synthesized) -> None:
+    for stage, path in STAGE_CONFIGS.items():
+        config = load_config(path, base_dir=ROOT)
+        assert definition(synthesized, stage)["TimeoutSeconds"] == config.run_timeout_seconds
+
+
+def test_wait_loops_poll_at_the_configured_interval(synthesized: Synthesized) -> None:
+    states = definition(synthesized)["States"]
+    waits = {name: s for name, s in states.items() if s["Type"] == "Wait"}
+    assert sorted(waits) == [
+        "Wait for compilation",
+        "Wait for deployment",
+        "Wait for package",
+        "Wait for rollback",
+        "Wait for training",
+    ]
+    poll = load_config(STAGE_CONFIGS["dev"], base_dir=ROOT).pipeline.poll_seconds
+    for name, wait in waits.items():
+        assert wait["Seconds"] == poll, name
+        check = states[wait["Next"]]
+        choice = states[check["Next"]]
+        assert choice["Type"] == "Choice" and choice["Choices"][0]["Next"] == name
+        assert choice["Choices"][0]["StringEquals"] == "IN_PROGRESS"
+
+
+def test_sources_without_training_go_straight_to_compilation(synthesized: Synthesized) -> None:
+    states = definition(synthesized)["States"]
+    route = states[states["ValidateInput"]["Next"]]
+    assert route["Choices"] == [{"Variable": "$.source.kind", "StringEquals": "dataset", "Next": "StartTraining"}]
+    assert route["Default"] == "StartCompilation"
+
+
+def test_failed_deployment_rolls_back_and_the_run_fails(synthesized: Synthesized) -> None:
+    states = definition(synthesized)["States"]
+    after_check = states[states["CheckDeployment"]["Next"]]
+    succeeded = [c for c in after_check["Choices"] if c.get("StringEquals") == "SUCCEEDED"]
+    assert succeeded[0]["Next"] == "Notify success"
+    assert after_check["Default"] == "Rollback"
+    assert states[states["Rollback"]["Next"]]["Type"] == "Task"  # CheckRollback
+    rollback_done = states[states["CheckRollback"]["Next"]]
+    assert rollback_done["Default"] == "Notify failure"
+    assert states["Notify failure"]["Next"] == "Run failed"
+    assert states["Run failed"] == {"Type": "Fail", "ErrorPath": "$.summary.error", "CausePath": "$.summary.reason"}
+    assert states[states["Notify success"]["Next"]]["Type"] == "Succeed"
+
+
+def test_first_state_carries_the_input_and_the_run_name(synthesized: Synthesized) -> None:
+    spec = definition(synthesized)
+    start = spec["States"][spec["StartAt"]]
+    assert start["Parameters"] == {
+        "input.$": "$",
+        "run": {"name.$": "$$.Execution.Name", "started.$": "$$.Execution.StartTime"},
+    }
+
+
+def test_state_machine_is_standard_logged_and_traced(synthesized: Synthesized) -> None:
+    (machine,) = synthesized.resources("dev", "Pipeline", "AWS::StepFunctions::StateMachine").values()
+    props = machine["Properties"]
+    assert props["StateMachineType"] == "STANDARD"
+    assert props["StateMachineName"] == "panopipe-dev-pipeline"
+    assert props["LoggingConfiguration"]["Level"] == "ALL"
+    assert props["TracingConfiguration"] == {"Enabled": True}
+
+
+# --- functions ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("step", [*STEPS, TRIGGER], ids=lambda s: s.id)
+def test_every_handler_exists_and_is_callable(step: Any) -> None:
+    module = importlib.import_module(f"lambda_handlers.{step.module}")
+    assert callable(getattr(module, step.function))
+
+
+def test_each_function_gets_only_its_variables_and_the_settings(synthesized: Synthesized) -> None:
+    config = load_config(STAGE_CONFIGS["script"], base_dir=ROOT)
+    found = functions(synthesized, "script")
+    assert sorted(found) == sorted(s.id for s in (*STEPS, TRIGGER))
+    for step in (*STEPS, TRIGGER):
+        props = found[step.id]
+        variables = props["Environment"]["Variables"]
+        assert set(variables) == {*step.variables, env.STEP_SETTINGS, "POWERTOOLS_SERVICE_NAME"}, step.id
+        assert Settings.from_json(variables[env.STEP_SETTINGS]) == handler_settings(config)
+        assert props["Runtime"] == "python3.14" and props["Timeout"] <= 900
+        assert "AWSLambdaPowertoolsPythonV3-python314-x86_64" in json.dumps(props["Layers"])
+
+
+def test_settings_fit_the_lambda_environment_limit() -> None:
+    """Lambda allows 4 KB of variables per function; the settings are the bulk of it."""
+    for path in STAGE_CONFIGS.values():
+        assert len(handler_settings(load_config(path, base_dir=ROOT)).to_json()) < 3000
+
+
+def test_the_asset_holds_only_the_handlers_and_the_manifest_builders(synthesized: Synthesized) -> None:
+    code = functions(synthesized)["Deploy"]["Code"]
+    assert "S3Key" in code
+    staged = [p for p in synthesized.outdir.rglob("asset.*") if (p / "lambda_handlers").is_dir()]
+    assert staged
+    for asset in staged:
+        top = sorted(p.name for p in asset.iterdir())
+        assert top == ["lambda_handlers", "panorama_app"], top
+        assert sorted(p.name for p in (asset / "panorama_app").iterdir()) == ["__init__.py", "manifest"]
+        assert not list(asset.rglob("__pycache__"))
+        assert (asset / "lambda_handlers/botocore_data/panorama/2019-07-24/service-2.json.gz").is_file()
+        assert (asset / "lambda_handlers/botocore_data/NOTICE").is_file()
+
+
+# --- IAM ------------------------------------------------------------------------------------------
+
+
+def test_star_resources_are_only_where_the_api_has_no_resource_level_permission(synthesized: Synthesized) -> None:
+    found = set()
+    for owner, statement in statements(synthesized):
+        if "*" in _resources(statement):
+            found |= {(owner, action) for action in _actions(statement)}
+    assert found == set(STAR_RESOURCES)
+
+
+def test_pass_role_only_for_the_two_service_roles_to_their_services(synthesized: Synthesized) -> None:
+    passes = [(o, s) for o, s in statements(synthesized) if "iam:PassRole" in _actions(s)]
+    assert sorted(o for o, _ in passes) == ["Deploy", "Rollback", "StartCompilation", "StartTraining"]
+    for owner, statement in passes:
+        assert _actions(statement) == ["iam:PassRole"]
+        service = "panorama" if owner in ("Deploy", "Rollback") else "sagemaker"
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": f"{service}.amazonaws.com"}}
+        (role,) = _resources(statement)
+        expected = "PanoramaRuntimeRole" if service == "panorama" else "SageMakerExecutionRole"
+        assert expected in json.dumps(role)
+
+
+def test_jobs_are_scoped_to_this_environment(synthesized: Synthesized) -> None:
+    for owner, statement in statements(synthesized, "example"):
+        for action in _actions(statement):
+            if action.startswith("sagemaker:") and owner != "ValidateInput":
+                (resource,) = _resources(statement)
+                assert resource.endswith(("training-job/panopipe-prod-train-*", "compilation-job/panopipe-prod-neo-*"))
+
+
+def test_no_step_may_delete_data_or_artifacts(synthesized: Synthesized) -> None:
+    for owner, statement in statements(synthesized):
+        for action in _actions(statement):
+            assert not action.startswith(("s3:Delete", "s3:PutBucket", "kms:Schedule", "kms:Disable")), owner
+
+
+def test_only_the_notify_step_publishes(synthesized: Synthesized) -> None:
+    publishers = {o for o, s in statements(synthesized) if "sns:Publish" in _actions(s)}
+    assert publishers == {"Notify"}
+
+
+# --- triggers and monitoring ----------------------------------------------------------------------
+
+
+def test_ready_marker_rule_targets_the_trigger_with_retries(synthesized: Synthesized) -> None:
+    rules = synthesized.resources("dev", "Pipeline", "AWS::Events::Rule")
+    assert len(rules) == 1  # dev has no schedule
+    (rule,) = rules.values()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["object"]["key"] == [{"wildcard": "datasets/*/_READY"}]
+    assert "aws-panorama-panopipe-dev-data" in json.dumps(pattern["detail"]["bucket"]["name"])
+    (target,) = rule["Properties"]["Targets"]
+    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 8}
+
+
+def test_schedule_from_the_config_passes_the_prefix(synthesized: Synthesized) -> None:
+    rules = synthesized.resources("example", "Pipeline", "AWS::Events::Rule")
+    (scheduled,) = [r for r in rules.values() if "ScheduleExpression" in r["Properties"]]
+    assert scheduled["Properties"]["ScheduleExpression"] == "cron(0 3 ? * MON *)"
+    (target,) = scheduled["Properties"]["Targets"]
+    assert json.loads(target["Input"]) == {"schedule": {"prefix": "datasets/"}}
+
+
+def test_failed_timed_out_and_aborted_runs_alarm_to_the_topic(synthesized: Synthesized) -> None:
+    alarms = synthesized.resources("dev", "Pipeline", "AWS::CloudWatch::Alarm")
+    metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
+    assert metrics == ["ExecutionsAborted", "ExecutionsFailed", "ExecutionsTimedOut"]
+    for alarm in alarms.values():
+        assert "NotificationsTopic" in json.dumps(alarm["Properties"]["AlarmActions"])
+
+
+def test_dashboard_shows_runs_and_every_step(synthesized: Synthesized) -> None:
+    (dashboard,) = synthesized.resources("dev", "Pipeline", "AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for step in STEPS:
+        assert f'\\"label\\":\\"{step.id}\\"' in body, step.id
+    assert "ExecutionsStarted" in body and "ExecutionTime" in body
