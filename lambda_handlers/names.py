@@ -42,5 +42,6 @@ def job_name(prefix: str, kind: str, run: str) -> str:
         return full
     return f"{_slug(full, JOB_NAME_MAX - 11)}-{_digest(full, length=10)}"
 
+
 #: The marker object whose arrival in a data set's folder starts a run (``<prefix><data set>/_READY``).
 READY_MARKER = "_READY"

@@ -4,17 +4,28 @@ DescribePackage (or CreatePackage) → copy the raw model and write its descript
 package's storage location, named by their sha256 → write package.json under the manifest prefix
 → RegisterPackageVersion (patch version = sha256 of package.json, marked latest). The state machine
 then polls DescribePackageVersion (:func:`registration_status`).
+
+Step handlers: :data:`register_handler` (state ``model`` → section ``package``) and
+:data:`check_handler` (one poll; on REGISTER_COMPLETED, old patch versions beyond the kept window
+are deregistered). Environment: ARTIFACTS_BUCKET, MANIFEST_TEMPLATE_KEY, STEP_SETTINGS.
+
+The objects it reads and writes in the artifacts bucket are described in ``artifacts.py``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+from urllib.parse import urlparse
 
-from lambda_handlers.aws import panorama
-from lambda_handlers.errors import PackageRegistrationFailed
+from lambda_handlers import settings as cfg
+from lambda_handlers.artifacts import history_key, last_good_key, load_template, read_json, write_json
+from lambda_handlers.aws import clients, panorama
+from lambda_handlers.errors import InvalidInput, PackageRegistrationFailed, StepTimedOut
+from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, deadline_after, past, polled, with_section
+from lambda_handlers.step import logger, step
 from panorama_app.manifest import documents
 from panorama_app.manifest.spec import ApplicationSpec
 
@@ -85,12 +96,29 @@ def register_model(s3: Any, spec: ApplicationSpec, model_bucket: str, model_key:
     manifest = canonical(documents.model_package(spec, model_sha, descriptor_sha))
     patch = hashlib.sha256(manifest).hexdigest()
     s3.put_object(Bucket=store, Key=f"{manifests}/{spec.package_version}/{patch}.json", Body=manifest, ACL=OWNER_ACL)
-    panorama.client().register_package_version(
-        PackageId=package["PackageId"], PackageVersion=spec.package_version, PatchVersion=patch, MarkLatest=True
-    )
+    client = panorama.client()
+    try:
+        client.register_package_version(
+            PackageId=package["PackageId"], PackageVersion=spec.package_version, PatchVersion=patch, MarkLatest=True
+        )
+    except client.exceptions.ConflictException:
+        # The identical patch (same bytes → same sha256) is already registered: a retried step, or the
+        # same model again. Adopt it if it exists; the check step reads its status.
+        if not _patch_exists(package["PackageId"], spec.package_version, patch):
+            raise
+        logger.info("patch version already registered: adopted", extra={"patch_version": patch})
     return Registration(
         package["PackageId"], spec.model_package, spec.package_version, patch, model_sha, descriptor_sha
     )
+
+
+def _patch_exists(package_id: str, version: str, patch: str) -> bool:
+    client = panorama.client()
+    try:
+        client.describe_package_version(PackageId=package_id, PackageVersion=version, PatchVersion=patch)
+    except client.exceptions.ResourceNotFoundException:
+        return False
+    return True
 
 
 def registration_status(registration: dict[str, str]) -> str:
@@ -114,13 +142,132 @@ def deregister_beyond(registration: dict[str, str], history: list[str], keep: in
     Panorama has no ListPackageVersions: ``history`` is the pipeline's own record of registered
     patch versions, oldest first, kept in the artifacts bucket. Returns the patches removed.
     """
+    version = registration["package_version"]
+    entries = [{"package_version": version, "patch_version": p} for p in history]
+    removed = deregister_oldest(registration, entries, keep)
+    return [entry["patch_version"] for entry in removed]
+
+
+def deregister_oldest(
+    registration: dict[str, str], history: list[dict[str, str]], keep: int, protected: frozenset[str] = frozenset()
+) -> list[dict[str, str]]:
+    """Deregister the oldest ``history`` entries ({package_version, patch_version}) beyond ``keep``.
+
+    The current registration always stays; patch versions in ``protected`` (pinned by a device's
+    last good deployment) are spared. A version already gone counts as removed; one the service
+    refuses to remove (ConflictException, e.g. in use) stays for the next run. Returns the removed.
+    """
     current = registration["patch_version"]
-    kept = [p for p in history if p != current][-(keep - 1) :] if keep > 1 else []
-    removed = [p for p in history if p != current and p not in kept]
-    for patch in removed:
-        panorama.client().deregister_package_version(
-            PackageId=registration["package_id"],
-            PackageVersion=registration["package_version"],
-            PatchVersion=patch,
-        )
+    others = [e for e in history if e["patch_version"] != current]
+    beyond = others[: max(0, len(others) - (keep - 1))] if keep > 0 else others
+    client = panorama.client()
+    removed = []
+    for entry in beyond:
+        if entry["patch_version"] in protected:
+            continue
+        try:
+            client.deregister_package_version(
+                PackageId=registration["package_id"],
+                PackageVersion=entry["package_version"],
+                PatchVersion=entry["patch_version"],
+            )
+        except client.exceptions.ResourceNotFoundException:
+            pass
+        except client.exceptions.ConflictException as error:
+            logger.warning("patch version not deregistered", extra={"entry": entry, "error": str(error)})
+            continue
+        removed.append(entry)
     return removed
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """Bucket and key of ``s3://bucket/key``."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+        raise InvalidInput(f"not an S3 object URI: {uri!r} (expected s3://bucket/key)")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def model_spec(spec: ApplicationSpec, model: dict[str, Any]) -> ApplicationSpec:
+    """``spec`` with the model's own framework and input (a model trained elsewhere may differ)."""
+    changes: dict[str, Any] = {}
+    if model.get("framework"):
+        changes["framework"] = str(model["framework"]).upper()
+    if model.get("framework_version"):
+        changes["framework_version"] = str(model["framework_version"])
+    if model.get("input_name"):
+        changes["input_name"] = str(model["input_name"])
+    if model.get("input_shape"):
+        changes["input_shape"] = tuple(int(n) for n in model["input_shape"])
+    return replace(spec, **changes)
+
+
+# --- step handlers ----------------------------------------------------------------------------------
+
+
+def register(state: State) -> State:
+    """Register the run's raw model (``state["model"]``) as a new patch version; start the wait loop."""
+    s3, bucket = clients.s3(), cfg.env(cfg.ARTIFACTS_BUCKET)
+    template = load_template(s3, bucket, cfg.env(cfg.MANIFEST_TEMPLATE_KEY))
+    spec = model_spec(template.spec, state["model"])
+    model_bucket, model_key = split_s3_uri(state["model"]["s3_uri"])
+    registration = register_model(s3, spec, model_bucket, model_key)
+    return with_section(
+        state,
+        "package",
+        **registration.as_dict(),
+        status=IN_PROGRESS,
+        deadline=deadline_after(cfg.settings().timing.registration_timeout_seconds),
+        polls=0,
+        deregistered=[],
+    )
+
+
+def check(state: State) -> State:
+    """One poll of the registration: SUCCEEDED (then trim old patch versions) or IN_PROGRESS.
+
+    Raises PackageRegistrationFailed (FAILED, or the version is being deleted) and StepTimedOut.
+    """
+    package = state["package"]
+    status = registration_status(package)
+    if status == "REGISTER_COMPLETED":
+        return polled(state, "package", SUCCEEDED, deregistered=record_and_trim(package))
+    what = f"package {package['package_name']} {package['package_version']} patch {package['patch_version']}"
+    if status != "REGISTER_PENDING":
+        raise PackageRegistrationFailed(f"{what}: status {status}")
+    if past(int(package["deadline"])):
+        timeout = cfg.settings().timing.registration_timeout_seconds
+        raise StepTimedOut(f"{what}: still {status} after {timeout} s")
+    return polled(state, "package", IN_PROGRESS)
+
+
+def record_and_trim(registration: dict[str, Any]) -> list[str]:
+    """Append the registration to the package's history once, deregister beyond the kept window.
+
+    Returns the deregistered patch versions.
+    """
+    s3, bucket = clients.s3(), cfg.env(cfg.ARTIFACTS_BUCKET)
+    key = history_key(registration["package_name"])
+    stored = read_json(s3, bucket, key) or {}
+    current = {"package_version": registration["package_version"], "patch_version": registration["patch_version"]}
+    history = [e for e in stored.get("patches", []) if e != current] + [current]
+    protected = frozenset(_pinned_patches(s3, bucket, registration["package_name"]))
+    removed = deregister_oldest(registration, history, cfg.settings().keep_package_versions, protected)
+    history = [e for e in history if e not in removed]
+    write_json(s3, bucket, key, {"package_name": registration["package_name"], "patches": history})
+    return [e["patch_version"] for e in removed]
+
+
+def _pinned_patches(s3: Any, bucket: str, package_name: str) -> list[str]:
+    """Patch versions of ``package_name`` that a device's last good deployment runs."""
+    pinned = []
+    for device in cfg.settings().devices:
+        good = read_json(s3, bucket, last_good_key(device.label)) or {}
+        package = good.get("package") or {}
+        if package.get("package_name") == package_name and package.get("patch_version"):
+            pinned.append(str(package["patch_version"]))
+    return pinned
+
+
+register_handler = step(register)
+check_handler = step(check)

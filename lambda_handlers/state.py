@@ -5,18 +5,20 @@ each Lambda step adds or updates its own section and returns the whole document
 (``ResultPath: "$"``). A Catch keeps the document and adds ``error`` ({Error, Cause}) and
 ``failed_step``. Sections, in the order they appear:
 
-- ``source``: the validated input: ``{"kind": "dataset", "bucket", "prefix", "channels": {...}}``,
-  ``{"kind": "model", "s3_uri"}`` or ``{"kind": "training_job", "job_name"}``.
+- ``source``: the validated input: ``{"kind": "dataset", "uri", "bucket", "prefix", "s3_data_type"
+  (S3Prefix | ManifestFile), "channels": {"train", "validation"}}``, ``{"kind": "model", "s3_uri"}``
+  or ``{"kind": "training_job", "job_name"}``.
 - ``model``: the raw artifact and how to read it: ``{"s3_uri", "framework", "framework_version",
   "input_name", "input_shape"}`` (set by validate_input, or by check_training when training).
-- ``training``: ``{"job_name", "status", "deadline", "polls", "metric": {"name", "value",
-  "threshold"}}``.
+- ``training``: ``{"job_name", "status", "secondary_status", "deadline", "polls", "metric": {"name",
+  "value", "threshold", "goal"}}``.
 - ``compilation``: ``{"job_name", "status", "deadline", "polls", "output_uri"}``.
 - ``package``: the registration (``package_registration.Registration`` fields) + ``status``,
   ``deadline``, ``polls``, ``deregistered``.
 - ``deployment``: ``{"status", "deadline", "polls", "devices": [{"device", "device_id",
-  "instance_id", "replaced", "status", "status_description"}]}``.
-- ``rollback``: same shape as ``deployment``, for the devices that failed.
+  "instance_id", "replaced", "status", "status_description", "manifest_key"}]}``.
+- ``rollback``: same shape as ``deployment``, for the devices that failed or timed out; a device
+  with no earlier good deployment is ``SKIPPED``; the rollback itself may end FAILED or TIMED_OUT.
 - ``summary``: what notify sent: ``{"status", "error", "reason", ...}``.
 
 Every wait loop's check step sets its section's ``status`` to one of the values below, and the
@@ -32,7 +34,8 @@ from typing import Any
 IN_PROGRESS = "IN_PROGRESS"
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"  # deployment and rollback only: the Choice routes to rollback / the failure report
-TIMED_OUT = "TIMED_OUT"  # deployment only (other loops raise StepTimedOut)
+TIMED_OUT = "TIMED_OUT"  # deployment and rollback only (other loops raise StepTimedOut)
+SKIPPED = "SKIPPED"  # rollback of a device that never had a good deployment
 
 State = dict[str, Any]
 

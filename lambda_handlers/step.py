@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
@@ -32,7 +32,12 @@ THROTTLING_CODES = frozenset(
 TRANSIENT_CODES = frozenset({"InternalServerException", "InternalFailure", "ServiceUnavailable", "InternalError"})
 
 State = dict[str, Any]
-Handler = Callable[[State, Any], State]
+
+
+class Handler(Protocol):
+    """A Lambda handler of a step: the Lambda context is optional (tests and local runs omit it)."""
+
+    def __call__(self, event: State, context: Any = None) -> State: ...  # noqa: D102
 
 
 def translate(error: ClientError) -> Exception:

@@ -76,7 +76,13 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("ValidateInput", "validate_input", "handler", (env.DATA_BUCKET,), description="Checks the run's input"),
+    Step(
+        "ValidateInput",
+        "validate_input",
+        "handler",
+        (env.DATA_BUCKET, env.ARTIFACTS_BUCKET),
+        description="Checks the run's input",
+    ),
     Step(
         "StartTraining",
         "training",
@@ -160,6 +166,7 @@ class Pipeline(Construct):
             image, registry_account(self, image, config.region), config.region or Stack.of(self).region
         )
         self.prefix = resource_prefix(config.project, config.environment)
+        self.state_machine_name = f"{self.prefix}-pipeline"
         self._layer = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", Fn.sub(POWERTOOLS_LAYER))
         self._settings_json = handler_settings(config).to_json()
         self.functions: dict[str, lambda_.Function] = {}
@@ -271,14 +278,20 @@ class Pipeline(Construct):
             (data.arn_for_objects("*"),),
             "grant_read on the data bucket: a data set is any prefix in it (channels are listed and read)",
         )
-        any_panorama = f"arn:{stack.partition}:s3:::*aws-panorama*"
+        models = (data.arn_for_objects("*"), artifacts.arn_for_objects("*"))
         self._allow(
             ("ValidateInput", "RegisterPackage"),
-            "ReadModelsInAwsPanoramaBuckets",
-            ("s3:GetObject", "s3:ListBucket"),
-            (any_panorama, f"{any_panorama}/*"),
-            "a model trained elsewhere may be in any bucket named *aws-panorama* (the scope of the "
-            "Panorama service role policies, DESIGN.md §3); read only",
+            "ReadModels",
+            ("s3:GetObject",),
+            models,
+            "a model (given, or a training job's output) may be any object of the pipeline's data or "
+            "artifacts bucket; read only",
+        )
+        self._allow(
+            ("ValidateInput", "RegisterPackage", "CheckRegistration", "Rollback"),
+            "ListArtifacts",
+            ("s3:ListBucket",),
+            (artifacts.bucket_arn,),
         )
         self._allow(
             ("ValidateInput",),
@@ -293,7 +306,7 @@ class Pipeline(Construct):
         self._allow(
             ("StartTraining",),
             "StartTrainingJob",
-            ("sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:AddTags"),
+            ("sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob"),
             (training_jobs,),
             own_jobs,
         )
@@ -308,7 +321,7 @@ class Pipeline(Construct):
         self._allow(
             ("StartCompilation",),
             "StartCompilationJob",
-            ("sagemaker:CreateCompilationJob", "sagemaker:DescribeCompilationJob", "sagemaker:AddTags"),
+            ("sagemaker:CreateCompilationJob", "sagemaker:DescribeCompilationJob"),
             (compilation_jobs,),
             own_jobs,
         )
@@ -325,7 +338,7 @@ class Pipeline(Construct):
             _pass_role(self._role(step_id), inputs.runtime_role, "panorama.amazonaws.com")
 
         template = artifacts.arn_for_objects(inputs.manifest_template_key)
-        self._allow(("RegisterPackage", "Deploy"), "ReadManifestTemplate", ("s3:GetObject",), (template,))
+        self._allow(("Deploy",), "ReadManifestTemplate", ("s3:GetObject",), (template,))
         for step_id in ("RegisterPackage", "Deploy", "Rollback"):
             self.key.grant_decrypt(self._role(step_id))
         packages = self._arn("panorama", "package")
@@ -333,7 +346,7 @@ class Pipeline(Construct):
         self._allow(
             ("RegisterPackage",),
             "RegisterPackageVersion",
-            ("panorama:DescribePackage", "panorama:RegisterPackageVersion"),
+            ("panorama:DescribePackage", "panorama:RegisterPackageVersion", "panorama:DescribePackageVersion"),
             (packages,),
             any_package,
         )
@@ -361,6 +374,13 @@ class Pipeline(Construct):
             ("panorama:DescribePackageVersion", "panorama:DeregisterPackageVersion"),
             (packages,),
             any_package,
+        )
+        self._allow(
+            ("CheckRegistration",),
+            "ReadLastGoodPins",
+            ("s3:GetObject",),
+            (artifacts.arn_for_objects("deployments/*"),),
+            "patch versions that a device's last-good manifest pins are never deregistered (one object per device)",
         )
         self._allow(
             ("CheckRegistration",),
@@ -416,6 +436,20 @@ class Pipeline(Construct):
     def _grant_trigger(self) -> None:
         role = self._role(TRIGGER.id)
         self.state_machine.grant_start_execution(role)
+        executions = Stack.of(self).format_arn(
+            service="states",
+            resource="execution",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            resource_name=f"{self.state_machine_name}:*",
+        )
+        self._allow(
+            (TRIGGER.id,),
+            "DescribeRunsOfThisMachine",
+            ("states:DescribeExecution",),
+            (executions,),
+            "the trigger describes executions of this one state machine by name, to report a data set "
+            "version that already ran; execution ARNs end in the run name",
+        )
         data = self.buckets.data
         markers = f"{self.config.pipeline.dataset_prefix}*"
         data.grant_read(role, markers)
@@ -530,7 +564,7 @@ class Pipeline(Construct):
         return sfn.StateMachine(
             self,
             "StateMachine",
-            state_machine_name=f"{self.prefix}-pipeline",
+            state_machine_name=self.state_machine_name,
             state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             timeout=Duration.seconds(self.config.run_timeout_seconds),

@@ -1,0 +1,69 @@
+"""The pipeline's own objects in the artifacts bucket, read and written by several steps.
+
+- ``MANIFEST_TEMPLATE_KEY`` (``panorama/application-manifest.json``): ``{"spec", "graph",
+  "overrides"}`` written at deploy time by ``stacks/application.py`` (read only).
+- ``panorama/package-history/<package name>.json``: the patch versions the pipeline registered,
+  oldest first (Panorama has no ListPackageVersions).
+- ``runs/<run>/deployment/<device>.json`` and ``runs/<run>/rollback/<device>.json``: what a run
+  sent to each device (written by ``deployment``).
+- ``deployments/<device>/last-good.json``: what each device last ran successfully (written by
+  ``deployment``); the patch versions it pins are never deregistered, so a rollback still works.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from panorama_app.manifest.rules import ManifestError
+from panorama_app.manifest.spec import ApplicationSpec
+
+
+def history_key(package_name: str) -> str:
+    """Key of a package's registration history."""
+    return f"panorama/package-history/{package_name}.json"
+
+
+def last_good_key(device: str) -> str:
+    """Key of what ``device`` (its label: id or name) last ran successfully."""
+    return f"deployments/{device}/last-good.json"
+
+
+def read_json(s3: Any, bucket: str, key: str) -> Any:
+    """The JSON document stored at ``key``, or None when there is none."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    return json.loads(body)
+
+
+def write_json(s3: Any, bucket: str, key: str, document: Any) -> None:
+    """Store ``document`` as JSON (the bucket's default encryption applies)."""
+    body = json.dumps(document, sort_keys=True, indent=1).encode("utf-8")
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+
+
+@dataclass(frozen=True)
+class ManifestTemplate:
+    """The stored template: the spec, the account its package names use, the camera overrides."""
+
+    spec: ApplicationSpec
+    account_id: str
+    overrides: dict[str, Any]
+
+
+def load_template(s3: Any, bucket: str, key: str) -> ManifestTemplate:
+    """Read the manifest template that ``stacks/application.py`` stored at deploy time."""
+    document = read_json(s3, bucket, key)
+    if document is None:
+        raise ManifestError("manifest template", [f"s3://{bucket}/{key} does not exist: redeploy the application"])
+    spec = ApplicationSpec.from_json(json.dumps(document["spec"]))
+    suffix = f"::{spec.model_package}"
+    accounts = [
+        p["name"][: -len(suffix)] for p in document["graph"]["nodeGraph"]["packages"] if p["name"].endswith(suffix)
+    ]
+    if not accounts:
+        raise ManifestError("manifest template", [f"$.graph.nodeGraph.packages: no package '<account>{suffix}'"])
+    return ManifestTemplate(spec, accounts[0], document["overrides"])

@@ -1,0 +1,126 @@
+"""Step 4: the Neo compatibility gate: compile the raw model for the appliance and wait for it.
+
+Panorama recompiles the raw model itself at deploy time, so this job only proves early that it
+compiles for the Jetson AGX Xavier (a named TargetDevice, or a TargetPlatform with CompilerOptions).
+Neo has no waiter and no Step Functions integration: the state machine polls ``check_compilation``.
+The job name derives from the run name, so a retried step adopts the job it already started.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambda_handlers import names
+from lambda_handlers.aws import clients
+from lambda_handlers.errors import CompilationFailed, StepTimedOut
+from lambda_handlers.settings import (
+    ARTIFACTS_BUCKET,
+    ARTIFACTS_KEY_ARN,
+    SAGEMAKER_ROLE_ARN,
+    MissingSetting,
+    Settings,
+    env,
+    settings,
+)
+from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, deadline_after, past, polled, with_section
+from lambda_handlers.step import step
+
+RUNNING_STATUSES = frozenset({"STARTING", "INPROGRESS", "STOPPING"})
+
+
+def compilation_job_name(config: Settings, run: str) -> str:
+    """The one Neo compilation job name of a run."""
+    return names.job_name(config.prefix, "neo", run)
+
+
+def compilation_request(config: Settings, state: State, *, role_arn: str, bucket: str, key_arn: str) -> dict[str, Any]:
+    """The CreateCompilationJob parameters for this run's model (pure: no AWS call)."""
+    run = str(state["run"]["name"])
+    model = state["model"]
+    target = config.compilation
+    output: dict[str, Any] = {"S3OutputLocation": f"s3://{bucket}/runs/{run}/compilation/", "KmsKeyId": key_arn}
+    if target.target_device:
+        output["TargetDevice"] = target.target_device
+    elif target.target_platform:
+        output["TargetPlatform"] = dict(target.target_platform)
+    else:
+        raise MissingSetting("compilation needs a target_device or a target_platform; redeploy the pipeline stack")
+    if target.compiler_options:
+        output["CompilerOptions"] = json.dumps(dict(target.compiler_options), separators=(",", ":"), sort_keys=True)
+    return {
+        "CompilationJobName": compilation_job_name(config, run),
+        "RoleArn": role_arn,
+        "InputConfig": {
+            "S3Uri": model["s3_uri"],
+            "DataInputConfig": json.dumps({model["input_name"]: list(model["input_shape"])}, separators=(",", ":")),
+            "Framework": model["framework"],
+            "FrameworkVersion": model["framework_version"],
+        },
+        "OutputConfig": output,
+        "StoppingCondition": {"MaxRuntimeInSeconds": target.max_runtime_seconds},
+    }
+
+
+def start_compilation(state: State) -> State:
+    """Start this run's compilation job, or adopt it if a previous attempt of this step started it."""
+    config = settings()
+    request = compilation_request(
+        config, state, role_arn=env(SAGEMAKER_ROLE_ARN), bucket=env(ARTIFACTS_BUCKET), key_arn=env(ARTIFACTS_KEY_ARN)
+    )
+    job_name = request["CompilationJobName"]
+    sagemaker = clients.sagemaker()
+    started_at: float | None = None  # now
+    try:
+        sagemaker.create_compilation_job(**request)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ResourceInUse":
+            raise
+        # Started by an earlier attempt of this step: its deadline counts from its creation.
+        created = sagemaker.describe_compilation_job(CompilationJobName=job_name).get("CreationTime")
+        started_at = created.timestamp() if isinstance(created, datetime) else None
+    return with_section(
+        state,
+        "compilation",
+        job_name=job_name,
+        status=IN_PROGRESS,
+        deadline=deadline_after(config.timing.compilation_timeout_seconds, now=started_at),
+        polls=0,
+    )
+
+
+def check_compilation(state: State) -> State:
+    """Poll the job: IN_PROGRESS, SUCCEEDED (+ ``output_uri``), or raise CompilationFailed / StepTimedOut."""
+    config = settings()
+    section = state["compilation"]
+    job_name = str(section["job_name"])
+    sagemaker = clients.sagemaker()
+    job = sagemaker.describe_compilation_job(CompilationJobName=job_name)
+    status = job.get("CompilationJobStatus")
+    if status == "COMPLETED":
+        output = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+        if not output:
+            raise CompilationFailed(f"compilation job {job_name} completed without ModelArtifacts.S3ModelArtifacts")
+        return polled(state, "compilation", SUCCEEDED, output_uri=output)
+    if status in ("FAILED", "STOPPED"):
+        verb = "failed" if status == "FAILED" else "was stopped"
+        raise CompilationFailed(
+            f"compilation job {job_name} {verb}: {job.get('FailureReason') or 'no FailureReason given'}"
+        )
+    if status not in RUNNING_STATUSES:
+        raise CompilationFailed(f"compilation job {job_name} is {status}")
+    if past(int(section["deadline"])):
+        timeout = config.timing.compilation_timeout_seconds
+        action = "it is already stopping"
+        if status != "STOPPING":
+            sagemaker.stop_compilation_job(CompilationJobName=job_name)
+            action = "stopped it"
+        raise StepTimedOut(f"compilation job {job_name} still {status} after the {timeout} s timeout; {action}")
+    return polled(state, "compilation", IN_PROGRESS)
+
+
+start_handler = step(start_compilation)
+check_handler = step(check_compilation)

@@ -1,0 +1,254 @@
+"""Steps 2-3: train with SageMaker, wait for the job, and gate on its final metric.
+
+``start_training`` creates one training job per run; its name derives from the run name, so a
+retried step finds the job it already started and adopts it instead of starting a second one.
+``check_training`` is polled by the state machine (Wait/Choice) until the job is done;
+``evaluate`` compares the configured metric of ``FinalMetricDataList`` with its threshold.
+
+Channels are the data set's ``train`` and ``validation`` (S3Prefix, or ManifestFile for the manifest
+form), fully replicated to every instance. In built-in mode (image-classification) they carry
+RecordIO (``application/x-recordio``: .rec files, the format that needs no .lst channels);
+``image_shape`` and ``num_classes`` default to the configured model's. In script mode the framework
+container runs ``sagemaker_program`` from the ``sagemaker_submit_directory`` archive, and the
+script reports the gate metric by printing ``<metric name>=<value>`` (the MetricDefinition's regex).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambda_handlers import names
+from lambda_handlers.aws import clients
+from lambda_handlers.errors import InvalidInput, MetricBelowThreshold, StepTimedOut, TrainingFailed
+from lambda_handlers.settings import (
+    ARTIFACTS_BUCKET,
+    ARTIFACTS_KEY_ARN,
+    SAGEMAKER_ROLE_ARN,
+    TRAINING_IMAGE,
+    MissingSetting,
+    Settings,
+    env,
+    settings,
+)
+from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, deadline_after, past, polled, with_section
+from lambda_handlers.step import step
+
+BUILTIN_CONTENT_TYPE = "application/x-recordio"
+RUNNING_STATUSES = frozenset({"InProgress", "Stopping"})
+#: A number as scripts print it: 0.93, -1, 1e-05, 3.5E+2.
+METRIC_VALUE_REGEX = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+
+
+def run_name(state: State) -> str:
+    """The run's name, set by the state machine's first state."""
+    return str(state["run"]["name"])
+
+
+def training_job_name(config: Settings, run: str) -> str:
+    """The one training job name of a run."""
+    return names.job_name(config.prefix, "train", run)
+
+
+def hyperparameters(config: Settings, region: str) -> dict[str, str]:
+    """The job's hyperparameters, all strings (what CreateTrainingJob accepts).
+
+    Script mode: ``sagemaker_program`` is the entry point's file name, so the source archive must
+    hold the script at its root (the framework containers run it from the unpacked archive).
+    """
+    values = {key: str(value) for key, value in config.training.hyperparameters.items()}
+    model = config.model
+    if config.training.mode == "script":
+        if not config.training.entry_point:
+            raise MissingSetting("script-mode training needs training.entry_point; redeploy the pipeline stack")
+        if not config.training.source_uri:
+            raise MissingSetting(
+                "script-mode training needs the uploaded source archive (Settings.training.source_uri); "
+                "redeploy the pipeline stack"
+            )
+        values.update(
+            sagemaker_program=posixpath.basename(config.training.entry_point),
+            sagemaker_submit_directory=config.training.source_uri,
+            sagemaker_region=region,
+        )
+    else:
+        # image-classification requires num_classes, and image_shape must match the model's input.
+        channels, height, width = model.input_shape[1], model.input_shape[2], model.input_shape[3]
+        values.setdefault("image_shape", f"{channels},{height},{width}")
+        values.setdefault("num_classes", str(len(model.classes)))
+    return values
+
+
+def training_request(
+    config: Settings, state: State, *, image: str, role_arn: str, bucket: str, key_arn: str, region: str
+) -> dict[str, Any]:
+    """The CreateTrainingJob parameters for this run (pure: no AWS call)."""
+    source = state.get("source") or {}
+    if source.get("kind") != "dataset":
+        raise InvalidInput(f"training needs a data set source; this run's source is {source.get('kind')!r}")
+    run = run_name(state)
+    training = config.training
+    data_type = str(source.get("s3_data_type", "S3Prefix"))
+    channels = []
+    for channel, uri in sorted(source["channels"].items()):
+        spec: dict[str, Any] = {
+            "ChannelName": channel,
+            "DataSource": {
+                "S3DataSource": {"S3DataType": data_type, "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
+            },
+        }
+        if training.mode != "script":
+            spec["ContentType"] = BUILTIN_CONTENT_TYPE
+        channels.append(spec)
+    algorithm: dict[str, Any] = {"TrainingImage": image, "TrainingInputMode": "File"}
+    if training.mode == "script":
+        algorithm["MetricDefinitions"] = [
+            {"Name": training.metric.name, "Regex": f"{re.escape(training.metric.name)}={METRIC_VALUE_REGEX}"}
+        ]
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": training.max_runtime_seconds}
+    request: dict[str, Any] = {
+        "TrainingJobName": training_job_name(config, run),
+        "AlgorithmSpecification": algorithm,
+        "RoleArn": role_arn,
+        "HyperParameters": hyperparameters(config, region),
+        "InputDataConfig": channels,
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/runs/{run}/training/", "KmsKeyId": key_arn},
+        "ResourceConfig": {
+            "InstanceType": training.instance_type,
+            "InstanceCount": training.instance_count,
+            "VolumeSizeInGB": training.volume_size_gb,
+        },
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": training.spot,
+    }
+    if training.spot:
+        stopping["MaxWaitTimeInSeconds"] = max(training.max_wait_seconds, training.max_runtime_seconds)
+        request["CheckpointConfig"] = {"S3Uri": f"s3://{bucket}/runs/{run}/checkpoints/"}
+    return request
+
+
+def describe_or_none(job_name: str) -> dict[str, Any] | None:
+    """DescribeTrainingJob, or None if there is no such job.
+
+    SageMaker answers an unknown (well-formed) name with ValidationException; our names are
+    well-formed by construction, so that code means "not found" here.
+    """
+    try:
+        job: dict[str, Any] = clients.sagemaker().describe_training_job(TrainingJobName=job_name)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ValidationException":
+            return None
+        raise
+    return job
+
+
+def start_training(state: State) -> State:
+    """Start this run's training job, or adopt it if a previous attempt of this step started it.
+
+    Looking before creating matters beyond saving a call: moto (the local mode) silently replaces
+    a same-named job instead of answering ResourceInUse, which would restart a running job.
+    """
+    config = settings()
+    job_name = training_job_name(config, run_name(state))
+    job = describe_or_none(job_name)
+    if job is None:
+        sagemaker = clients.sagemaker()
+        request = training_request(
+            config,
+            state,
+            image=env(TRAINING_IMAGE),
+            role_arn=env(SAGEMAKER_ROLE_ARN),
+            bucket=env(ARTIFACTS_BUCKET),
+            key_arn=env(ARTIFACTS_KEY_ARN),
+            region=str(sagemaker.meta.region_name),
+        )
+        try:
+            sagemaker.create_training_job(**request)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ResourceInUse":
+                raise
+            # A concurrent attempt created it between our look and our create: adopt that one.
+        job = sagemaker.describe_training_job(TrainingJobName=job_name)
+    created = job.get("CreationTime")
+    started_at = created.timestamp() if isinstance(created, datetime) else None
+    return with_section(
+        state,
+        "training",
+        job_name=job_name,
+        status=IN_PROGRESS,
+        deadline=deadline_after(config.timing.training_timeout_seconds, now=started_at),
+        polls=0,
+    )
+
+
+def check_training(state: State) -> State:
+    """Poll the job: IN_PROGRESS, SUCCEEDED (+ ``model``), or raise TrainingFailed / StepTimedOut."""
+    config = settings()
+    section = state["training"]
+    job_name = str(section["job_name"])
+    sagemaker = clients.sagemaker()
+    job = sagemaker.describe_training_job(TrainingJobName=job_name)
+    status = job.get("TrainingJobStatus")
+    if status == "Completed":
+        artifact = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+        if not artifact:
+            raise TrainingFailed(f"training job {job_name} completed without ModelArtifacts.S3ModelArtifacts")
+        model = config.model
+        updated = polled(state, "training", SUCCEEDED)
+        updated["model"] = {
+            "s3_uri": artifact,
+            "framework": model.framework,
+            "framework_version": model.framework_version,
+            "input_name": model.input_name,
+            "input_shape": list(model.input_shape),
+        }
+        return updated
+    if status in ("Failed", "Stopped"):
+        verb = "failed" if status == "Failed" else "was stopped"
+        raise TrainingFailed(f"training job {job_name} {verb}: {job.get('FailureReason') or 'no FailureReason given'}")
+    if status not in RUNNING_STATUSES:
+        raise TrainingFailed(f"training job {job_name} is {status}")
+    if past(int(section["deadline"])):
+        timeout = config.timing.training_timeout_seconds
+        action = "it is already stopping"
+        if status == "InProgress":
+            sagemaker.stop_training_job(TrainingJobName=job_name)
+            action = "stopped it"
+        raise StepTimedOut(f"training job {job_name} still {status} after the {timeout} s timeout; {action}")
+    return polled(state, "training", IN_PROGRESS, secondary_status=job.get("SecondaryStatus"))
+
+
+def evaluate(state: State) -> State:
+    """Gate on the configured final metric; record it, or raise MetricBelowThreshold.
+
+    A metric the job never reported is not a failed gate but a broken setup (wrong metric name, or
+    a script that does not print it): that raises TrainingFailed naming the metrics it did report.
+    """
+    gate = settings().training.metric
+    job_name = str(state["training"]["job_name"])
+    job = clients.sagemaker().describe_training_job(TrainingJobName=job_name)
+    reported = {m["MetricName"]: float(m["Value"]) for m in job.get("FinalMetricDataList") or []}
+    if gate.name not in reported:
+        listed = ", ".join(sorted(reported)) or "none"
+        raise TrainingFailed(
+            f"training job {job_name} reported no final value of metric {gate.name} (it reported: {listed}); "
+            "check training.metric.name, or that the training script prints it"
+        )
+    value = reported[gate.name]
+    if not gate.passes(value):
+        side = "below" if gate.goal == "maximize" else "above"
+        raise MetricBelowThreshold(f"metric {gate.name} = {value:g} {side} threshold {gate.threshold:g}")
+    return with_section(
+        state,
+        "training",
+        metric={"name": gate.name, "value": value, "threshold": gate.threshold, "goal": gate.goal},
+    )
+
+
+start_handler = step(start_training)
+check_handler = step(check_training)
+evaluate_handler = step(evaluate)

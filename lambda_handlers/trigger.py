@@ -1,0 +1,154 @@
+"""Start one pipeline run per version of a data set: on its ``_READY`` marker, or on a schedule.
+
+A data set is complete when a ``_READY`` object lands in its directory of the data bucket. The
+run's name derives from the bucket, the directory (with its trailing ``/``) and the marker's
+VersionId (its ETag in an unversioned bucket), so a repeated event, a retried invocation or the
+schedule finding the same marker again never start a second run (:func:`names.execution_name`).
+
+Events:
+
+- S3 "Object Created" through EventBridge: ``detail.bucket.name``, ``detail.object.key`` /
+  ``version-id`` / ``etag``. Other keys, and other buckets than DATA_BUCKET, are ignored (logged).
+- The schedule rule's constant input ``{"schedule": {"prefix": "datasets/"}}`` (or a bare
+  "Scheduled Event", which uses :data:`DEFAULT_PREFIX`): the newest marker under the prefix.
+
+Returns ``{"started": bool, "name", "execution_arn", "dataset"}`` or ``{"started": False, "reason"}``.
+Throttling / 5xx become Throttled / TransientError, as in every step (``step.translate``).
+
+Environment: DATA_BUCKET, STATE_MACHINE_ARN. IAM: s3:ListBucketVersions on the data bucket,
+states:StartExecution on the state machine, states:DescribeExecution on its executions.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
+
+from lambda_handlers import settings as cfg
+from lambda_handlers.aws import clients
+from lambda_handlers.errors import TransientError
+from lambda_handlers.names import READY_MARKER as READY_MARKER  # one definition, shared with the CLI
+from lambda_handlers.names import execution_name
+from lambda_handlers.step import logger, translate
+
+DEFAULT_PREFIX = "datasets/"
+
+Result = dict[str, Any]
+
+
+def marker_prefix(key: str) -> str | None:
+    """The data set directory (``a/b/``) of a marker key ``a/b/_READY``; None for any other key."""
+    directory, _, name = key.rpartition("/")
+    if name != READY_MARKER or not directory:
+        return None
+    return f"{directory}/"
+
+
+def _version(version_id: str | None, etag: str | None) -> str:
+    """The marker's identity: its VersionId, or its ETag in an unversioned bucket ("null" id)."""
+    if version_id and version_id != "null":
+        return version_id
+    return (etag or "").strip('"')
+
+
+def start(bucket: str, prefix: str, version: str) -> Result:
+    """Start the run of one data set version, unless a run of that name exists already."""
+    name = execution_name(bucket, prefix, version)
+    machine = cfg.env(cfg.STATE_MACHINE_ARN)
+    sfn = clients.stepfunctions()
+    dataset = f"s3://{bucket}/{prefix}"
+    execution_arn = f"{machine.replace(':stateMachine:', ':execution:', 1)}:{name}"
+    try:
+        sfn.describe_execution(executionArn=execution_arn)
+    except sfn.exceptions.ExecutionDoesNotExist:
+        pass
+    else:
+        return _not_started(name, execution_arn, dataset)
+    try:
+        response = sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps({"dataset": dataset}))
+    except sfn.exceptions.ExecutionAlreadyExists:
+        return _not_started(name, execution_arn, dataset)
+    logger.info("run started", extra={"execution": name, "dataset": dataset})
+    return {"started": True, "name": name, "execution_arn": response["executionArn"], "dataset": dataset}
+
+
+def _not_started(name: str, execution_arn: str, dataset: str) -> Result:
+    logger.info("run exists already", extra={"execution": name, "dataset": dataset})
+    return {
+        "started": False,
+        "name": name,
+        "execution_arn": execution_arn,
+        "dataset": dataset,
+        "reason": "this data set version has a run already",
+    }
+
+
+def _ignored(reason: str, **details: Any) -> Result:
+    logger.info("event ignored", extra={"reason": reason, **details})
+    return {"started": False, "reason": reason}
+
+
+def on_marker(detail: dict[str, Any]) -> Result:
+    """An S3 Object Created event: start the data set's run if the object is its marker."""
+    bucket = str((detail.get("bucket") or {}).get("name", ""))
+    item = detail.get("object") or {}
+    key = str(item.get("key", ""))
+    prefix = marker_prefix(key)
+    if prefix is None:
+        return _ignored(f"not a data set marker (a {READY_MARKER} object under a prefix)", bucket=bucket, key=key)
+    data_bucket = cfg.env(cfg.DATA_BUCKET)
+    if bucket != data_bucket:
+        return _ignored(f"not the data bucket {data_bucket}", bucket=bucket, key=key)
+    version = _version(item.get("version-id"), item.get("etag"))
+    if not version:
+        return _ignored("the event names neither a version id nor an ETag", bucket=bucket, key=key)
+    return start(bucket, prefix, version)
+
+
+def newest_marker(bucket: str, prefix: str) -> tuple[str, str] | None:
+    """Directory and version of the newest current ``_READY`` object under ``prefix``, if any.
+
+    Listings give LastModified to the second: markers of the same second are ordered by key.
+    """
+    newest: tuple[Any, str, str] | None = None
+    for page in clients.s3().get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Versions", []):
+            directory = marker_prefix(item["Key"])
+            if not item.get("IsLatest") or directory is None:
+                continue
+            if newest is None or (item["LastModified"], directory) > newest[:2]:
+                newest = (item["LastModified"], directory, _version(item.get("VersionId"), item.get("ETag")))
+    return (newest[1], newest[2]) if newest else None
+
+
+def on_schedule(schedule: dict[str, Any]) -> Result:
+    """A scheduled event: start the run of the newest marked data set under the schedule's prefix."""
+    bucket, prefix = cfg.env(cfg.DATA_BUCKET), str(schedule.get("prefix") or DEFAULT_PREFIX)
+    marker = newest_marker(bucket, prefix)
+    if marker is None:
+        return _ignored(f"no {READY_MARKER} marker under s3://{bucket}/{prefix}")
+    directory, version = marker
+    return start(bucket, directory, version)
+
+
+def _route(event: dict[str, Any]) -> Result:
+    if "schedule" in event or event.get("detail-type") == "Scheduled Event":
+        return on_schedule(event.get("schedule") or {})
+    if event.get("source") == "aws.s3" and event.get("detail-type") == "Object Created":
+        return on_marker(event.get("detail") or {})
+    return _ignored("neither an S3 Object Created nor a scheduled event", detail_type=event.get("detail-type"))
+
+
+def handler(event: dict[str, Any], context: Any = None) -> Result:
+    """Lambda entry point of the EventBridge rules (not a state machine step)."""
+    try:
+        return _route(event)
+    except ClientError as error:
+        translated = translate(error)
+        if translated is error:
+            raise
+        raise translated from error
+    except (ConnectionError, ReadTimeoutError) as error:
+        raise TransientError(f"{type(error).__name__}: {error}") from error

@@ -1,0 +1,335 @@
+"""Step 1: check what the execution input names, before any job is started.
+
+The input (``state["input"]``) names exactly one source:
+
+- ``{"dataset": "s3://<data bucket>/<prefix>/"}``: a data set in the data bucket with non-empty
+  ``train/`` and ``validation/`` channels (S3 prefixes). Or the manifest form,
+  ``{"dataset": "s3://<data bucket>/<prefix>/train.manifest"}``: a SageMaker manifest file for the
+  train channel with ``validation.manifest`` next to it (both non-empty).
+  -> ``source = {"kind": "dataset", "uri", "bucket", "prefix", "s3_data_type": "S3Prefix" |
+  "ManifestFile", "channels": {"train": <s3 uri>, "validation": <s3 uri>}}``.
+- ``{"model": "s3://<data or artifacts bucket>/<key>.tar.gz"}`` with optional ``framework``,
+  ``framework_version``, ``input_shape`` and ``input_name`` (defaults: the configured model): a
+  model trained elsewhere -> ``source = {"kind": "model", "s3_uri"}`` and ``model``.
+- ``{"training_job": "<name>"}``: a Completed SageMaker training job of this account and region
+  -> ``source = {"kind": "training_job", "job_name"}`` and ``model`` (framework etc. configured).
+
+A model (given, or a training job's artifact) must be in the pipeline's data or artifacts bucket:
+those are the buckets the SageMaker execution role reads (least privilege, DESIGN.md §3).
+
+Anything else is refused with :class:`InvalidInput`, whose message names the field, the value and
+the rule. The rules mirror the config's (``panopipe/config.py``), which the Lambda cannot import.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambda_handlers.aws import clients
+from lambda_handlers.errors import InvalidInput
+from lambda_handlers.settings import ARTIFACTS_BUCKET, DATA_BUCKET, env, settings
+from lambda_handlers.state import State
+from lambda_handlers.step import step
+
+SOURCES = ("dataset", "model", "training_job")
+MODEL_FIELDS = ("framework", "framework_version", "input_shape", "input_name")
+ALLOWED_FIELDS: dict[str, tuple[str, ...]] = {"dataset": (), "model": MODEL_FIELDS, "training_job": ()}
+
+CHANNELS = ("train", "validation")
+MANIFEST_SUFFIX = ".manifest"
+PANORAMA_BUCKET_MARK = "aws-panorama"  # the Panorama service role policies scope S3 to *aws-panorama*
+
+#: Framework versions SageMaker Neo compiles for the appliance (same table as panopipe/config.py).
+NEO_EDGE_FRAMEWORK_VERSIONS: dict[str, tuple[str, ...]] = {
+    "MXNET": ("1.8",),
+    "PYTORCH": ("1.4", "1.5", "1.6", "1.7", "1.8"),
+    "TENSORFLOW": ("1.15", "2.4"),
+}
+NHWC_FRAMEWORKS = frozenset({"TENSORFLOW"})
+
+_S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.*)$")
+_INPUT_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_:.]*$")
+_JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+def invalid(field: str, value: Any, rule: str) -> InvalidInput:
+    """The error for one broken rule, worded like the config's problems: field, value, rule."""
+    shown = repr(value) if not isinstance(value, str) or len(value) <= 200 else repr(value[:200] + "…")
+    return InvalidInput(f"input.{field} = {shown}: {rule}")
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """A parsed ``s3://bucket/key`` URI."""
+
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        """The location as an s3:// URI."""
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def parse_s3_uri(field: str, value: Any, uri: Any = None, what: str = "") -> S3Location:
+    """Split an s3:// URI whose bucket is one the Panorama service may read, or refuse it.
+
+    ``uri`` defaults to ``value``; when they differ (a training job's artifact), ``what`` says
+    which URI the rule is about, e.g. "its model artifact s3://…: ".
+    """
+    uri = value if uri is None else uri
+    if not isinstance(uri, str) or not uri.strip():
+        raise invalid(field, value, f"{what}must be an s3:// URI (s3://<bucket>/<key>)")
+    match = _S3_URI.match(uri)
+    if match is None:
+        raise invalid(field, value, f"{what}is not a valid s3:// URI (s3://<bucket>/<key>, bucket name in lower case)")
+    location = S3Location(match["bucket"], match["key"])
+    if PANORAMA_BUCKET_MARK not in location.bucket:
+        raise invalid(
+            field,
+            value,
+            f"{what}bucket {location.bucket!r} lacks {PANORAMA_BUCKET_MARK!r} in its name; the pipeline and the "
+            "Panorama service may read only *aws-panorama* buckets",
+        )
+    return location
+
+
+def _access_problem(field: str, value: str, error: ClientError) -> InvalidInput | None:
+    """An InvalidInput for "no such bucket" / "access denied", or None for other (AWS-side) errors."""
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    if code == "NoSuchBucket":
+        return invalid(field, value, "the bucket does not exist")
+    if code in ("AccessDenied", "403", "Forbidden"):
+        return invalid(field, value, "the pipeline may not read it (access denied); use the pipeline's buckets")
+    return None
+
+
+def object_size(field: str, value: str, location: S3Location) -> int | None:
+    """ContentLength of the object (HeadObject), or None if it does not exist."""
+    try:
+        head = clients.s3().head_object(Bucket=location.bucket, Key=location.key)
+    except ClientError as error:
+        if str(error.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        problem = _access_problem(field, value, error)
+        if problem is None:
+            raise
+        raise problem from error
+    return int(head.get("ContentLength", 0))
+
+
+def require_object(field: str, value: str, location: S3Location, what: str) -> None:
+    """Refuse a missing or empty object."""
+    size = object_size(field, value, location)
+    if size is None:
+        raise invalid(field, value, f"{what} s3://{location.bucket}/{location.key} does not exist")
+    if size == 0:
+        raise invalid(field, value, f"{what} s3://{location.bucket}/{location.key} is empty")
+
+
+def has_data(field: str, value: str, bucket: str, prefix: str) -> bool:
+    """True if at least one non-empty object (not a folder marker) lies under ``prefix``."""
+    paginator = clients.s3().get_paginator("list_objects_v2")
+    try:
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if not item["Key"].endswith("/") and int(item.get("Size", 0)) > 0:
+                    return True
+    except ClientError as error:
+        problem = _access_problem(field, value, error)
+        if problem is None:
+            raise
+        raise problem from error
+    return False
+
+
+def validate_dataset(value: Any) -> State:
+    """The ``source`` section for a data set (prefix or manifest form) in the data bucket."""
+    location = parse_s3_uri("dataset", value)
+    data_bucket = env(DATA_BUCKET)
+    if location.bucket != data_bucket:
+        raise invalid("dataset", value, f"data sets must be in the pipeline's data bucket {data_bucket!r}")
+    key = location.key
+    if key.endswith(MANIFEST_SUFFIX):
+        folder, _, name = key.rpartition("/")
+        prefix = f"{folder}/" if folder else ""
+        if name != f"train{MANIFEST_SUFFIX}":
+            raise invalid(
+                "dataset",
+                value,
+                "a manifest data set is named by its train.manifest, with validation.manifest next to it",
+            )
+        channels = {channel: S3Location(location.bucket, f"{prefix}{channel}{MANIFEST_SUFFIX}") for channel in CHANNELS}
+        for channel, channel_location in channels.items():
+            require_object("dataset", value, channel_location, f"the {channel} channel's manifest")
+        data_type = "ManifestFile"
+    else:
+        prefix = key if not key or key.endswith("/") else f"{key}/"
+        channels = {channel: S3Location(location.bucket, f"{prefix}{channel}/") for channel in CHANNELS}
+        for channel, channel_location in channels.items():
+            if not has_data("dataset", value, location.bucket, channel_location.key):
+                raise invalid(
+                    "dataset",
+                    value,
+                    f"the {channel} channel {channel_location.uri} holds no data "
+                    f"(a data set needs objects under {', '.join(c + '/' for c in CHANNELS)})",
+                )
+        data_type = "S3Prefix"
+    return {
+        "kind": "dataset",
+        "uri": f"s3://{location.bucket}/{key if data_type == 'ManifestFile' else prefix}",
+        "bucket": location.bucket,
+        "prefix": prefix,
+        "s3_data_type": data_type,
+        "channels": {channel: channel_location.uri for channel, channel_location in channels.items()},
+    }
+
+
+def validate_model_artifact(field: str, value: Any, uri: Any = None, what: str = "") -> str:
+    """The s3:// URI of an existing, non-empty model archive in the data or artifacts bucket."""
+    location = parse_s3_uri(field, value, uri, what)
+    readable = (env(DATA_BUCKET), env(ARTIFACTS_BUCKET))
+    if location.bucket not in readable:
+        raise invalid(
+            field,
+            value,
+            f"{what}must be in the pipeline's data bucket {readable[0]!r} or artifacts bucket {readable[1]!r}, "
+            "the only buckets its SageMaker role reads: copy the model there first",
+        )
+    if not location.key.endswith(".tar.gz"):
+        raise invalid(field, value, f"{what}must name a model archive ending in .tar.gz (what Neo and Panorama read)")
+    require_object(field, value, location, "the model archive")
+    return location.uri
+
+
+def model_description(given: dict[str, Any]) -> State:
+    """Framework, version, input name and shape: given ones checked, the rest from the config."""
+    configured = settings().model
+    problems: list[InvalidInput] = []
+
+    framework = given.get("framework", configured.framework)
+    if not isinstance(framework, str) or framework.upper() not in NEO_EDGE_FRAMEWORK_VERSIONS:
+        problems.append(invalid("framework", framework, f"must be one of {', '.join(NEO_EDGE_FRAMEWORK_VERSIONS)}"))
+        framework = None
+    else:
+        framework = framework.upper()
+
+    if "framework_version" in given:
+        version = given["framework_version"]
+    elif framework == configured.framework:
+        version = configured.framework_version
+    else:
+        version = None
+        if framework is not None:  # an unknown framework is reported already; no version fits it
+            problems.append(
+                invalid(
+                    "framework_version",
+                    None,
+                    f"is required when framework differs from the configured one ({configured.framework})",
+                )
+            )
+    if version is not None and framework is not None:
+        allowed = NEO_EDGE_FRAMEWORK_VERSIONS[framework]
+        if not isinstance(version, str) or version not in allowed:
+            problems.append(
+                invalid(
+                    "framework_version",
+                    version,
+                    f"SageMaker Neo compiles {framework} for the appliance only in versions {', '.join(allowed)} "
+                    "(give it as a string)",
+                )
+            )
+
+    input_name = given.get("input_name", configured.input_name)
+    if not isinstance(input_name, str) or len(input_name) > 64 or not _INPUT_NAME.match(input_name):
+        problems.append(
+            invalid("input_name", input_name, "a tensor name: letters, digits, _ . : starting with a letter or _")
+        )
+
+    shape = given.get("input_shape", list(configured.input_shape))
+    shape_problem = _shape_problem(shape, framework)
+    if shape_problem:
+        problems.append(invalid("input_shape", shape, shape_problem))
+
+    if problems:
+        raise InvalidInput("; ".join(str(p) for p in problems))
+    return {
+        "framework": framework,
+        "framework_version": version,
+        "input_name": input_name,
+        "input_shape": [int(d) for d in shape],
+    }
+
+
+def _shape_problem(shape: Any, framework: str | None) -> str | None:
+    """Why ``shape`` does not fit ``framework`` (4 positive ints, NCHW or NHWC), or None."""
+    if not isinstance(shape, list | tuple) or len(shape) != 4:
+        return "must be a list of 4 dimensions, [N, C, H, W] or [N, H, W, C]"
+    if any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in shape):
+        return "every dimension must be a positive integer"
+    if framework is None:
+        return None
+    if framework in NHWC_FRAMEWORKS:
+        if shape[3] not in (1, 3):
+            return f"{framework} takes NHWC input [N, H, W, C] with C = 1 or 3; got C = {shape[3]}"
+    elif shape[1] not in (1, 3):
+        hint = " (this looks like NHWC)" if shape[3] in (1, 3) else ""
+        return f"{framework} takes NCHW input [N, C, H, W] with C = 1 or 3{hint}"
+    return None
+
+
+def validate_training_job(value: Any) -> str:
+    """The S3 URI of the artifact of a Completed training job of this account and region."""
+    if not isinstance(value, str) or not _JOB_NAME.match(value):
+        raise invalid("training_job", value, "must be a SageMaker training job name (letters, digits, -; ≤ 63)")
+    try:
+        job = clients.sagemaker().describe_training_job(TrainingJobName=value)
+    except ClientError as error:
+        # A well-formed name that SageMaker rejects is unknown (it answers ValidationException).
+        if str(error.response.get("Error", {}).get("Code", "")) in ("ValidationException", "ResourceNotFound"):
+            raise invalid("training_job", value, "no such training job in this account and region") from error
+        raise
+    status = job.get("TrainingJobStatus")
+    if status != "Completed":
+        reason = job.get("FailureReason")
+        raise invalid("training_job", value, f"the job is {status}, not Completed" + (f": {reason}" if reason else ""))
+    artifact = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    if not artifact:
+        raise invalid("training_job", value, "the job reports no ModelArtifacts.S3ModelArtifacts")
+    return validate_model_artifact("training_job", value, artifact, f"its model artifact {artifact}: ")
+
+
+def validate_input(state: State) -> State:
+    """Check the execution input and add ``source`` (and ``model`` unless training is needed)."""
+    given = state.get("input")
+    if not isinstance(given, dict):
+        raise invalid("<root>", given, f"the execution input must be a JSON object naming one of {', '.join(SOURCES)}")
+    named = [s for s in SOURCES if s in given]
+    if len(named) != 1:
+        rule = "names no source" if not named else f"names {len(named)} sources ({', '.join(named)})"
+        raise invalid("<root>", sorted(given), f"{rule}; give exactly one of {', '.join(SOURCES)}")
+    kind = named[0]
+    unknown = sorted(set(given) - {kind, *ALLOWED_FIELDS[kind]})
+    if unknown:
+        allowed = ", ".join((kind, *ALLOWED_FIELDS[kind]))
+        raise invalid(unknown[0], given[unknown[0]], f"unknown field with {kind} (allowed: {allowed})")
+
+    if kind == "dataset":
+        return {**state, "source": validate_dataset(given["dataset"])}
+    if kind == "model":
+        description = model_description(given)  # cheap checks first: no S3 call for a malformed input
+        uri = validate_model_artifact("model", given["model"])
+        return {**state, "source": {"kind": "model", "s3_uri": uri}, "model": {"s3_uri": uri, **description}}
+    uri = validate_training_job(given["training_job"])
+    return {
+        **state,
+        "source": {"kind": "training_job", "job_name": given["training_job"]},
+        "model": {"s3_uri": uri, **model_description({})},
+    }
+
+
+handler = step(validate_input)

@@ -1,0 +1,553 @@
+"""Deployment, its check and the rollback: S3 through moto, Panorama through a Stubber on the carried model."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from lambda_handlers import deployment as dep
+from lambda_handlers import settings as cfg
+from lambda_handlers.artifacts import last_good_key, read_json, write_json
+from lambda_handlers.aws import panorama
+from lambda_handlers.errors import InvalidInput
+from lambda_handlers.settings import Device, Settings, Timing, use_settings
+from panorama_app.manifest import documents, validation
+from panorama_app.manifest.spec import Parameter
+from tests.handlers.conftest import ACCOUNT, make_settings
+from tests.handlers.test_package_registration import ARTIFACTS, SPEC, template_document
+
+TEMPLATE_KEY = "panorama/application-manifest.json"
+ROLE = "arn:aws:iam::123456789012:role/service-role/panopipe-dev-runtime"
+RUN = "ds-people-0123456789ab"
+PATCH = "a" * 64
+PACKAGE = {
+    "package_id": "pkg-1",
+    "package_name": SPEC.model_package,
+    "package_version": "1.0",
+    "patch_version": PATCH,
+    "model_sha256": "m" * 64,
+    "descriptor_sha256": "d" * 64,
+}
+BY_ID, BY_NAME = "device-111", "lobby-appliance"
+NAME_ID = "device-222"
+DEVICES = (Device(id=BY_ID), Device(name=BY_NAME))
+
+
+@pytest.fixture
+def s3(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv(cfg.ARTIFACTS_BUCKET, ARTIFACTS)
+    monkeypatch.setenv(cfg.MANIFEST_TEMPLATE_KEY, TEMPLATE_KEY)
+    monkeypatch.setenv(cfg.RUNTIME_ROLE_ARN, ROLE)
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=ARTIFACTS)
+    client.put_object(Bucket=ARTIFACTS, Key=TEMPLATE_KEY, Body=json.dumps(template_document(SPEC)).encode())
+    return client
+
+
+@pytest.fixture
+def stub() -> Iterator[Stubber]:
+    client = panorama.new_client("us-east-1")
+    with Stubber(client) as stubber:
+        panorama.use_client(client)
+        yield stubber
+        stubber.assert_no_pending_responses()
+    panorama.use_client(None)
+
+
+@pytest.fixture
+def two_devices() -> Iterator[Settings]:
+    value = make_settings(devices=DEVICES, timing=Timing(poll_seconds=1, deployment_timeout_seconds=900))
+    use_settings(value)
+    yield value
+    use_settings(None)
+
+
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    waited: list[float] = []
+    monkeypatch.setattr(dep, "pause", waited.append)
+    return waited
+
+
+def _state(**sections: Any) -> dict[str, Any]:
+    package = {**PACKAGE, "status": "SUCCEEDED", "deadline": 0, "polls": 3, "deregistered": []}
+    return {"run": {"name": RUN, "started": "2026-05-01T00:00:00Z"}, "package": package, **sections}
+
+
+def _graph(device_id: str) -> str:
+    document = documents.graph(
+        SPEC,
+        ACCOUNT,
+        values={"device_id": device_id, "region": "us-east-1"},
+        patch_versions={SPEC.model_package: PATCH},
+    )
+    return validation.payload(document)
+
+
+OVERRIDES = validation.payload(template_document(SPEC)["overrides"])
+
+
+def _instance(instance_id: str, name: str, status: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "ApplicationInstanceId": instance_id,
+        "Name": name,
+        "Status": status,
+        "DefaultRuntimeContextDevice": extra.pop("device", BY_ID),
+        "CreatedTime": extra.pop("created", "2026-04-01T00:00:00Z"),
+        **extra,
+    }
+
+
+def _list_devices(stub: Stubber) -> None:
+    stub.add_response(
+        "list_devices",
+        {"Devices": [{"DeviceId": "device-999", "Name": "warehouse"}], "NextToken": "page-2"},
+        {},
+    )
+    stub.add_response("list_devices", {"Devices": [{"DeviceId": NAME_ID, "Name": BY_NAME}]}, {"NextToken": "page-2"})
+
+
+def _create_params(device_id: str, label: str, replaced: str | None, tags: dict[str, str]) -> dict[str, Any]:
+    params = {
+        "Name": SPEC.instance_name(label),
+        "Description": f"{RUN}: {SPEC.model_package} 1.0 patch {PATCH[:12]}",
+        "DefaultRuntimeContextDevice": device_id,
+        "ManifestPayload": {"PayloadData": _graph(device_id)},
+        "ManifestOverridesPayload": {"PayloadData": OVERRIDES},
+        "RuntimeRoleArn": ROLE,
+        "Tags": tags,
+    }
+    if replaced:
+        params["ApplicationInstanceIdToReplace"] = replaced
+    return params
+
+
+# --- deploy -----------------------------------------------------------------------------------------
+
+
+def test_deploy_replaces_the_running_instance_on_each_device(
+    s3: Any, stub: Stubber, two_devices: Settings, pauses: list[float]
+) -> None:
+    _list_devices(stub)
+    old = SPEC.instance_name(BY_ID)
+    stub.add_response(
+        "list_application_instances",
+        {
+            "ApplicationInstances": [
+                _instance("ai-older", old, "DEPLOYMENT_SUCCEEDED", created="2026-01-01T00:00:00Z"),
+                _instance("ai-removed", old, "REMOVAL_SUCCEEDED"),
+                _instance("ai-other-app", "someone-elses-app", "DEPLOYMENT_SUCCEEDED"),
+            ],
+            "NextToken": "more",
+        },
+        {"DeviceId": BY_ID},
+    )
+    stub.add_response(
+        "list_application_instances",
+        {"ApplicationInstances": [_instance("ai-current", old, "DEPLOYMENT_SUCCEEDED")]},
+        {"DeviceId": BY_ID, "NextToken": "more"},
+    )
+    stub.add_response(
+        "create_application_instance",
+        {"ApplicationInstanceId": "ai-new-1"},
+        _create_params(BY_ID, BY_ID, "ai-current", {dep.RUN_TAG: RUN}),
+    )
+    stub.add_response("list_application_instances", {"ApplicationInstances": []}, {"DeviceId": NAME_ID})
+    stub.add_response(
+        "create_application_instance",
+        {"ApplicationInstanceId": "ai-new-2"},
+        _create_params(NAME_ID, BY_NAME, None, {dep.RUN_TAG: RUN}),
+    )
+    before = int(time.time())
+
+    result = dep.deploy_handler(_state(), None)
+
+    section = result["deployment"]
+    assert section["status"] == "IN_PROGRESS" and section["polls"] == 0
+    assert before + 900 <= section["deadline"] <= int(time.time()) + 900
+    assert section["devices"] == [
+        {
+            "device": BY_ID,
+            "device_id": BY_ID,
+            "instance_id": "ai-new-1",
+            "replaced": "ai-current",
+            "status": "IN_PROGRESS",
+            "status_description": "deployment requested",
+            "manifest_key": f"runs/{RUN}/deployment/{BY_ID}.json",
+        },
+        {
+            "device": BY_NAME,
+            "device_id": NAME_ID,
+            "instance_id": "ai-new-2",
+            "replaced": None,
+            "status": "IN_PROGRESS",
+            "status_description": "deployment requested",
+            "manifest_key": f"runs/{RUN}/deployment/{BY_NAME}.json",
+        },
+    ]
+    assert pauses == [dep.CREATE_INTERVAL_SECONDS], "one pause between the two creates"
+    sent = read_json(s3, ARTIFACTS, f"runs/{RUN}/deployment/{BY_NAME}.json")
+    assert sent["manifest"] == _graph(NAME_ID) and sent["overrides"] == OVERRIDES
+    assert sent["package"] == PACKAGE and sent["instance_name"] == SPEC.instance_name(BY_NAME)
+    graph = json.loads(sent["manifest"])["nodeGraph"]
+    model = next(p for p in graph["packages"] if p["name"] == f"{ACCOUNT}::{SPEC.model_package}")
+    assert model["patchVersion"] == PATCH
+    values = {n["name"]: n.get("value") for n in graph["nodes"]}
+    assert values["device_id"] == NAME_ID and values["region"] == "us-east-1"
+
+
+def test_deploy_retried_adopts_the_instances_of_this_run(
+    s3: Any, stub: Stubber, two_devices: Settings, pauses: list[float]
+) -> None:
+    _list_devices(stub)
+    for device_id, label, new, old in ((BY_ID, BY_ID, "ai-new-1", "ai-current"), (NAME_ID, BY_NAME, "ai-new-2", None)):
+        name = SPEC.instance_name(label)
+        listed = [_instance(new, name, "DEPLOYMENT_IN_PROGRESS", device=device_id, Tags={dep.RUN_TAG: RUN})]
+        if old:
+            listed.append(_instance(old, name, "DEPLOYMENT_SUCCEEDED", device=device_id))
+        stub.add_response("list_application_instances", {"ApplicationInstances": listed}, {"DeviceId": device_id})
+        described = _instance(new, name, "DEPLOYMENT_IN_PROGRESS", device=device_id)
+        if old:
+            described["ApplicationInstanceIdToReplace"] = old
+        stub.add_response("describe_application_instance", described, {"ApplicationInstanceId": new})
+
+    result = dep.deploy_handler(_state(), None)
+
+    devices = result["deployment"]["devices"]
+    assert [(d["instance_id"], d["replaced"]) for d in devices] == [("ai-new-1", "ai-current"), ("ai-new-2", None)]
+    assert pauses == []
+
+
+def test_an_unknown_device_name_is_refused_before_anything_is_created(
+    s3: Any, stub: Stubber, two_devices: Settings
+) -> None:
+    stub.add_response("list_devices", {"Devices": [{"DeviceId": "device-999", "Name": "warehouse"}]}, {})
+    with pytest.raises(InvalidInput, match=r"no appliance named 'lobby-appliance' \(ListDevices finds: warehouse\)"):
+        dep.deploy_handler(_state(), None)
+
+
+def test_a_manifest_over_the_payload_limit_is_refused_before_calling_the_api(
+    s3: Any, stub: Stubber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_settings(make_settings(devices=(Device(id=BY_ID),)))
+    try:
+        big = Parameter("notes", "string", "x" * 52_000, "Notes", "Operator notes.")
+        spec = replace(SPEC, parameters=(*SPEC.parameters, big))
+        document = template_document(SPEC)
+        document["spec"] = json.loads(spec.to_json())
+        s3.put_object(Bucket=ARTIFACTS, Key=TEMPLATE_KEY, Body=json.dumps(document).encode())
+        too_long = (
+            r"(?s)manifest for device device-111: .*payload is 5\d{4} characters; the service accepts at most 51200"
+        )
+        with pytest.raises(InvalidInput, match=too_long):
+            dep.deploy_handler(_state(), None)
+    finally:
+        use_settings(None)
+
+
+def test_overrides_over_the_payload_limit_are_refused(s3: Any) -> None:
+    with pytest.raises(InvalidInput, match=r"camera overrides for device d1 is \d+ characters; .* at most 51200"):
+        dep._payload({"nodeGraphOverrides": {"description": "x" * 60_000}}, "camera overrides", "d1")
+
+
+def test_the_stored_template_of_the_application_stack_is_read(s3: Any) -> None:
+    """The real writer's output (stacks/application.py), with the account CloudFormation substitutes."""
+    from stacks.application import manifest_template
+
+    body = manifest_template(SPEC).replace("${AWS::AccountId}", ACCOUNT)
+    s3.put_object(Bucket=ARTIFACTS, Key=TEMPLATE_KEY, Body=body.encode())
+    from lambda_handlers.artifacts import load_template
+
+    template = load_template(s3, ARTIFACTS, TEMPLATE_KEY)
+    assert template.spec == SPEC and template.account_id == ACCOUNT
+    assert template.overrides == template_document(SPEC)["overrides"]
+
+
+# --- check ------------------------------------------------------------------------------------------
+
+
+def _deployed(deadline_in: int = 600, statuses: tuple[str, str] = ("IN_PROGRESS", "IN_PROGRESS")) -> dict[str, Any]:
+    devices = []
+    for (label, device_id, instance, replaced), status in zip(
+        ((BY_ID, BY_ID, "ai-new-1", "ai-current"), (BY_NAME, NAME_ID, "ai-new-2", None)), statuses, strict=True
+    ):
+        devices.append(
+            {
+                "device": label,
+                "device_id": device_id,
+                "instance_id": instance,
+                "replaced": replaced,
+                "status": status,
+                "status_description": "deployment requested",
+                "manifest_key": f"runs/{RUN}/deployment/{label}.json",
+            }
+        )
+    return {"status": "IN_PROGRESS", "deadline": int(time.time()) + deadline_in, "polls": 0, "devices": devices}
+
+
+def _store_sent(s3: Any) -> None:
+    for label, device_id in ((BY_ID, BY_ID), (BY_NAME, NAME_ID)):
+        write_json(
+            s3,
+            ARTIFACTS,
+            f"runs/{RUN}/deployment/{label}.json",
+            {
+                "run": RUN,
+                "device": label,
+                "device_id": device_id,
+                "instance_name": SPEC.instance_name(label),
+                "manifest": _graph(device_id),
+                "overrides": OVERRIDES,
+                "package": PACKAGE,
+            },
+        )
+
+
+def _describe(stub: Stubber, instance_id: str, status: str, **extra: Any) -> None:
+    stub.add_response(
+        "describe_application_instance",
+        _instance(instance_id, "app", status, **extra),
+        {"ApplicationInstanceId": instance_id},
+    )
+
+
+def test_check_in_progress_then_succeeded_records_last_good(s3: Any, stub: Stubber, two_devices: Settings) -> None:
+    _store_sent(s3)
+    _describe(stub, "ai-new-1", "DEPLOYMENT_IN_PROGRESS")
+    _describe(stub, "ai-new-2", "DEPLOYMENT_SUCCEEDED")
+    _describe(stub, "ai-new-1", "DEPLOYMENT_SUCCEEDED")  # the second poll asks only about device 1
+
+    first = dep.check_handler(_state(deployment=_deployed()), None)
+    assert first["deployment"]["status"] == "IN_PROGRESS" and first["deployment"]["polls"] == 1
+    assert [d["status"] for d in first["deployment"]["devices"]] == ["IN_PROGRESS", "SUCCEEDED"]
+    assert read_json(s3, ARTIFACTS, last_good_key(BY_ID)) is None
+    second = dep.check_handler(first, None)
+
+    assert second["deployment"]["status"] == "SUCCEEDED" and second["deployment"]["polls"] == 2
+    good = read_json(s3, ARTIFACTS, last_good_key(BY_NAME))
+    assert good == {
+        "instance_id": "ai-new-2",
+        "device_id": NAME_ID,
+        "instance_name": SPEC.instance_name(BY_NAME),
+        "manifest": _graph(NAME_ID),
+        "overrides": OVERRIDES,
+        "run": RUN,
+        "package": PACKAGE,
+    }
+    assert read_json(s3, ARTIFACTS, last_good_key(BY_ID))["instance_id"] == "ai-new-1"
+
+
+def test_check_a_failed_deployment_is_a_status_with_the_reason(s3: Any, stub: Stubber, two_devices: Settings) -> None:
+    _store_sent(s3)
+    _describe(
+        stub,
+        "ai-new-1",
+        "DEPLOYMENT_FAILED",
+        StatusDescription="Model compilation failed",
+        RuntimeContextStates=[
+            {
+                "DesiredState": "RUNNING",
+                "DeviceReportedStatus": "INSTALL_ERROR",
+                "DeviceReportedTime": "2026-05-01T00:05:00Z",
+                "RuntimeContextName": "model_node",
+            }
+        ],
+    )
+    _describe(stub, "ai-new-2", "DEPLOYMENT_SUCCEEDED")
+
+    result = dep.check_handler(_state(deployment=_deployed()), None)
+
+    assert result["deployment"]["status"] == "FAILED"
+    failed = result["deployment"]["devices"][0]
+    assert failed["status"] == "FAILED"
+    assert failed["status_description"] == (
+        "DEPLOYMENT_FAILED: Model compilation failed (device reported: model_node INSTALL_ERROR)"
+    )
+    assert read_json(s3, ARTIFACTS, last_good_key(BY_ID)) is None
+
+
+def test_check_past_the_deadline_times_out_what_is_still_in_progress(
+    s3: Any, stub: Stubber, two_devices: Settings
+) -> None:
+    _store_sent(s3)
+    _describe(stub, "ai-new-2", "DEPLOYMENT_PENDING")
+
+    result = dep.check_handler(
+        _state(deployment=_deployed(deadline_in=-1, statuses=("SUCCEEDED", "IN_PROGRESS"))), None
+    )
+
+    assert result["deployment"]["status"] == "TIMED_OUT"
+    assert [d["status"] for d in result["deployment"]["devices"]] == ["SUCCEEDED", "TIMED_OUT"]
+    assert result["deployment"]["devices"][1]["status_description"] == "still DEPLOYMENT_PENDING after 900 s"
+
+
+def test_check_an_instance_that_disappeared_failed(s3: Any, stub: Stubber, two_devices: Settings) -> None:
+    stub.add_client_error(
+        "describe_application_instance",
+        "ResourceNotFoundException",
+        "not found",
+        404,
+        modeled_fields={"Message": "not found", "ResourceId": "ai-new-2", "ResourceType": "application-instance"},
+    )
+    result = dep.check_handler(_state(deployment=_deployed(statuses=("SUCCEEDED", "IN_PROGRESS"))), None)
+    assert result["deployment"]["status"] == "FAILED"
+    assert result["deployment"]["devices"][1]["status_description"] == "application instance ai-new-2 no longer exists"
+
+
+# --- rollback ---------------------------------------------------------------------------------------
+
+GOOD: dict[str, Any] = {
+    "instance_id": "ai-current",
+    "device_id": BY_ID,
+    "instance_name": SPEC.instance_name(BY_ID),
+    "manifest": '{"nodeGraph": "of the earlier run"}',
+    "overrides": OVERRIDES,
+    "run": "ds-people-earlier000000",
+    "package": {**PACKAGE, "patch_version": "b" * 64},
+}
+
+
+def _failed_deployment() -> dict[str, Any]:
+    deployment = _deployed(statuses=("FAILED", "TIMED_OUT"))
+    deployment["status"] = "TIMED_OUT"
+    return deployment
+
+
+def test_rollback_restores_the_last_good_deployment_and_skips_a_device_without_one(
+    s3: Any, stub: Stubber, two_devices: Settings, pauses: list[float]
+) -> None:
+    write_json(s3, ARTIFACTS, last_good_key(BY_ID), GOOD)
+    stub.add_response(
+        "list_application_instances",
+        {"ApplicationInstances": [_instance("ai-new-1", GOOD["instance_name"], "DEPLOYMENT_FAILED")]},
+        {"DeviceId": BY_ID},
+    )
+    stub.add_response(
+        "create_application_instance",
+        {"ApplicationInstanceId": "ai-restored"},
+        {
+            "Name": GOOD["instance_name"],
+            "Description": f"rollback of {RUN} to {GOOD['run']}",
+            "DefaultRuntimeContextDevice": BY_ID,
+            "ManifestPayload": {"PayloadData": GOOD["manifest"]},
+            "ManifestOverridesPayload": {"PayloadData": GOOD["overrides"]},
+            "RuntimeRoleArn": ROLE,
+            "ApplicationInstanceIdToReplace": "ai-new-1",
+            "Tags": {dep.ROLLBACK_TAG: RUN},
+        },
+    )
+
+    result = dep.rollback_handler(_state(deployment=_failed_deployment()), None)
+
+    rollback = result["rollback"]
+    assert rollback["status"] == "IN_PROGRESS" and rollback["polls"] == 0
+    restored, skipped = rollback["devices"]
+    assert restored == {
+        "device": BY_ID,
+        "device_id": BY_ID,
+        "instance_id": "ai-restored",
+        "replaced": "ai-new-1",
+        "status": "IN_PROGRESS",
+        "status_description": f"rollback to run {GOOD['run']} requested",
+        "manifest_key": f"runs/{RUN}/rollback/{BY_ID}.json",
+    }
+    assert skipped["status"] == dep.SKIPPED and skipped["status_description"] == dep.NO_EARLIER_GOOD
+    assert skipped["instance_id"] is None and skipped["replaced"] == "ai-new-2"
+    assert read_json(s3, ARTIFACTS, f"runs/{RUN}/rollback/{BY_ID}.json") == {**GOOD, "rollback_of": RUN}
+    assert pauses == []
+
+
+def test_rollback_without_any_earlier_good_deployment_succeeds_at_once(
+    s3: Any, stub: Stubber, two_devices: Settings
+) -> None:
+    result = dep.rollback_handler(_state(deployment=_failed_deployment()), None)
+    assert result["rollback"]["status"] == "SUCCEEDED"
+    assert [d["status"] for d in result["rollback"]["devices"]] == [dep.SKIPPED, dep.SKIPPED]
+
+
+def test_rollback_keeps_an_earlier_instance_that_still_runs(s3: Any, stub: Stubber, two_devices: Settings) -> None:
+    write_json(s3, ARTIFACTS, last_good_key(BY_ID), GOOD)
+    stub.add_response(
+        "list_application_instances",
+        {
+            "ApplicationInstances": [
+                _instance("ai-new-1", GOOD["instance_name"], "DEPLOYMENT_FAILED"),
+                _instance("ai-current", GOOD["instance_name"], "DEPLOYMENT_SUCCEEDED"),
+            ]
+        },
+        {"DeviceId": BY_ID},
+    )
+    deployment = _deployed(statuses=("FAILED", "SUCCEEDED"))
+    result = dep.rollback_handler(_state(deployment=deployment), None)
+    (kept,) = result["rollback"]["devices"]
+    assert result["rollback"]["status"] == "SUCCEEDED"
+    assert kept["instance_id"] == "ai-current" and "still runs" in kept["status_description"]
+
+
+def test_rollback_retried_adopts_its_instance(
+    s3: Any, stub: Stubber, two_devices: Settings, pauses: list[float]
+) -> None:
+    write_json(s3, ARTIFACTS, last_good_key(BY_ID), GOOD)
+    stub.add_response(
+        "list_application_instances",
+        {
+            "ApplicationInstances": [
+                _instance("ai-new-1", GOOD["instance_name"], "DEPLOYMENT_FAILED"),
+                _instance("ai-restored", GOOD["instance_name"], "DEPLOYMENT_REQUESTED", Tags={dep.ROLLBACK_TAG: RUN}),
+            ]
+        },
+        {"DeviceId": BY_ID},
+    )
+    result = dep.rollback_handler(_state(deployment=_deployed(statuses=("FAILED", "SUCCEEDED"))), None)
+    assert result["rollback"]["devices"][0]["instance_id"] == "ai-restored"
+    assert result["rollback"]["status"] == "IN_PROGRESS"
+
+
+def test_check_rollback_polls_the_rollback_and_leaves_last_good_alone(
+    s3: Any, stub: Stubber, two_devices: Settings
+) -> None:
+    write_json(s3, ARTIFACTS, last_good_key(BY_ID), GOOD)
+    rollback: dict[str, Any] = {
+        "status": "IN_PROGRESS",
+        "deadline": int(time.time()) + 600,
+        "polls": 0,
+        "devices": [
+            {
+                "device": BY_ID,
+                "device_id": BY_ID,
+                "instance_id": "ai-restored",
+                "replaced": "ai-new-1",
+                "status": "IN_PROGRESS",
+                "status_description": "rollback requested",
+                "manifest_key": f"runs/{RUN}/rollback/{BY_ID}.json",
+            },
+            {
+                "device": BY_NAME,
+                "device_id": NAME_ID,
+                "instance_id": None,
+                "replaced": "ai-new-2",
+                "status": dep.SKIPPED,
+                "status_description": dep.NO_EARLIER_GOOD,
+                "manifest_key": None,
+            },
+        ],
+    }
+    _describe(stub, "ai-restored", "DEPLOYMENT_SUCCEEDED")
+
+    state = _state(deployment=_failed_deployment(), rollback=rollback)
+
+    result = dep.check_rollback_handler(state, None)
+
+    assert result["rollback"]["status"] == "SUCCEEDED" and result["rollback"]["polls"] == 1
+    assert result["rollback"]["devices"][1] == rollback["devices"][1], "a skipped device is not polled"
+    assert result["deployment"] == state["deployment"]
+    assert read_json(s3, ARTIFACTS, last_good_key(BY_ID)) == GOOD
+    assert read_json(s3, ARTIFACTS, last_good_key(BY_NAME)) is None

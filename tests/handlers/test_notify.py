@@ -1,0 +1,192 @@
+"""The run report: SNS in moto, read back through a subscribed SQS queue."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from lambda_handlers import notify
+from lambda_handlers import settings as cfg
+from lambda_handlers.aws import clients
+from lambda_handlers.errors import Throttled
+from lambda_handlers.settings import Settings
+
+RUN = "ds-people-0123456789ab"
+PATCH = "a" * 64
+
+
+@pytest.fixture
+def inbox(aws: None, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A topic in moto with a queue subscribed; returns a function reading the published messages."""
+    sns = boto3.client("sns", region_name="us-east-1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    topic = sns.create_topic(Name="panopipe-dev-runs")["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    monkeypatch.setenv(cfg.TOPIC_ARN, topic)
+
+    def read() -> list[dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(m["Body"]) for m in messages]
+
+    return read
+
+
+def _state(**sections: Any) -> dict[str, Any]:
+    return {
+        "input": {"dataset": "s3://aws-panorama-data/datasets/people/"},
+        "run": {"name": RUN, "started": "2026-05-01T00:00:00Z"},
+        "source": {"kind": "dataset", "bucket": "aws-panorama-data", "prefix": "datasets/people/", "channels": {}},
+        "model": {"s3_uri": "s3://aws-panorama-artifacts/runs/r/output/model.tar.gz"},
+        "training": {
+            "job_name": f"panopipe-dev-train-{RUN}",
+            "status": "Completed",
+            "metric": {"name": "validation:accuracy", "value": 0.93, "threshold": 0.8},
+        },
+        "compilation": {"job_name": f"panopipe-dev-compile-{RUN}", "status": "COMPLETED"},
+        "package": {
+            "package_name": "panopipe_dev_people_classifier",
+            "package_version": "1.0",
+            "patch_version": PATCH,
+            "status": "SUCCEEDED",
+            "deregistered": ["p0"],
+        },
+        **sections,
+    }
+
+
+def _devices(*statuses: tuple[str, str, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "device": label,
+            "device_id": f"device-{index}",
+            "instance_id": f"ai-{index}",
+            "replaced": None,
+            "status": status,
+            "status_description": description,
+        }
+        for index, (label, status, description) in enumerate(statuses, start=1)
+    ]
+
+
+def test_success_is_reported_with_jobs_metric_package_and_instances(inbox: Any) -> None:
+    deployment = {"status": "SUCCEEDED", "devices": _devices(("lobby", "SUCCEEDED", "DEPLOYMENT_SUCCEEDED"))}
+
+    result = notify.handler(_state(deployment=deployment), None)
+
+    (published,) = inbox()
+    assert published["Subject"] == f"[panopipe-dev] run {RUN} SUCCEEDED"
+    body = published["Message"]
+    for expected in (
+        f"Run {RUN}: SUCCEEDED",
+        "Source: data set s3://aws-panorama-data/datasets/people/",
+        f"Training job: panopipe-dev-train-{RUN} (Completed)",
+        "Metric: validation:accuracy = 0.93 (threshold 0.8)",
+        f"Compilation job: panopipe-dev-compile-{RUN} (COMPLETED)",
+        f"Model package: panopipe_dev_people_classifier version 1.0 patch {PATCH} (SUCCEEDED)",
+        "deregistered old patches: p0",
+        "Deployment: SUCCEEDED",
+        "  - lobby (device-1): instance ai-1: SUCCEEDED - DEPLOYMENT_SUCCEEDED",
+    ):
+        assert expected in body
+    assert "Error" not in body
+    summary = result["summary"]
+    assert summary["status"] == "SUCCEEDED" and summary["error"] is None
+    assert summary["instances"] == {"lobby": "ai-1"} and summary["message_id"]
+    assert summary["reason"] == f"patch {PATCH[:12]} of panopipe_dev_people_classifier runs on 1 device(s)"
+
+
+def test_a_caught_error_is_reported_with_the_step_and_the_lambda_message(inbox: Any) -> None:
+    cause = {
+        "errorMessage": "metric validation:accuracy = 0.51\nbelow threshold 0.8",
+        "errorType": "MetricBelowThreshold",
+        "stackTrace": ["..."],
+    }
+    state = _state(
+        error={"Error": "MetricBelowThreshold", "Cause": json.dumps(cause)},
+        failed_step="EvaluateGate",
+    )
+    del state["compilation"], state["package"]
+
+    result = notify.handler(state, None)
+
+    (published,) = inbox()
+    assert published["Subject"] == f"[panopipe-dev] run {RUN} FAILED"
+    assert "Failed step: EvaluateGate" in published["Message"]
+    assert "Error: MetricBelowThreshold" in published["Message"]
+    assert "Reason: metric validation:accuracy = 0.51 below threshold 0.8" in published["Message"]
+    assert result["summary"]["error"] == "MetricBelowThreshold"
+    assert result["summary"]["reason"] == "metric validation:accuracy = 0.51 below threshold 0.8"
+    assert result["summary"]["failed_step"] == "EvaluateGate"
+
+
+def test_a_plain_text_cause_is_the_reason() -> None:
+    assert notify.error_reason({"Error": "States.Timeout", "Cause": "Task timed out after 900 seconds"}) == (
+        "Task timed out after 900 seconds"
+    )
+    assert notify.error_reason({"Error": "States.TaskFailed"}) == "States.TaskFailed"
+
+
+def test_a_failed_deployment_reports_the_devices_and_both_outcomes_of_the_rollback(inbox: Any) -> None:
+    deployment = {
+        "status": "FAILED",
+        "devices": _devices(
+            (
+                "lobby",
+                "FAILED",
+                "DEPLOYMENT_FAILED: Model compilation failed (device reported: model_node INSTALL_ERROR)",
+            ),
+            ("dock", "SUCCEEDED", "DEPLOYMENT_SUCCEEDED"),
+        ),
+    }
+    rollback: dict[str, Any] = {
+        "status": "SUCCEEDED",
+        "devices": _devices(("lobby", "SUCCEEDED", "DEPLOYMENT_SUCCEEDED")),
+    }
+    rollback["devices"][0].update(instance_id="ai-restored", replaced="ai-1")
+
+    result = notify.handler(_state(deployment=deployment, rollback=rollback), None)
+
+    summary = result["summary"]
+    assert summary["status"] == "FAILED" and summary["error"] == "DeploymentFailed"
+    assert summary["reason"] == (
+        "deployment FAILED: lobby: FAILED - DEPLOYMENT_FAILED: Model compilation failed "
+        "(device reported: model_node INSTALL_ERROR)"
+    )
+    assert summary["rollback"] == "SUCCEEDED"
+    (published,) = inbox()
+    body = published["Message"]
+    assert "Deployment: FAILED" in body and "Rollback: SUCCEEDED" in body
+    assert "  - lobby (device-1): instance ai-restored replacing ai-1: SUCCEEDED - DEPLOYMENT_SUCCEEDED" in body
+    assert "  - dock (device-2): instance ai-2: SUCCEEDED - DEPLOYMENT_SUCCEEDED" in body
+
+
+def test_a_timed_out_deployment_is_reported_as_step_timed_out(inbox: Any) -> None:
+    deployment = {"status": "TIMED_OUT", "devices": _devices(("lobby", "TIMED_OUT", "still DEPLOYMENT_PENDING"))}
+    result = notify.handler(_state(deployment=deployment, rollback={"status": "SUCCEEDED", "devices": []}), None)
+    assert result["summary"]["error"] == "StepTimedOut"
+    assert result["summary"]["reason"] == "deployment TIMED_OUT: lobby: TIMED_OUT - still DEPLOYMENT_PENDING"
+
+
+def test_the_subject_stays_within_the_sns_limit() -> None:
+    subject = notify.subject("panopipe-dev", {"run": "ds-" + "x" * 120, "status": "SUCCEEDED"})
+    assert len(subject) == 100 and subject.endswith(" SUCCEEDED") and subject.isascii()
+
+
+def test_a_failure_to_publish_raises(inbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(cfg.TOPIC_ARN, "arn:aws:sns:us-east-1:123456789012:no-such-topic")
+    with pytest.raises(Exception, match="NotFound"):
+        notify.handler(_state(), None)
+
+
+def test_throttling_becomes_throttled(inbox: Any) -> None:
+    sns = clients.sns()
+    with Stubber(sns) as stubber:
+        stubber.add_client_error("publish", "Throttling", "Rate exceeded", 400)
+        with pytest.raises(Throttled, match="Publish throttled"):
+            notify.handler(_state(), None)

@@ -1,0 +1,172 @@
+"""The run trigger: S3 and Step Functions in moto (a one-state Pass machine stands in for the pipeline)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+import boto3
+import moto.s3.models
+import pytest
+from botocore.stub import Stubber
+
+from lambda_handlers import settings as cfg
+from lambda_handlers import trigger
+from lambda_handlers.aws import clients
+from lambda_handlers.errors import Throttled
+from lambda_handlers.names import execution_name
+
+DATA = "aws-panorama-panopipe-dev-data-123456789012-us-east-1"
+
+
+@pytest.fixture
+def machine(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    arn = sfn.create_state_machine(
+        name="panopipe-dev-pipeline",
+        definition=json.dumps({"StartAt": "Run", "States": {"Run": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/panopipe-dev-pipeline",
+    )["stateMachineArn"]
+    monkeypatch.setenv(cfg.STATE_MACHINE_ARN, arn)
+    monkeypatch.setenv(cfg.DATA_BUCKET, DATA)
+    return str(arn)
+
+
+@pytest.fixture
+def s3(machine: str) -> Any:
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=DATA)
+    client.put_bucket_versioning(Bucket=DATA, VersioningConfiguration={"Status": "Enabled"})
+    return client
+
+
+def _executions(machine: str) -> list[dict[str, Any]]:
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    listed = sfn.list_executions(stateMachineArn=machine)["executions"]
+    return [sfn.describe_execution(executionArn=e["executionArn"]) for e in listed]
+
+
+def _created(key: str, version: str | None = None, etag: str = "0123abcd", bucket: str = DATA) -> dict[str, Any]:
+    item: dict[str, Any] = {"key": key, "size": 0, "etag": etag, "sequencer": "0064D3901D00059242"}
+    if version:
+        item["version-id"] = version
+    return {
+        "version": "0",
+        "id": "c9888434-815d-c6f4-9fc2-4dd7bdeccaaf",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-05-01T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": item,
+            "request-id": "XRRTKJXSZQCWNQR1",
+            "requester": "123456789012",
+            "reason": "PutObject",
+        },
+    }
+
+
+def test_a_marker_starts_one_run_named_after_the_data_set_version(s3: Any, machine: str) -> None:
+    version = s3.put_object(Bucket=DATA, Key="datasets/people/_READY", Body=b"")["VersionId"]
+    event = _created("datasets/people/_READY", version)
+
+    first = trigger.handler(event)
+    second = trigger.handler(event)
+
+    name = execution_name(DATA, "datasets/people/", version)
+    assert first["started"] is True and first["name"] == name
+    assert first["dataset"] == f"s3://{DATA}/datasets/people/"
+    assert second["started"] is False and second["name"] == name
+    (execution,) = _executions(machine)
+    assert execution["name"] == name
+    assert json.loads(execution["input"]) == {"dataset": f"s3://{DATA}/datasets/people/"}
+
+
+def test_a_new_version_of_the_marker_starts_a_new_run(s3: Any, machine: str) -> None:
+    names = set()
+    for _ in range(2):
+        version = s3.put_object(Bucket=DATA, Key="datasets/people/_READY", Body=b"")["VersionId"]
+        names.add(trigger.handler(_created("datasets/people/_READY", version))["name"])
+    assert len(names) == 2 and len(_executions(machine)) == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "bucket", "reason"),
+    [
+        ("datasets/people/train/img-0001.jpg", DATA, "not a data set marker"),
+        ("datasets/people/_READY.txt", DATA, "not a data set marker"),
+        ("_READY", DATA, "not a data set marker"),
+        ("datasets/people/_READY", "aws-panorama-some-other-bucket", "not the data bucket"),
+    ],
+)
+def test_other_objects_are_ignored(s3: Any, machine: str, key: str, bucket: str, reason: str) -> None:
+    result = trigger.handler(_created(key, "v1", bucket=bucket))
+    assert result["started"] is False and reason in result["reason"]
+    assert _executions(machine) == []
+
+
+def test_an_unrelated_event_is_ignored(machine: str) -> None:
+    result = trigger.handler({"detail-type": "Object Deleted", "source": "aws.s3", "detail": {}})
+    assert result == {"started": False, "reason": "neither an S3 Object Created nor a scheduled event"}
+
+
+def _put_at(s3: Any, monkeypatch: pytest.MonkeyPatch, key: str, minute: int) -> str:
+    moment = datetime.datetime(2026, 5, 1, 12, minute, 0)
+    monkeypatch.setattr(moto.s3.models, "utcnow", lambda: moment)
+    return str(s3.put_object(Bucket=DATA, Key=key, Body=b"")["VersionId"])
+
+
+def test_the_schedule_starts_the_newest_marked_data_set_once(
+    s3: Any, machine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _put_at(s3, monkeypatch, "datasets/zebra/_READY", 1)
+    newest = _put_at(s3, monkeypatch, "datasets/alpha/_READY", 5)
+    _put_at(s3, monkeypatch, "datasets/beta/images/cat.jpg", 9)  # newer, but not a marker
+    _put_at(s3, monkeypatch, "elsewhere/gamma/_READY", 9)  # newer, but outside the prefix
+    scheduled = {"schedule": {"prefix": "datasets/"}}
+
+    first = trigger.handler(scheduled)
+    second = trigger.handler(scheduled)
+    from_the_marker_event = trigger.handler(_created("datasets/alpha/_READY", newest))
+
+    assert first["started"] is True and first["name"] == execution_name(DATA, "datasets/alpha/", newest)
+    assert second["started"] is False and from_the_marker_event["started"] is False
+    assert [e["name"] for e in _executions(machine)] == [first["name"]]
+
+
+def test_a_bare_scheduled_event_uses_the_default_prefix(s3: Any, machine: str) -> None:
+    version = s3.put_object(Bucket=DATA, Key=f"{trigger.DEFAULT_PREFIX}people/_READY", Body=b"")["VersionId"]
+    result = trigger.handler({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}})
+    assert result["name"] == execution_name(DATA, f"{trigger.DEFAULT_PREFIX}people/", version)
+
+
+def test_the_schedule_without_any_marker_starts_nothing(s3: Any, machine: str) -> None:
+    s3.put_object(Bucket=DATA, Key="datasets/people/train/img-0001.jpg", Body=b"jpg")
+    result = trigger.handler({"schedule": {"prefix": "datasets/"}})
+    assert result == {"started": False, "reason": f"no _READY marker under s3://{DATA}/datasets/"}
+    assert _executions(machine) == []
+
+
+def test_an_unversioned_bucket_is_identified_by_the_etag_on_both_paths(machine: str) -> None:
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=DATA)
+    etag = client.put_object(Bucket=DATA, Key="datasets/people/_READY", Body=b"v1")["ETag"].strip('"')
+
+    by_event = trigger.handler(_created("datasets/people/_READY", etag=etag))
+    by_schedule = trigger.handler({"schedule": {"prefix": "datasets/"}})
+
+    assert by_event["started"] is True and by_event["name"] == execution_name(DATA, "datasets/people/", etag)
+    assert by_schedule["started"] is False and by_schedule["name"] == by_event["name"]
+
+
+def test_throttling_becomes_throttled(s3: Any, machine: str) -> None:
+    s3.put_object(Bucket=DATA, Key="datasets/people/_READY", Body=b"")
+    with Stubber(clients.stepfunctions()) as stubber:
+        stubber.add_client_error("describe_execution", "ThrottlingException", "Rate exceeded", 400)
+        with pytest.raises(Throttled, match="DescribeExecution throttled"):
+            trigger.handler(_created("datasets/people/_READY", "v1"))
