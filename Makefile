@@ -12,7 +12,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
-.PHONY: help test local synth lint typecheck unit bench bench-app lock clean
+.PHONY: help test local synth lint typecheck unit bench bench-app bench-pipeline lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,10 @@ bench: deps ## Measure synth and test-suite time (benchmarks/README.md)
 
 bench-app: deps ## Measure the on-device app's per-frame pre/postprocessing vs the AWS sample's
 	PYTHONPATH=. $(PYTHON) benchmarks/preprocess_postprocess.py
+
+bench-pipeline: deps ## State transitions/Lambda invocations per run; handler cold-import time vs boto3
+	$(PYTHON) benchmarks/run_transitions.py
+	$(PYTHON) benchmarks/handler_imports.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml's pins (needs the package index)
 	rm -rf .lock-venv && python3 -m venv .lock-venv

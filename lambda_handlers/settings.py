@@ -19,6 +19,7 @@ ARTIFACTS_KEY_ARN = "ARTIFACTS_KEY_ARN"
 SAGEMAKER_ROLE_ARN = "SAGEMAKER_ROLE_ARN"
 RUNTIME_ROLE_ARN = "RUNTIME_ROLE_ARN"
 TRAINING_IMAGE = "TRAINING_IMAGE"
+TRAINING_SOURCE = "TRAINING_SOURCE"  # script mode: s3:// URI of the source archive the stack uploaded
 TOPIC_ARN = "TOPIC_ARN"
 STATE_MACHINE_ARN = "STATE_MACHINE_ARN"
 MODEL_PACKAGE_NAME = "MODEL_PACKAGE_NAME"
@@ -34,6 +35,7 @@ ALL = (
     SAGEMAKER_ROLE_ARN,
     RUNTIME_ROLE_ARN,
     TRAINING_IMAGE,
+    TRAINING_SOURCE,
     TOPIC_ARN,
     STATE_MACHINE_ARN,
     MODEL_PACKAGE_NAME,
@@ -94,8 +96,7 @@ class Training:
     max_wait_seconds: int
     hyperparameters: dict[str, str]
     metric: Metric
-    entry_point: str | None = None
-    source_uri: str | None = None  # s3:// of the script-mode source archive, when there is one
+    entry_point: str | None = None  # script mode: the program's path inside the source archive
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from lambda_handlers.settings import (
     ARTIFACTS_KEY_ARN,
     SAGEMAKER_ROLE_ARN,
     TRAINING_IMAGE,
+    TRAINING_SOURCE,
     MissingSetting,
     Settings,
     env,
@@ -54,25 +55,25 @@ def training_job_name(config: Settings, run: str) -> str:
     return names.job_name(config.prefix, "train", run)
 
 
-def hyperparameters(config: Settings, region: str) -> dict[str, str]:
+def hyperparameters(config: Settings, region: str, source_uri: str | None = None) -> dict[str, str]:
     """The job's hyperparameters, all strings (what CreateTrainingJob accepts).
 
-    Script mode: ``sagemaker_program`` is the entry point's file name, so the source archive must
-    hold the script at its root (the framework containers run it from the unpacked archive).
+    Script mode: the framework containers unpack ``sagemaker_submit_directory`` (``source_uri``)
+    and run ``sagemaker_program``, the entry point's path inside that archive.
     """
     values = {key: str(value) for key, value in config.training.hyperparameters.items()}
     model = config.model
     if config.training.mode == "script":
         if not config.training.entry_point:
             raise MissingSetting("script-mode training needs training.entry_point; redeploy the pipeline stack")
-        if not config.training.source_uri:
+        if not source_uri:
             raise MissingSetting(
-                "script-mode training needs the uploaded source archive (Settings.training.source_uri); "
+                f"script-mode training needs the uploaded source archive ({TRAINING_SOURCE}); "
                 "redeploy the pipeline stack"
             )
         values.update(
-            sagemaker_program=posixpath.basename(config.training.entry_point),
-            sagemaker_submit_directory=config.training.source_uri,
+            sagemaker_program=config.training.entry_point,
+            sagemaker_submit_directory=source_uri,
             sagemaker_region=region,
         )
     else:
@@ -84,7 +85,15 @@ def hyperparameters(config: Settings, region: str) -> dict[str, str]:
 
 
 def training_request(
-    config: Settings, state: State, *, image: str, role_arn: str, bucket: str, key_arn: str, region: str
+    config: Settings,
+    state: State,
+    *,
+    image: str,
+    role_arn: str,
+    bucket: str,
+    key_arn: str,
+    region: str,
+    source_uri: str | None = None,
 ) -> dict[str, Any]:
     """The CreateTrainingJob parameters for this run (pure: no AWS call)."""
     source = state.get("source") or {}
@@ -114,7 +123,7 @@ def training_request(
         "TrainingJobName": training_job_name(config, run),
         "AlgorithmSpecification": algorithm,
         "RoleArn": role_arn,
-        "HyperParameters": hyperparameters(config, region),
+        "HyperParameters": hyperparameters(config, region, source_uri),
         "InputDataConfig": channels,
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/runs/{run}/training/", "KmsKeyId": key_arn},
         "ResourceConfig": {
@@ -146,6 +155,28 @@ def describe_or_none(job_name: str) -> dict[str, Any] | None:
     return job
 
 
+def staged_source(uploaded: str, bucket: str) -> str:
+    """The script-mode source archive, copied next to the run's artifacts (once per archive).
+
+    The stack uploads the archive as a CDK asset (bootstrap bucket, named by its content hash);
+    the SageMaker role reads only the pipeline's own buckets, so the job gets a copy in the
+    artifacts bucket under ``code/<asset name>/sourcedir.tar.gz``.
+    """
+    if not uploaded.startswith("s3://") or "/" not in uploaded[5:]:
+        raise MissingSetting(f"{TRAINING_SOURCE} = {uploaded!r} is not an s3:// object URI; redeploy the stack")
+    source_bucket, source_key = uploaded[5:].split("/", 1)
+    name = posixpath.basename(source_key).split(".", 1)[0]
+    key = f"code/{name}/sourcedir.tar.gz"
+    s3 = clients.s3()
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if str(error.response.get("Error", {}).get("Code", "")) not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": source_key})
+    return f"s3://{bucket}/{key}"
+
+
 def start_training(state: State) -> State:
     """Start this run's training job, or adopt it if a previous attempt of this step started it.
 
@@ -157,14 +188,17 @@ def start_training(state: State) -> State:
     job = describe_or_none(job_name)
     if job is None:
         sagemaker = clients.sagemaker()
+        bucket = env(ARTIFACTS_BUCKET)
+        source = staged_source(env(TRAINING_SOURCE), bucket) if config.training.mode == "script" else None
         request = training_request(
             config,
             state,
             image=env(TRAINING_IMAGE),
             role_arn=env(SAGEMAKER_ROLE_ARN),
-            bucket=env(ARTIFACTS_BUCKET),
+            bucket=bucket,
             key_arn=env(ARTIFACTS_KEY_ARN),
             region=str(sagemaker.meta.region_name),
+            source_uri=source,
         )
         try:
             sagemaker.create_training_job(**request)

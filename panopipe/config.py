@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
@@ -211,6 +211,20 @@ class TrainingConfig(_Section):
         if wait is not None and runtime is not None and wait < runtime and info.data.get("spot", True):
             raise ValueError(f"managed spot training needs max_wait_seconds >= max_runtime_seconds ({runtime})")
         return wait
+
+    @property
+    def source_directory(self) -> str | None:
+        """Script mode: the directory archived for the job (``source_dir``, else the entry point's)."""
+        if self.mode != "script" or self.entry_point is None:
+            return None
+        return self.source_dir or str(PurePosixPath(self.entry_point).parent)
+
+    @property
+    def program(self) -> str | None:
+        """Script mode: the entry point's path inside the archived directory (``sagemaker_program``)."""
+        if self.mode != "script" or self.entry_point is None:
+            return None
+        return self.entry_point if self.source_dir else PurePosixPath(self.entry_point).name
 
     @property
     def effective_max_wait_seconds(self) -> int | None:

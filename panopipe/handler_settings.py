@@ -7,11 +7,8 @@ from panopipe.config import PipelineConfig
 from panopipe.naming import resource_prefix
 
 
-def handler_settings(config: PipelineConfig, source_uri: str | None = None) -> Settings:
-    """Everything the step handlers need to know from ``config``, as one typed object.
-
-    ``source_uri`` is where the script-mode source archive is uploaded (None in built-in mode).
-    """
+def handler_settings(config: PipelineConfig) -> Settings:
+    """Everything the step handlers need to know from ``config``, as one typed object."""
     training, model, compilation, runs = config.training, config.model, config.compilation, config.pipeline
     platform = compilation.target_platform
     return Settings(
@@ -35,8 +32,7 @@ def handler_settings(config: PipelineConfig, source_uri: str | None = None) -> S
             max_wait_seconds=training.effective_max_wait_seconds or training.max_runtime_seconds,
             hyperparameters={k: _text(v) for k, v in training.hyperparameters.items()},
             metric=Metric(training.metric.name, training.metric.threshold, training.metric.goal),
-            entry_point=training.entry_point,
-            source_uri=source_uri,
+            entry_point=training.program,
         ),
         compilation=Compilation(
             max_runtime_seconds=compilation.max_runtime_seconds,

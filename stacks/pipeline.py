@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from aws_cdk import ArnFormat, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, Fn, RemovalPolicy, Stack, Stage
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
@@ -26,8 +28,9 @@ from lambda_handlers.state import IN_PROGRESS, SUCCEEDED
 from panopipe.config import PipelineConfig
 from panopipe.handler_settings import handler_settings
 from panopipe.naming import resource_prefix
-from stacks.handler_code import RUNTIME, handler_code, handler_path
+from stacks.handler_code import ROOT, RUNTIME, handler_code, handler_path
 from stacks.nag import acknowledge, wildcard_findings
+from stacks.source_archive import write_archive
 from stacks.storage import PipelineStorage
 from stacks.training_image import image_uri, registry_account, training_image
 
@@ -87,7 +90,7 @@ STEPS: tuple[Step, ...] = (
         "StartTraining",
         "training",
         "start_handler",
-        (env.ARTIFACTS_BUCKET, env.ARTIFACTS_KEY_ARN, env.SAGEMAKER_ROLE_ARN, env.TRAINING_IMAGE),
+        (env.ARTIFACTS_BUCKET, env.ARTIFACTS_KEY_ARN, env.SAGEMAKER_ROLE_ARN, env.TRAINING_IMAGE, env.TRAINING_SOURCE),
         description="Starts (or adopts) the SageMaker training job",
     ),
     Step("CheckTraining", "training", "check_handler", (), description="Polls the training job"),
@@ -169,6 +172,7 @@ class Pipeline(Construct):
         self.state_machine_name = f"{self.prefix}-pipeline"
         self._layer = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", Fn.sub(POWERTOOLS_LAYER))
         self._settings_json = handler_settings(config).to_json()
+        self.training_source = self._training_source()
         self.functions: dict[str, lambda_.Function] = {}
         for step in STEPS:
             self.functions[step.id] = self._function(step)
@@ -200,9 +204,19 @@ class Pipeline(Construct):
             env.CODE_PACKAGE_NAME: inputs.code_package,
             env.MANIFEST_TEMPLATE_KEY: inputs.manifest_template_key,
         }
+        if self.training_source is not None:
+            values[env.TRAINING_SOURCE] = self.training_source.s3_object_url
         if hasattr(self, "state_machine"):
             values[env.STATE_MACHINE_ARN] = self.state_machine.state_machine_arn
         return values
+
+    def _training_source(self) -> s3_assets.Asset | None:
+        """Script mode: the training code as a deterministic tar.gz file asset (built at synth)."""
+        directory = self.config.training.source_directory
+        if directory is None:
+            return None
+        archive = write_archive(ROOT / directory, Path(Stage.of(self).outdir) / "training-sources")  # type: ignore[union-attr]
+        return s3_assets.Asset(self, "TrainingSource", path=str(archive))
 
     def _function(self, step: Step) -> lambda_.Function:
         log_group = logs.LogGroup(
@@ -216,7 +230,7 @@ class Pipeline(Construct):
         )
         log_group.grant_write(role)
         values = self._values()
-        environment = {name: values[name] for name in step.variables}
+        environment = {name: values[name] for name in step.variables if name in values}
         environment[env.STEP_SETTINGS] = self._settings_json
         environment["POWERTOOLS_SERVICE_NAME"] = self.prefix
         return lambda_.Function(
@@ -332,6 +346,29 @@ class Pipeline(Construct):
             (compilation_jobs,),
             own_jobs,
         )
+        if self.training_source is not None:
+            self.training_source.grant_read(self._role("StartTraining"))
+            self._acknowledge_grant(
+                ("StartTraining",),
+                _GRANT_READ_ACTIONS,
+                (self.training_source.bucket.arn_for_objects("*"),),
+                "grant_read on the CDK asset that holds the script-mode source archive (copied to artifacts)",
+            )
+            self._allow(
+                ("StartTraining",),
+                "StageSourceArchive",
+                ("s3:GetObject", "s3:PutObject"),
+                (artifacts.arn_for_objects("code/*"),),
+                "one copy of each source archive, named by its asset hash, under code/ in the artifacts bucket",
+            )
+            self._allow(("StartTraining",), "ListArtifactsForSource", ("s3:ListBucket",), (artifacts.bucket_arn,))
+            self.key.grant_encrypt_decrypt(self._role("StartTraining"))
+            self._acknowledge_grant(
+                ("StartTraining",),
+                _KMS_WRITE_ACTIONS,
+                (),
+                "grant_encrypt_decrypt on the artifacts bucket key only, to write the source archive copy",
+            )
         for step_id in ("StartTraining", "StartCompilation"):
             _pass_role(self._role(step_id), inputs.sagemaker_role, "sagemaker.amazonaws.com")
         for step_id in ("Deploy", "Rollback"):

@@ -196,6 +196,8 @@ def test_each_function_gets_only_its_variables_and_the_settings(synthesized: Syn
         props = found[step.id]
         variables = props["Environment"]["Variables"]
         assert set(variables) == {*step.variables, env.STEP_SETTINGS, "POWERTOOLS_SERVICE_NAME"}, step.id
+        if step.id != "StartTraining":
+            assert env.TRAINING_SOURCE not in variables
         assert Settings.from_json(variables[env.STEP_SETTINGS]) == handler_settings(config)
         assert props["Runtime"] == "python3.14" and props["Timeout"] <= 900
         assert "AWSLambdaPowertoolsPythonV3-python314-x86_64" in json.dumps(props["Layers"])
@@ -300,3 +302,27 @@ def test_dashboard_shows_runs_and_every_step(synthesized: Synthesized) -> None:
     for step in STEPS:
         assert f'\\"label\\":\\"{step.id}\\"' in body, step.id
     assert "ExecutionsStarted" in body and "ExecutionTime" in body
+
+
+# --- script mode ----------------------------------------------------------------------------------
+
+
+def test_script_mode_uploads_a_deterministic_source_archive(synthesized: Synthesized, tmp_path: Any) -> None:
+    import io
+    import tarfile
+
+    from stacks.source_archive import archive_bytes, write_archive
+
+    directory = ROOT / "tests" / "fixtures"
+    assert archive_bytes(directory) == archive_bytes(directory), "same sources, same bytes, same asset hash"
+    archive = write_archive(directory, tmp_path)
+    with tarfile.open(fileobj=io.BytesIO(archive.read_bytes())) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == ["train_detector.py"]
+    assert {(m.mtime, m.uid, m.gid) for m in members} == {(0, 0, 0)}
+
+    start = functions(synthesized, "script")["StartTraining"]["Environment"]["Variables"]
+    assert "Fn::" in json.dumps(start[env.TRAINING_SOURCE]), "the asset's S3 URL, resolved at deploy time"
+    assert Settings.from_json(start[env.STEP_SETTINGS]).training.entry_point == "train_detector.py"
+    builtin = functions(synthesized, "dev")["StartTraining"]["Environment"]["Variables"]
+    assert env.TRAINING_SOURCE not in builtin

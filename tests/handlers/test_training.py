@@ -20,6 +20,7 @@ from lambda_handlers.settings import (
     ARTIFACTS_KEY_ARN,
     SAGEMAKER_ROLE_ARN,
     TRAINING_IMAGE,
+    TRAINING_SOURCE,
     Metric,
     MissingSetting,
     Settings,
@@ -69,7 +70,6 @@ def script_settings(settings: Settings, **training_overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "mode": "script",
         "entry_point": "detector/train_detector.py",
-        "source_uri": f"s3://{ARTIFACTS}/source/training-3f2a.tar.gz",
         "spot": False,
         "hyperparameters": {"epochs": "20", "lr": "0.001"},
         "metric": Metric(name="validation:mAP", threshold=0.5),
@@ -152,18 +152,36 @@ def test_manifest_data_sets_use_manifest_file_channels(sagemaker: Any) -> None:
     assert channels[0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{DATA}/datasets/d1/train.manifest"
 
 
-def test_script_mode_runs_the_entry_point_from_the_source_archive(sagemaker: Any, settings: Settings) -> None:
+ASSETS = "cdk-hnb659fds-assets-123456789012-us-east-1"
+SOURCE_ASSET = "3f2a9c.tar.gz"
+
+
+def uploaded_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The archive the stack uploads as a CDK asset (bootstrap bucket), and the variable naming it."""
+    s3 = clients.s3()
+    for bucket in (ASSETS, ARTIFACTS):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=ASSETS, Key=SOURCE_ASSET, Body=b"source archive")
+    monkeypatch.setenv(TRAINING_SOURCE, f"s3://{ASSETS}/{SOURCE_ASSET}")
+
+
+def test_script_mode_runs_the_entry_point_from_the_source_archive(
+    sagemaker: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     use_settings(script_settings(settings))
+    uploaded_source(monkeypatch)
     started()
 
     job = sagemaker.describe_training_job(TrainingJobName=JOB)
     assert job["HyperParameters"] == {
         "epochs": "20",
         "lr": "0.001",
-        "sagemaker_program": "train_detector.py",
-        "sagemaker_submit_directory": f"s3://{ARTIFACTS}/source/training-3f2a.tar.gz",
+        "sagemaker_program": "detector/train_detector.py",
+        "sagemaker_submit_directory": f"s3://{ARTIFACTS}/code/3f2a9c/sourcedir.tar.gz",
         "sagemaker_region": REGION,
     }
+    copied = clients.s3().get_object(Bucket=ARTIFACTS, Key="code/3f2a9c/sourcedir.tar.gz")["Body"].read()
+    assert copied == b"source archive", "the job reads a copy in the artifacts bucket (its role reads no other)"
     assert job["EnableManagedSpotTraining"] is False
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
     assert "CheckpointConfig" not in job
@@ -180,6 +198,7 @@ def test_script_mode_defines_the_gate_metric(settings: Settings) -> None:
         bucket=ARTIFACTS,
         key_arn=KEY_ARN,
         region=REGION,
+        source_uri=f"s3://{ARTIFACTS}/code/3f2a9c/sourcedir.tar.gz",
     )
 
     [definition] = request["AlgorithmSpecification"]["MetricDefinitions"]
@@ -190,10 +209,13 @@ def test_script_mode_defines_the_gate_metric(settings: Settings) -> None:
     assert re.search(definition["Regex"], "validationXmAP=0.7") is None
 
 
-def test_script_mode_without_a_source_archive_is_a_deployment_fault(sagemaker: Any, settings: Settings) -> None:
-    use_settings(script_settings(settings, source_uri=None))
+def test_script_mode_without_a_source_archive_is_a_deployment_fault(
+    sagemaker: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_settings(script_settings(settings))
+    monkeypatch.delenv(TRAINING_SOURCE, raising=False)
 
-    with pytest.raises(MissingSetting, match="source archive"):
+    with pytest.raises(MissingSetting, match="TRAINING_SOURCE"):
         started()
     assert sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
 

@@ -1,0 +1,52 @@
+"""Cold import time of each step handler module, relative to ``import boto3`` alone.
+
+A Lambda cold start imports the handler module once; everything it imports beyond boto3 (which
+the runtime's own code path loads anyway) is added latency on every cold start. Each sample is a
+fresh interpreter (``python -c``), interleaved across modules so machine drift hits all alike;
+the median of ``BENCH_RUNS`` (default 7) is reported. Run with ``make bench-pipeline``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = int(os.environ.get("BENCH_RUNS", "7"))
+MODULES = (
+    "validate_input",
+    "training",
+    "compilation",
+    "package_registration",
+    "deployment",
+    "notify",
+    "trigger",
+    "manifest_template",
+)
+_PROBE = "import time; t = time.perf_counter(); import {target}; print(time.perf_counter() - t)"
+
+
+def _sample(target: str) -> float:
+    probe = _PROBE.format(target=target)
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+def main() -> None:
+    targets = ["boto3", *(f"lambda_handlers.{m}" for m in MODULES)]
+    samples: dict[str, list[float]] = {t: [] for t in targets}
+    for _ in range(RUNS):
+        for target in targets:
+            samples[target].append(_sample(target))
+    base = statistics.median(samples["boto3"])
+    print(f"{'module':<38}{'median ms':>10}{'x boto3':>9}")
+    for target in targets:
+        median = statistics.median(samples[target])
+        print(f"{target:<38}{median * 1000:>10.1f}{median / base:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()
