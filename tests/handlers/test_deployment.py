@@ -18,6 +18,7 @@ from lambda_handlers.artifacts import last_good_key, read_json, write_json
 from lambda_handlers.aws import panorama
 from lambda_handlers.errors import InvalidInput
 from lambda_handlers.settings import Device, Settings, Timing, use_settings
+from lambda_handlers.state import SKIPPED
 from panorama_app.manifest import documents, validation
 from panorama_app.manifest.spec import Parameter
 from tests.handlers.conftest import ACCOUNT, make_settings
@@ -459,7 +460,7 @@ def test_rollback_restores_the_last_good_deployment_and_skips_a_device_without_o
         "status_description": f"rollback to run {GOOD['run']} requested",
         "manifest_key": f"runs/{RUN}/rollback/{BY_ID}.json",
     }
-    assert skipped["status"] == dep.SKIPPED and skipped["status_description"] == dep.NO_EARLIER_GOOD
+    assert skipped["status"] == SKIPPED and skipped["status_description"] == dep.NO_EARLIER_GOOD
     assert skipped["instance_id"] is None and skipped["replaced"] == "ai-new-2"
     assert read_json(s3, ARTIFACTS, f"runs/{RUN}/rollback/{BY_ID}.json") == {**GOOD, "rollback_of": RUN}
     assert pauses == []
@@ -470,7 +471,7 @@ def test_rollback_without_any_earlier_good_deployment_succeeds_at_once(
 ) -> None:
     result = dep.rollback_handler(_state(deployment=_failed_deployment()), None)
     assert result["rollback"]["status"] == "SUCCEEDED"
-    assert [d["status"] for d in result["rollback"]["devices"]] == [dep.SKIPPED, dep.SKIPPED]
+    assert [d["status"] for d in result["rollback"]["devices"]] == [SKIPPED, SKIPPED]
 
 
 def test_rollback_keeps_an_earlier_instance_that_still_runs(s3: Any, stub: Stubber, two_devices: Settings) -> None:
@@ -534,7 +535,7 @@ def test_check_rollback_polls_the_rollback_and_leaves_last_good_alone(
                 "device_id": NAME_ID,
                 "instance_id": None,
                 "replaced": "ai-new-2",
-                "status": dep.SKIPPED,
+                "status": SKIPPED,
                 "status_description": dep.NO_EARLIER_GOOD,
                 "manifest_key": None,
             },
