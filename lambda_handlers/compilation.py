@@ -9,7 +9,6 @@ The job name derives from the run name, so a retried step adopts the job it alre
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -26,7 +25,7 @@ from lambda_handlers.settings import (
     env,
     settings,
 )
-from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, deadline_after, past, polled, with_section
+from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, loop_started, past, polled
 from lambda_handlers.step import step
 
 RUNNING_STATUSES = frozenset({"STARTING", "INPROGRESS", "STOPPING"})
@@ -73,7 +72,7 @@ def start_compilation(state: State) -> State:
     )
     job_name = request["CompilationJobName"]
     sagemaker = clients.sagemaker()
-    started_at: float | None = None  # now
+    created = None  # now
     try:
         sagemaker.create_compilation_job(**request)
     except ClientError as error:
@@ -81,15 +80,8 @@ def start_compilation(state: State) -> State:
             raise
         # Started by an earlier attempt of this step: its deadline counts from its creation.
         created = sagemaker.describe_compilation_job(CompilationJobName=job_name).get("CreationTime")
-        started_at = created.timestamp() if isinstance(created, datetime) else None
-    return with_section(
-        state,
-        "compilation",
-        job_name=job_name,
-        status=IN_PROGRESS,
-        deadline=deadline_after(config.timing.compilation_timeout_seconds, now=started_at),
-        polls=0,
-    )
+    timeout = config.timing.compilation_timeout_seconds
+    return loop_started(state, "compilation", timeout, since=created, job_name=job_name)
 
 
 def check_compilation(state: State) -> State:

@@ -52,10 +52,9 @@ from lambda_handlers.state import (
     SUCCEEDED,
     TIMED_OUT,
     State,
-    deadline_after,
+    loop_started,
     past,
     polled,
-    with_section,
 )
 from lambda_handlers.step import logger, step
 from panorama_app.manifest import documents, validation
@@ -282,14 +281,8 @@ def deploy(state: State) -> State:
                 "manifest_key": key,
             }
         )
-    return with_section(
-        state,
-        "deployment",
-        status=_overall(records, expired=False),
-        polls=0,
-        deadline=deadline_after(settings.timing.deployment_timeout_seconds),
-        devices=records,
-    )
+    timeout = settings.timing.deployment_timeout_seconds
+    return loop_started(state, "deployment", timeout, status=_overall(records, expired=False), devices=records)
 
 
 # --- check (deployment and rollback) ------------------------------------------------------------
@@ -414,14 +407,8 @@ def rollback(state: State) -> State:
                 "manifest_key": key,
             }
         )
-    return with_section(
-        state,
-        "rollback",
-        status=_overall(records, expired=False),
-        polls=0,
-        deadline=deadline_after(cfg.settings().timing.deployment_timeout_seconds),
-        devices=records,
-    )
+    timeout = cfg.settings().timing.deployment_timeout_seconds
+    return loop_started(state, "rollback", timeout, status=_overall(records, expired=False), devices=records)
 
 
 deploy_handler = step(deploy)

@@ -24,7 +24,7 @@ from lambda_handlers import settings as cfg
 from lambda_handlers.artifacts import history_key, last_good_key, load_template, read_json, write_json
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.errors import InvalidInput, PackageRegistrationFailed, StepTimedOut
-from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, deadline_after, past, polled, with_section
+from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, loop_started, past, polled
 from lambda_handlers.step import logger, step
 from panorama_app.manifest import documents
 from panorama_app.manifest.spec import ApplicationSpec
@@ -212,15 +212,8 @@ def register(state: State) -> State:
     spec = model_spec(template.spec, state["model"])
     model_bucket, model_key = split_s3_uri(state["model"]["s3_uri"])
     registration = register_model(s3, spec, model_bucket, model_key)
-    return with_section(
-        state,
-        "package",
-        **registration.as_dict(),
-        status=IN_PROGRESS,
-        deadline=deadline_after(cfg.settings().timing.registration_timeout_seconds),
-        polls=0,
-        deregistered=[],
-    )
+    timeout = cfg.settings().timing.registration_timeout_seconds
+    return loop_started(state, "package", timeout, **registration.as_dict(), deregistered=[])
 
 
 def check(state: State) -> State:

@@ -57,6 +57,17 @@ def with_section(state: State, name: str, **values: Any) -> State:
     return {**state, name: section}
 
 
+def loop_started(state: State, name: str, timeout_seconds: int, since: Any = None, **values: Any) -> State:
+    """Section ``name`` entering its wait loop: IN_PROGRESS, no polls yet, a deadline from ``since``.
+
+    ``since`` is when the awaited work began (a job's CreationTime, datetime or epoch seconds);
+    None means now. A retried step that adopts an earlier job thus keeps that job's deadline.
+    """
+    start = since.timestamp() if hasattr(since, "timestamp") else since
+    values.setdefault("status", IN_PROGRESS)
+    return with_section(state, name, **values, polls=0, deadline=deadline_after(timeout_seconds, now=start))
+
+
 def polled(state: State, name: str, status: str, **values: Any) -> State:
     """:func:`with_section` that also counts one more poll of the section's wait loop."""
     return with_section(state, name, status=status, polls=int((state.get(name) or {}).get("polls", 0)) + 1, **values)

@@ -7,8 +7,9 @@ machine retries with backoff; typed :class:`PipelineError` subclasses pass throu
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
@@ -53,21 +54,28 @@ def translate(error: ClientError) -> Exception:
     return unchanged
 
 
+@contextlib.contextmanager
+def retryable_errors() -> Iterator[None]:
+    """Raise AWS throttling, 5xx and connection failures as the typed errors the retries match."""
+    try:
+        yield
+    except ClientError as error:
+        translated = translate(error)
+        if translated is error:
+            raise
+        raise translated from error
+    except (ConnectionError, ReadTimeoutError) as error:
+        raise TransientError(f"{type(error).__name__}: {error}") from error
+
+
 def step(function: Callable[[State], State]) -> Handler:
     """Make a Lambda handler of a state-to-state step function."""
 
     @functools.wraps(function)
     def handler(event: State, context: Any = None) -> State:
         logger.append_keys(step=function.__name__, run=event.get("run", {}).get("name"))
-        try:
+        with retryable_errors():
             result = function(event)
-        except ClientError as error:
-            translated = translate(error)
-            if translated is error:
-                raise
-            raise translated from error
-        except (ConnectionError, ReadTimeoutError) as error:
-            raise TransientError(f"{type(error).__name__}: {error}") from error
         logger.info("step done", extra={"keys": sorted(result)})
         return result
 

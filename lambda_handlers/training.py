@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import posixpath
 import re
-from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -36,7 +35,7 @@ from lambda_handlers.settings import (
     env,
     settings,
 )
-from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, deadline_after, past, polled, with_section
+from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, loop_started, past, polled, with_section
 from lambda_handlers.step import step
 
 BUILTIN_CONTENT_TYPE = "application/x-recordio"
@@ -207,16 +206,8 @@ def start_training(state: State) -> State:
                 raise
             # A concurrent attempt created it between our look and our create: adopt that one.
         job = sagemaker.describe_training_job(TrainingJobName=job_name)
-    created = job.get("CreationTime")
-    started_at = created.timestamp() if isinstance(created, datetime) else None
-    return with_section(
-        state,
-        "training",
-        job_name=job_name,
-        status=IN_PROGRESS,
-        deadline=deadline_after(config.timing.training_timeout_seconds, now=started_at),
-        polls=0,
-    )
+    timeout = config.timing.training_timeout_seconds
+    return loop_started(state, "training", timeout, since=job.get("CreationTime"), job_name=job_name)
 
 
 def check_training(state: State) -> State:

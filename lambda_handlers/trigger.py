@@ -24,14 +24,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
-
 from lambda_handlers import settings as cfg
 from lambda_handlers.aws import clients
-from lambda_handlers.errors import TransientError
 from lambda_handlers.names import READY_MARKER as READY_MARKER  # one definition, shared with the CLI
 from lambda_handlers.names import execution_name
-from lambda_handlers.step import logger, translate
+from lambda_handlers.step import logger, retryable_errors
 
 DEFAULT_PREFIX = "datasets/"
 
@@ -143,12 +140,5 @@ def _route(event: dict[str, Any]) -> Result:
 
 def handler(event: dict[str, Any], context: Any = None) -> Result:
     """Lambda entry point of the EventBridge rules (not a state machine step)."""
-    try:
+    with retryable_errors():
         return _route(event)
-    except ClientError as error:
-        translated = translate(error)
-        if translated is error:
-            raise
-        raise translated from error
-    except (ConnectionError, ReadTimeoutError) as error:
-        raise TransientError(f"{type(error).__name__}: {error}") from error
