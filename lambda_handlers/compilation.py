@@ -15,7 +15,8 @@ from botocore.exceptions import ClientError
 
 from lambda_handlers import names
 from lambda_handlers.aws import clients
-from lambda_handlers.errors import CompilationFailed, StepTimedOut
+from lambda_handlers.errors import CompilationFailed
+from lambda_handlers.sagemaker_jobs import JobKind, poll
 from lambda_handlers.settings import (
     ARTIFACTS_BUCKET,
     ARTIFACTS_KEY_ARN,
@@ -25,7 +26,7 @@ from lambda_handlers.settings import (
     env,
     settings,
 )
-from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, loop_started, past, polled
+from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, loop_started, polled
 from lambda_handlers.step import step
 
 RUNNING_STATUSES = frozenset({"STARTING", "INPROGRESS", "STOPPING"})
@@ -84,34 +85,27 @@ def start_compilation(state: State) -> State:
     return loop_started(state, "compilation", timeout, since=created, job_name=job_name)
 
 
+COMPILATION_JOB = JobKind(
+    noun="compilation job",
+    section="compilation",
+    api="compilation_job",
+    name_parameter="CompilationJobName",
+    status_field="CompilationJobStatus",
+    completed="COMPLETED",
+    failed="FAILED",
+    stopped="STOPPED",
+    running=RUNNING_STATUSES,
+    stoppable=RUNNING_STATUSES - {"STOPPING"},
+    error=CompilationFailed,
+)
+
+
 def check_compilation(state: State) -> State:
     """Poll the job: IN_PROGRESS, SUCCEEDED (+ ``output_uri``), or raise CompilationFailed / StepTimedOut."""
-    config = settings()
-    section = state["compilation"]
-    job_name = str(section["job_name"])
-    sagemaker = clients.sagemaker()
-    job = sagemaker.describe_compilation_job(CompilationJobName=job_name)
-    status = job.get("CompilationJobStatus")
-    if status == "COMPLETED":
-        output = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
-        if not output:
-            raise CompilationFailed(f"compilation job {job_name} completed without ModelArtifacts.S3ModelArtifacts")
-        return polled(state, "compilation", SUCCEEDED, output_uri=output)
-    if status in ("FAILED", "STOPPED"):
-        verb = "failed" if status == "FAILED" else "was stopped"
-        raise CompilationFailed(
-            f"compilation job {job_name} {verb}: {job.get('FailureReason') or 'no FailureReason given'}"
-        )
-    if status not in RUNNING_STATUSES:
-        raise CompilationFailed(f"compilation job {job_name} is {status}")
-    if past(int(section["deadline"])):
-        timeout = config.timing.compilation_timeout_seconds
-        action = "it is already stopping"
-        if status != "STOPPING":
-            sagemaker.stop_compilation_job(CompilationJobName=job_name)
-            action = "stopped it"
-        raise StepTimedOut(f"compilation job {job_name} still {status} after the {timeout} s timeout; {action}")
-    return polled(state, "compilation", IN_PROGRESS)
+    done, job = poll(COMPILATION_JOB, state, settings().timing.compilation_timeout_seconds)
+    if not done:
+        return polled(state, "compilation", IN_PROGRESS)
+    return polled(state, "compilation", SUCCEEDED, output_uri=job["ModelArtifacts"]["S3ModelArtifacts"])
 
 
 start_handler = step(start_compilation)

@@ -23,7 +23,8 @@ from botocore.exceptions import ClientError
 
 from lambda_handlers import names
 from lambda_handlers.aws import clients
-from lambda_handlers.errors import InvalidInput, MetricBelowThreshold, StepTimedOut, TrainingFailed
+from lambda_handlers.errors import InvalidInput, MetricBelowThreshold, TrainingFailed
+from lambda_handlers.sagemaker_jobs import JobKind, poll
 from lambda_handlers.settings import (
     ARTIFACTS_BUCKET,
     ARTIFACTS_KEY_ARN,
@@ -35,7 +36,7 @@ from lambda_handlers.settings import (
     env,
     settings,
 )
-from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, loop_started, past, polled, with_section
+from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, loop_started, polled, with_section
 from lambda_handlers.step import step
 
 BUILTIN_CONTENT_TYPE = "application/x-recordio"
@@ -210,41 +211,37 @@ def start_training(state: State) -> State:
     return loop_started(state, "training", timeout, since=job.get("CreationTime"), job_name=job_name)
 
 
+TRAINING_JOB = JobKind(
+    noun="training job",
+    section="training",
+    api="training_job",
+    name_parameter="TrainingJobName",
+    status_field="TrainingJobStatus",
+    completed="Completed",
+    failed="Failed",
+    stopped="Stopped",
+    running=RUNNING_STATUSES,
+    stoppable=frozenset({"InProgress"}),
+    error=TrainingFailed,
+)
+
+
 def check_training(state: State) -> State:
     """Poll the job: IN_PROGRESS, SUCCEEDED (+ ``model``), or raise TrainingFailed / StepTimedOut."""
     config = settings()
-    section = state["training"]
-    job_name = str(section["job_name"])
-    sagemaker = clients.sagemaker()
-    job = sagemaker.describe_training_job(TrainingJobName=job_name)
-    status = job.get("TrainingJobStatus")
-    if status == "Completed":
-        artifact = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
-        if not artifact:
-            raise TrainingFailed(f"training job {job_name} completed without ModelArtifacts.S3ModelArtifacts")
-        model = config.model
-        updated = polled(state, "training", SUCCEEDED)
-        updated["model"] = {
-            "s3_uri": artifact,
-            "framework": model.framework,
-            "framework_version": model.framework_version,
-            "input_name": model.input_name,
-            "input_shape": list(model.input_shape),
-        }
-        return updated
-    if status in ("Failed", "Stopped"):
-        verb = "failed" if status == "Failed" else "was stopped"
-        raise TrainingFailed(f"training job {job_name} {verb}: {job.get('FailureReason') or 'no FailureReason given'}")
-    if status not in RUNNING_STATUSES:
-        raise TrainingFailed(f"training job {job_name} is {status}")
-    if past(int(section["deadline"])):
-        timeout = config.timing.training_timeout_seconds
-        action = "it is already stopping"
-        if status == "InProgress":
-            sagemaker.stop_training_job(TrainingJobName=job_name)
-            action = "stopped it"
-        raise StepTimedOut(f"training job {job_name} still {status} after the {timeout} s timeout; {action}")
-    return polled(state, "training", IN_PROGRESS, secondary_status=job.get("SecondaryStatus"))
+    done, job = poll(TRAINING_JOB, state, config.timing.training_timeout_seconds)
+    if not done:
+        return polled(state, "training", IN_PROGRESS, secondary_status=job.get("SecondaryStatus"))
+    model = config.model
+    updated = polled(state, "training", SUCCEEDED)
+    updated["model"] = {
+        "s3_uri": job["ModelArtifacts"]["S3ModelArtifacts"],
+        "framework": model.framework,
+        "framework_version": model.framework_version,
+        "input_name": model.input_name,
+        "input_shape": list(model.input_shape),
+    }
+    return updated
 
 
 def evaluate(state: State) -> State:

@@ -1,0 +1,69 @@
+"""One poll of a SageMaker job (training or Neo compilation): the part both wait loops share.
+
+The two APIs spell the same life cycle differently (``Completed`` vs ``COMPLETED``, ``Stopping`` vs
+``STOPPING``); a :class:`JobKind` names the spellings, and :func:`poll` turns one Describe call
+into "still running", "done (with its artifact)", or a typed failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lambda_handlers.aws import clients
+from lambda_handlers.errors import PipelineError, StepTimedOut
+from lambda_handlers.state import State, past
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """How one kind of SageMaker job is described, stopped and reported."""
+
+    noun: str  # "training job"
+    section: str  # the run state's section holding job_name and deadline
+    api: str  # "training_job" → describe_training_job / stop_training_job
+    name_parameter: str  # "TrainingJobName"
+    status_field: str  # "TrainingJobStatus"
+    completed: str
+    failed: str
+    stopped: str
+    running: frozenset[str]
+    stoppable: frozenset[str]  # running statuses in which a timeout stops the job
+    error: type[PipelineError]
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """Describe<Kind>Job."""
+        job: dict[str, Any] = getattr(clients.sagemaker(), f"describe_{self.api}")(**{self.name_parameter: name})
+        return job
+
+    def stop(self, name: str) -> None:
+        """Stop<Kind>Job."""
+        getattr(clients.sagemaker(), f"stop_{self.api}")(**{self.name_parameter: name})
+
+
+def poll(kind: JobKind, state: State, timeout_seconds: int) -> tuple[bool, dict[str, Any]]:
+    """(done, job) for the run's job; raises ``kind.error`` on failure, StepTimedOut past the deadline.
+
+    Done means completed with ``ModelArtifacts.S3ModelArtifacts``; a job still running past the
+    section's deadline is stopped (unless already stopping) before StepTimedOut is raised.
+    """
+    section = state[kind.section]
+    name = str(section["job_name"])
+    job = kind.describe(name)
+    status = job.get(kind.status_field)
+    if status == kind.completed:
+        if not (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts"):
+            raise kind.error(f"{kind.noun} {name} completed without ModelArtifacts.S3ModelArtifacts")
+        return True, job
+    if status in (kind.failed, kind.stopped):
+        verb = "failed" if status == kind.failed else "was stopped"
+        raise kind.error(f"{kind.noun} {name} {verb}: {job.get('FailureReason') or 'no FailureReason given'}")
+    if status not in kind.running:
+        raise kind.error(f"{kind.noun} {name} is {status}")
+    if past(int(section["deadline"])):
+        action = "it is already stopping"
+        if status in kind.stoppable:
+            kind.stop(name)
+            action = "stopped it"
+        raise StepTimedOut(f"{kind.noun} {name} still {status} after the {timeout_seconds} s timeout; {action}")
+    return False, job
