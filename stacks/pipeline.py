@@ -50,6 +50,7 @@ RETRY_INTERVAL = Duration.seconds(2)
 RETRY_ATTEMPTS = 6
 RETRY_BACKOFF = 2.0
 RETRY_MAX_DELAY = Duration.seconds(60)
+TASK_SLACK_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -509,6 +510,10 @@ class Pipeline(Construct):
             lambda_function=self.functions[step_id],
             payload_response_only=True,
             retry_on_service_exceptions=False,
+            # The function's own timeout plus start-up slack: a stuck invocation fails the task.
+            task_timeout=sfn.Timeout.duration(
+                Duration.seconds(STEP_BY_ID[step_id].timeout_seconds + TASK_SLACK_SECONDS)
+            ),
             comment=STEP_BY_ID[step_id].description,
         )
         task.add_retry(

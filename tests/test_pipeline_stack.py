@@ -13,7 +13,7 @@ from lambda_handlers import settings as env
 from lambda_handlers.settings import Settings
 from panopipe.config import load_config
 from panopipe.handler_settings import handler_settings
-from stacks.pipeline import RETRY_ERRORS, STEPS, TRIGGER
+from stacks.pipeline import RETRY_ERRORS, STEP_BY_ID, STEPS, TASK_SLACK_SECONDS, TRIGGER
 from tests.conftest import ROOT, STAGE_CONFIGS, Synthesized
 
 #: Every statement whose Resource is "*", with the reason it cannot be narrower.
@@ -89,7 +89,7 @@ def _resources(statement: dict[str, Any]) -> list[Any]:
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
-def test_every_task_retries_transient_errors_with_backoff_and_catches_the_rest(
+def test_every_task_has_a_timeout_retries_transient_errors_with_backoff_and_catches_the_rest(
     synthesized: Synthesized, stage: str
 ) -> None:
     states = definition(synthesized, stage)["States"]
@@ -100,6 +100,8 @@ def test_every_task_retries_transient_errors_with_backoff_and_catches_the_rest(
         assert retry["ErrorEquals"] == list(RETRY_ERRORS), name
         assert (retry["IntervalSeconds"], retry["MaxAttempts"], retry["BackoffRate"]) == (2, 6, 2), name
         assert retry["JitterStrategy"] == "FULL" and retry["MaxDelaySeconds"] == 60, name
+        step_id = "Notify" if name.startswith("Notify") else name
+        assert state["TimeoutSeconds"] == STEP_BY_ID[step_id].timeout_seconds + TASK_SLACK_SECONDS, name
         (catch,) = state["Catch"]
         assert catch["ErrorEquals"] == ["States.ALL"], name
         if name.startswith("Notify"):
