@@ -13,9 +13,11 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
+from lambda_handlers.settings import CODE_PACKAGE_NAME, MODEL_PACKAGE_NAME
 from panorama_app.manifest.rules import ManifestError
 from panorama_app.manifest.spec import ApplicationSpec
 
@@ -66,4 +68,16 @@ def load_template(s3: Any, bucket: str, key: str) -> ManifestTemplate:
     ]
     if not accounts:
         raise ManifestError("manifest template", [f"$.graph.nodeGraph.packages: no package '<account>{suffix}'"])
+    _check_package_names(spec)
     return ManifestTemplate(spec, accounts[0], document["overrides"])
+
+
+def _check_package_names(spec: ApplicationSpec) -> None:
+    """The stored template and this stack must name the same packages (else a deploy is half done)."""
+    for variable, stored in ((MODEL_PACKAGE_NAME, spec.model_package), (CODE_PACKAGE_NAME, spec.code_package)):
+        deployed = os.environ.get(variable)
+        if deployed and deployed != stored:
+            raise ManifestError(
+                "manifest template",
+                [f"names package {stored!r} but the pipeline stack's {variable} is {deployed!r}: deploy all stacks"],
+            )

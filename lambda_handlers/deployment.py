@@ -313,6 +313,8 @@ def _overall(devices: list[dict[str, Any]], expired: bool) -> str:
         return TIMED_OUT
     if IN_PROGRESS in statuses:
         return TIMED_OUT if expired else IN_PROGRESS
+    if statuses == {SKIPPED}:
+        return SKIPPED  # nothing was restored: not a successful rollback
     return FAILED if FAILED in statuses else SUCCEEDED
 
 
@@ -374,7 +376,8 @@ def rollback(state: State) -> State:
         record = {"device": label, "device_id": device_id, "replaced": failed, "manifest_key": None}
         good = read_json(s3, bucket, last_good_key(label))
         if good is None:
-            records.append({**record, "instance_id": None, "status": SKIPPED, "status_description": NO_EARLIER_GOOD})
+            skipped = {**record, "replaced": None, "instance_id": None}
+            records.append({**skipped, "status": SKIPPED, "status_description": NO_EARLIER_GOOD})
             continue
         key = rollback_key(run, label)
         write_json(s3, bucket, key, {**good, "rollback_of": run})

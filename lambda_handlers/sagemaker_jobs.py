@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from lambda_handlers.aws import clients
 from lambda_handlers.errors import PipelineError, StepTimedOut
 from lambda_handlers.state import State, past
@@ -63,7 +65,10 @@ def poll(kind: JobKind, state: State, timeout_seconds: int) -> tuple[bool, dict[
     if past(int(section["deadline"])):
         action = "it is already stopping"
         if status in kind.stoppable:
-            kind.stop(name)
-            action = "stopped it"
+            try:
+                kind.stop(name)
+                action = "stopped it"
+            except ClientError as error:  # e.g. it finished meanwhile: the timeout is still the news
+                action = f"could not stop it ({error.response.get('Error', {}).get('Code', 'error')})"
         raise StepTimedOut(f"{kind.noun} {name} still {status} after the {timeout_seconds} s timeout; {action}")
     return False, job

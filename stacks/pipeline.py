@@ -108,7 +108,7 @@ STEPS: tuple[Step, ...] = (
         "RegisterPackage",
         "package_registration",
         "register_handler",
-        (env.ARTIFACTS_BUCKET, env.MANIFEST_TEMPLATE_KEY, env.MODEL_PACKAGE_NAME),
+        (env.ARTIFACTS_BUCKET, env.MANIFEST_TEMPLATE_KEY, env.MODEL_PACKAGE_NAME, env.CODE_PACKAGE_NAME),
         timeout_seconds=900,  # hashes and copies the raw model (can be GBs)
         memory=1024,
         description="Uploads the raw model and registers a Panorama package version",
@@ -545,13 +545,30 @@ class Pipeline(Construct):
         failed = sfn.Fail(self, "Run failed", error_path="$.summary.error", cause_path="$.summary.reason")
         notify_failure = self._task("Notify", "Notify failure")
         notify_failure.next(failed)
+        # The catch keeps the state (the run's own error stays in $.error for the execution history).
         notify_failure.add_catch(
-            sfn.Fail(self, "Notification failed", error="NotificationFailed", cause="SNS publish failed"),
+            sfn.Fail(
+                self,
+                "Notification failed",
+                error="NotificationFailed",
+                cause="the run failed and its failure notification could not be published; the execution "
+                "history holds both errors",
+            ),
             errors=["States.ALL"],
+            result_path="$.notify_error",
         )
         notify_success = self._task("Notify", "Notify success")
         notify_success.next(sfn.Succeed(self, "Deployed"))
-        notify_success.add_catch(sfn.Fail(self, "Deployed, notification failed"), errors=["States.ALL"])
+        notify_success.add_catch(
+            sfn.Fail(
+                self,
+                "Deployed, notification failed",
+                error="NotificationFailed",
+                cause="the application was deployed, but the success notification could not be published",
+            ),
+            errors=["States.ALL"],
+            result_path="$.notify_error",
+        )
 
         steps: dict[str, tasks.LambdaInvoke] = {}
 

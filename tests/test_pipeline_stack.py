@@ -163,6 +163,15 @@ def test_failed_deployment_rolls_back_and_the_run_fails(synthesized: Synthesized
     assert states[states["Notify success"]["Next"]]["Type"] == "Succeed"
 
 
+def test_a_failed_notification_still_fails_the_run_with_a_named_error(synthesized: Synthesized) -> None:
+    states = definition(synthesized)["States"]
+    for notify in ("Notify success", "Notify failure"):
+        (catch,) = states[notify]["Catch"]
+        assert catch["ResultPath"] == "$.notify_error", "the run's state (and its own error) is kept"
+        fail = states[catch["Next"]]
+        assert fail["Type"] == "Fail" and fail["Error"] == "NotificationFailed" and fail["Cause"]
+
+
 def test_first_state_carries_the_input_and_the_run_name(synthesized: Synthesized) -> None:
     spec = definition(synthesized)
     start = spec["States"][spec["StartAt"]]

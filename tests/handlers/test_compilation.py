@@ -212,3 +212,14 @@ def test_completion_wins_over_a_passed_deadline(sagemaker: Any) -> None:
     state["compilation"]["deadline"] = 0
 
     assert compilation.check_handler(state, None)["compilation"]["status"] == SUCCEEDED
+
+
+def test_timeout_is_reported_even_when_the_stop_is_refused(sagemaker: Any, stop_stub: Stubber) -> None:
+    """The job may finish between Describe and Stop: the timeout, not the refused stop, is the news."""
+    state = started()
+    set_job(compilation_job_status="INPROGRESS")
+    state["compilation"]["deadline"] = int(time.time()) - 1
+    stop_stub.add_client_error("stop_compilation_job", "ValidationException", "job is not in progress")
+
+    with pytest.raises(StepTimedOut, match="could not stop it \\(ValidationException\\)"):
+        compilation.check_handler(state, None)

@@ -461,16 +461,16 @@ def test_rollback_restores_the_last_good_deployment_and_skips_a_device_without_o
         "manifest_key": f"runs/{RUN}/rollback/{BY_ID}.json",
     }
     assert skipped["status"] == SKIPPED and skipped["status_description"] == dep.NO_EARLIER_GOOD
-    assert skipped["instance_id"] is None and skipped["replaced"] == "ai-new-2"
+    assert skipped["instance_id"] is None and skipped["replaced"] is None, "nothing replaced, nothing claimed"
     assert read_json(s3, ARTIFACTS, f"runs/{RUN}/rollback/{BY_ID}.json") == {**GOOD, "rollback_of": RUN}
     assert pauses == []
 
 
-def test_rollback_without_any_earlier_good_deployment_succeeds_at_once(
+def test_rollback_without_any_earlier_good_deployment_is_reported_as_skipped(
     s3: Any, stub: Stubber, two_devices: Settings
 ) -> None:
     result = dep.rollback_handler(_state(deployment=_failed_deployment()), None)
-    assert result["rollback"]["status"] == "SUCCEEDED"
+    assert result["rollback"]["status"] == SKIPPED, "nothing was restored: not a successful rollback"
     assert [d["status"] for d in result["rollback"]["devices"]] == [SKIPPED, SKIPPED]
 
 

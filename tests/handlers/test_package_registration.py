@@ -420,3 +420,17 @@ def test_a_patch_the_service_refuses_to_deregister_stays_in_the_history(
         assert [e["patch_version"] for e in history["patches"]] == ["p1", "abc"]
     finally:
         use_settings(None)
+
+
+def test_a_template_naming_other_packages_than_the_stack_is_refused(
+    artifacts: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drift between the application stack's template and the pipeline stack's packages stops the run."""
+    from panorama_app.manifest.rules import ManifestError
+
+    artifacts_store.write_json(artifacts, ARTIFACTS, "panorama/application-manifest.json", template_document(SPEC))
+    monkeypatch.setenv("MODEL_PACKAGE_NAME", "someone_elses_model")
+    with pytest.raises(ManifestError, match="'someone_elses_model': deploy all stacks"):
+        artifacts_store.load_template(artifacts, ARTIFACTS, "panorama/application-manifest.json")
+    monkeypatch.setenv("MODEL_PACKAGE_NAME", SPEC.model_package)
+    assert artifacts_store.load_template(artifacts, ARTIFACTS, "panorama/application-manifest.json").spec == SPEC
