@@ -4,6 +4,7 @@
 import sys
 
 import aws_cdk as cdk
+import yaml
 
 from panopipe.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
 from panopipe.naming import resource_prefix
@@ -11,8 +12,13 @@ from stacks.stage import PipelineStage
 
 app = cdk.App()
 config_path = app.node.try_get_context("config") or DEFAULT_CONFIG_PATH
+# -c config.<field path>=<YAML value> sets one field on top of the file (the local mode shortens polls).
+context = app.node.get_all_context()
+overrides = {
+    key.removeprefix("config."): yaml.safe_load(str(v)) for key, v in context.items() if key.startswith("config.")
+}
 try:
-    config = load_config(config_path)
+    config = load_config(config_path, overrides=overrides)
 except ConfigError as error:
     sys.exit(f"error: {error}")
 PipelineStage(app, resource_prefix(config.project, config.environment), config=config)

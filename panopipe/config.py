@@ -682,8 +682,14 @@ def parse_config(data: Any, source: str = "<config>", base_dir: Path | None = No
     return config
 
 
-def load_config(path: str | Path, base_dir: Path | None = None) -> PipelineConfig:
-    """Read and validate one environment's YAML file (the only file read at synth time)."""
+def load_config(
+    path: str | Path, base_dir: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> PipelineConfig:
+    """Read and validate one environment's YAML file (the only file read at synth time).
+
+    ``overrides`` maps dotted field paths to values set on top of the file before validation
+    (e.g. ``{"pipeline.poll_seconds": 2}`` for the local mode); the file's rules apply to them.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -697,4 +703,14 @@ def load_config(path: str | Path, base_dir: Path | None = None) -> PipelineConfi
         raise ConfigError(
             str(path), [Problem("<file>", where, f"is not valid YAML: {getattr(err, 'problem', err)}")]
         ) from None
+    if overrides and isinstance(data, dict):
+        for dotted, value in overrides.items():
+            *parents, leaf = dotted.split(".")
+            node = data
+            for part in parents:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise ConfigError(str(path), [Problem(dotted, value, f"{part} is not a section")])
+                node = child
+            node[leaf] = value
     return parse_config(data, str(path), base_dir or Path.cwd())

@@ -325,3 +325,15 @@ def test_example_documents_every_field() -> None:
     for fields in _allowed_fields().values():
         for field in fields:
             assert re.search(rf"^\s*(#\s*)?(-\s*)?{field}:|#.*\b{field}:", text, re.M), field
+
+
+def test_overrides_set_fields_on_top_of_the_file_and_follow_its_rules() -> None:
+    path = ROOT / "config" / "dev.yaml"
+    assert load_config(path, base_dir=ROOT, overrides={"pipeline.poll_seconds": 2}).pipeline.poll_seconds == 2
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, base_dir=ROOT, overrides={"pipeline.poll_seconds": 0})
+    assert [str(p) for p in caught.value.problems] == [
+        "pipeline.poll_seconds = 0: Input should be greater than or equal to 1"
+    ]
+    with pytest.raises(ConfigError, match="instance_type is not a section"):
+        load_config(path, base_dir=ROOT, overrides={"training.instance_type.x": 1})
