@@ -1,0 +1,1 @@
+"""Tests of the local mode (the embedded AWS emulator)."""

@@ -1,0 +1,613 @@
+"""The local Panorama service through a real boto3 client (carried model) on moto's port, S3 in moto.
+
+One server for the module: moto's app with the Panorama middleware, on 127.0.0.1 and a free port;
+each test starts from an empty backend (devices kept) and its own artifacts bucket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import urllib.error
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto.moto_server.werkzeug_app import MotoRequestHandler
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.test import Client
+
+from lambda_handlers import deployment as dep
+from lambda_handlers import package_registration as reg
+from lambda_handlers import settings as cfg
+from lambda_handlers.artifacts import last_good_key, read_json
+from lambda_handlers.aws import clients, panorama
+from lambda_handlers.errors import PackageRegistrationFailed
+from lambda_handlers.settings import use_settings
+from panopipe.application import application_spec
+from panopipe.config import load_config
+from panopipe.local.panorama import (
+    FAIL_DEPLOYMENTS_PATH,
+    MAX_VERSIONS_PER_PACKAGE,
+    PanoramaBackend,
+    Progress,
+    S3ClientStore,
+    backend_from_environment,
+    device_id_for_name,
+    is_panorama_request,
+    moto_app_with_panorama,
+    panorama_wsgi_app,
+    request_failed_deployments,
+)
+from panopipe.local.panorama_protocol import match, routes
+from panorama_app.manifest import documents, validation
+from tests.conftest import ROOT
+from tests.handlers.conftest import make_settings
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+DEVICE_NAME = "local-device-1"
+DEVICE_ID = device_id_for_name(DEVICE_NAME)
+OTHER_DEVICE = "device-lobby"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/service-role/panopipe-dev-runtime"
+CONFIG = load_config(ROOT / "config" / "dev.yaml", base_dir=ROOT)
+SPEC = application_spec(CONFIG)
+TEMPLATE_KEY = "panorama/application-manifest.json"
+
+
+@dataclass
+class Emulator:
+    backend: PanoramaBackend
+    endpoint: str
+    session: boto3.Session
+    panorama: Any
+
+
+def _serve(app: Any) -> tuple[BaseWSGIServer, str]:
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    """moto with the Panorama service on one port; this process's clients point at it."""
+    backend = PanoramaBackend(ACCOUNT, REGION, devices=[{"name": DEVICE_NAME}, {"id": OTHER_DEVICE}])
+    server, endpoint = _serve(moto_app_with_panorama(backend))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ENDPOINT_URL_PANORAMA": endpoint,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+        }.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_PROFILE", raising=False)
+        session = boto3.Session(region_name=REGION)
+        patch.setattr(boto3, "DEFAULT_SESSION", session)
+        yield Emulator(backend, endpoint, session, panorama.new_client(REGION))
+    server.shutdown()
+
+
+@pytest.fixture
+def env(emulator: Emulator) -> Iterator[Emulator]:
+    """An empty Panorama state (devices kept); the handlers' shared clients are the emulator's."""
+    emulator.backend.reset()
+    emulator.backend.progress = Progress()
+    clients.reset()
+    panorama.use_client(emulator.panorama)
+    yield emulator
+    panorama.use_client(None)
+    clients.reset()
+
+
+@pytest.fixture
+def pano(env: Emulator) -> Any:
+    return env.panorama
+
+
+@pytest.fixture
+def s3(env: Emulator) -> Any:
+    return clients.s3()
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"aws-panorama-test-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+
+
+def _put(s3: Any, bucket: str, key: str, body: bytes) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def _binary(s3: Any, location: dict[str, str], body: bytes, extension: str) -> str:
+    sha = hashlib.sha256(body).hexdigest()
+    _put(s3, location["Bucket"], f"{location['BinaryPrefixLocation']}/{sha}.{extension}", body)
+    return sha
+
+
+def _manifest(s3: Any, location: dict[str, str], document: dict[str, Any], version: str = "1.0") -> str:
+    body = reg.canonical(document)
+    patch = hashlib.sha256(body).hexdigest()
+    _put(s3, location["Bucket"], f"{location['ManifestPrefixLocation']}/{version}/{patch}.json", body)
+    return patch
+
+
+def _model_package(s3: Any, location: dict[str, str], model: bytes = b"model") -> dict[str, Any]:
+    """A valid package.json of the model package, its asset and descriptor uploaded."""
+    asset = _binary(s3, location, model, "tar.gz")
+    descriptor = _binary(s3, location, reg.canonical(documents.model_descriptor(SPEC)), "json")
+    return documents.model_package(SPEC, asset, descriptor)
+
+
+def _describe_version(pano: Any, package_id: str, patch: str) -> dict[str, Any]:
+    return pano.describe_package_version(  # type: ignore[no-any-return]
+        PackageId=package_id, PackageVersion="1.0", PatchVersion=patch
+    )
+
+
+def _registered_model(pano: Any, s3: Any, bucket: str, model: bytes = b"model bytes") -> reg.Registration:
+    """The model registered by the pipeline's own code, and polled to REGISTER_COMPLETED."""
+    key = f"models/{hashlib.sha256(model).hexdigest()[:8]}/model.tar.gz"
+    _put(s3, bucket, key, model)
+    registration = reg.register_model(s3, SPEC, bucket, key)
+    while _describe_version(pano, registration.package_id, registration.patch_version)["Status"] == "REGISTER_PENDING":
+        pass
+    return registration
+
+
+def _graph(patch: str | None, device_id: str = DEVICE_ID) -> dict[str, Any]:
+    return documents.graph(
+        SPEC,
+        ACCOUNT,
+        values={"device_id": device_id, "region": REGION},
+        patch_versions={SPEC.model_package: patch} if patch else None,
+    )
+
+
+def _create(pano: Any, graph: dict[str, Any], device_id: str = DEVICE_ID, **extra: Any) -> str:
+    overrides = documents.camera_overrides(SPEC, ACCOUNT, graph)
+    response = pano.create_application_instance(
+        Name=SPEC.instance_name(DEVICE_NAME),
+        DefaultRuntimeContextDevice=device_id,
+        ManifestPayload={"PayloadData": validation.payload(graph)},
+        ManifestOverridesPayload={"PayloadData": validation.payload(overrides)},
+        RuntimeRoleArn=ROLE,
+        **extra,
+    )
+    return str(response["ApplicationInstanceId"])
+
+
+def _statuses(pano: Any, instance_id: str, describes: int) -> list[str]:
+    return [pano.describe_application_instance(ApplicationInstanceId=instance_id)["Status"] for _ in range(describes)]
+
+
+def _error(info: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
+    return info.value.response["Error"]["Code"], info.value.response["Error"]["Message"]
+
+
+# --- the model drives routing ----------------------------------------------------------------------
+
+
+def test_every_operation_of_the_model_routes_to_itself() -> None:
+    assert len(routes()) == 34
+    for route in routes():
+        path = route.operation.http["requestUri"].split("?")[0]
+        sample = path.replace("{", "x").replace("}", "").replace("+", "")
+        operation, _ = match(route.method, sample, sample, {})
+        assert operation.name == route.operation.name
+    operation, params = match("GET", "/packages/metadata/packageName%2Fabc", "/packages/metadata/packageName/abc", {})
+    assert (operation.name, params) == ("DescribePackage", {"PackageId": "packageName/abc"})
+    operation, params = match("GET", None, "/packages/metadata/packageName/abc/versions/1.0", {})
+    assert (operation.name, params["PackageId"]) == ("DescribePackageVersion", "packageName/abc")
+
+
+def test_requests_are_dispatched_by_the_signing_service() -> None:
+    signed = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/{}/aws4_request, SignedHeaders=host, Signature=0"
+    assert is_panorama_request({"HTTP_AUTHORIZATION": signed.format("panorama"), "PATH_INFO": "/packages"})
+    assert not is_panorama_request({"HTTP_AUTHORIZATION": signed.format("s3"), "PATH_INFO": "/packages"})
+    assert not is_panorama_request({"PATH_INFO": "/devices"})
+    assert is_panorama_request({"PATH_INFO": FAIL_DEPLOYMENTS_PATH})
+
+
+def test_a_wrap_configured_from_the_environment() -> None:
+    backend = backend_from_environment(
+        {
+            "PANOPIPE_PANORAMA_DEVICES": "local-device-1, id:device-x",
+            "AWS_REGION": "eu-west-1",
+            "PANOPIPE_PANORAMA_DESCRIBES": "0",
+        }
+    )
+    assert (backend.region, backend.account_id, backend.progress) == ("eu-west-1", ACCOUNT, Progress(0, 0, 0))
+    assert [(d["DeviceId"], d["Name"]) for d in backend.list_devices(sort_by="NAME")] == [
+        ("device-x", "device-x"),
+        (DEVICE_ID, DEVICE_NAME),
+    ]
+    from_config = PanoramaBackend(devices=CONFIG.devices)  # the pipeline config's DeviceConfig objects
+    assert [(d["DeviceId"], d["Name"]) for d in from_config.list_devices()] == [(DEVICE_ID, DEVICE_NAME)]
+    with pytest.raises(ValueError, match="PANOPIPE_PANORAMA_DESCRIBES"):
+        backend_from_environment({"PANOPIPE_PANORAMA_DESCRIBES": "1,2"})
+
+
+# --- devices ---------------------------------------------------------------------------------------
+
+
+def test_devices_come_from_the_config(pano: Any) -> None:
+    devices = pano.list_devices()["Devices"]
+    assert {(d["DeviceId"], d["Name"]) for d in devices} == {(DEVICE_ID, DEVICE_NAME), (OTHER_DEVICE, OTHER_DEVICE)}
+    assert device_id_for_name(DEVICE_NAME) == DEVICE_ID and DEVICE_ID.startswith("device-")
+    assert [d["Name"] for d in pano.list_devices(NameFilter="local-")["Devices"]] == [DEVICE_NAME]
+    first = pano.list_devices(MaxResults=1, SortBy="NAME", SortOrder="DESCENDING")
+    assert [d["Name"] for d in first["Devices"]] == [DEVICE_NAME]
+    second = pano.list_devices(MaxResults=1, SortBy="NAME", SortOrder="DESCENDING", NextToken=first["NextToken"])
+    assert [d["Name"] for d in second["Devices"]] == [OTHER_DEVICE] and "NextToken" not in second
+    described = pano.describe_device(DeviceId=DEVICE_ID)
+    assert (described["Name"], described["DeviceConnectionStatus"], described["ProvisioningStatus"]) == (
+        DEVICE_NAME,
+        "ONLINE",
+        "SUCCEEDED",
+    )
+    with pytest.raises(pano.exceptions.ResourceNotFoundException):
+        pano.describe_device(DeviceId="device-unknown")
+
+
+# --- packages and versions -------------------------------------------------------------------------
+
+
+def test_register_model_runs_the_whole_package_sequence(pano: Any, s3: Any, bucket: str) -> None:
+    with pytest.raises(pano.exceptions.ResourceNotFoundException):
+        pano.describe_package(PackageId=f"packageName/{SPEC.model_package}")
+    key = "models/1/model.tar.gz"
+    _put(s3, bucket, key, b"raw model")
+    registration = reg.register_model(s3, SPEC, bucket, key)  # DescribePackage 404 → CreatePackage → upload → register
+
+    by_name = pano.describe_package(PackageId=f"packageName/{SPEC.model_package}")
+    by_id = pano.describe_package(PackageId=registration.package_id)
+    assert by_name == {**by_id, "ResponseMetadata": by_name["ResponseMetadata"]}
+    location = by_id["StorageLocation"]
+    assert location["Bucket"] == f"panorama-local-storage-{ACCOUNT}-{REGION}"
+    assert location["BinaryPrefixLocation"] == f"{ACCOUNT}/nodePackages/{registration.package_id}/binaries"
+    stored = s3.list_objects_v2(Bucket=location["Bucket"], Prefix=f"{ACCOUNT}/nodePackages/{registration.package_id}")
+    assert len(stored["Contents"]) == 3  # model, descriptor, package.json
+
+    first = _describe_version(pano, registration.package_id, registration.patch_version)
+    second = _describe_version(pano, registration.package_id, registration.patch_version)
+    assert (first["Status"], second["Status"]) == ("REGISTER_PENDING", "REGISTER_COMPLETED")
+    assert second["IsLatestPatch"] and second["PackageName"] == SPEC.model_package
+    latest = pano.describe_package_version(PackageId=registration.package_id, PackageVersion="1.0")
+    assert latest["PatchVersion"] == registration.patch_version
+    assert reg.registration_status(registration.as_dict()) == "REGISTER_COMPLETED"
+
+    again = reg.register_model(s3, SPEC, bucket, key)  # same bytes: ConflictException, adopted by the handler
+    assert again == registration
+    with pytest.raises(pano.exceptions.ConflictException):
+        pano.create_package(PackageName=SPEC.model_package)
+
+
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        ("schema", "invalid package.json"),
+        ("asset", "not found under the package's binary prefix"),
+        ("name", "names package"),
+        ("sha", "must be the sha256"),
+    ],
+)
+def test_a_bad_package_json_fails_registration_asynchronously(
+    pano: Any, s3: Any, breakage: str, expected: str, env: Emulator
+) -> None:
+    env.backend.progress = Progress(registration_describes=2)
+    package = pano.create_package(PackageName="bad_package" if breakage != "name" else "other_name")
+    location = package["StorageLocation"]
+    document = _model_package(s3, location)
+    document["nodePackage"]["name"] = "bad_package"
+    if breakage == "schema":
+        del document["nodePackage"]["interfaces"]
+    if breakage == "asset":
+        document["nodePackage"]["assets"][0]["implementations"][0]["assetUri"] = f"{'0' * 64}.tar.gz"
+    patch = _manifest(s3, location, document)
+    if breakage == "sha":
+        body = reg.canonical(document) + b" "
+        _put(s3, location["Bucket"], f"{location['ManifestPrefixLocation']}/1.0/{patch}.json", body)
+
+    pano.register_package_version(PackageId=package["PackageId"], PackageVersion="1.0", PatchVersion=patch)
+    statuses = [_describe_version(pano, package["PackageId"], patch) for _ in range(3)]
+    assert [d["Status"] for d in statuses] == ["REGISTER_PENDING", "REGISTER_PENDING", "FAILED"]
+    assert expected in statuses[-1]["StatusDescription"]
+    with pytest.raises(PackageRegistrationFailed, match=expected.split("'")[0]):
+        reg.registration_status(
+            {"package_id": package["PackageId"], "package_name": "p", "package_version": "1.0", "patch_version": patch}
+        )
+
+
+def test_unknown_package_or_patch_version_is_refused(pano: Any, s3: Any) -> None:
+    package = pano.create_package(PackageName="lonely")
+    with pytest.raises(pano.exceptions.ValidationException) as info:
+        pano.register_package_version(PackageId=package["PackageId"], PackageVersion="1.0", PatchVersion="a" * 64)
+    assert "no package manifest at s3://" in _error(info)[1]
+    with pytest.raises(pano.exceptions.ResourceNotFoundException):
+        pano.register_package_version(PackageId="package-nope", PackageVersion="1.0", PatchVersion="a" * 64)
+    with pytest.raises(pano.exceptions.ResourceNotFoundException):
+        _describe_version(pano, package["PackageId"], "b" * 64)
+    with pytest.raises(pano.exceptions.ResourceNotFoundException):
+        pano.describe_package_version(PackageId=package["PackageId"], PackageVersion="1.0")
+    with pytest.raises(pano.exceptions.ResourceNotFoundException):
+        pano.deregister_package_version(PackageId=package["PackageId"], PackageVersion="1.0", PatchVersion="c" * 64)
+
+
+def test_the_21st_version_of_a_package_is_refused_until_one_is_deregistered(pano: Any, s3: Any) -> None:
+    package = pano.create_package(PackageName="busy_package")
+    location = package["StorageLocation"]
+    document = _model_package(s3, location)
+    patches = []
+    for index in range(MAX_VERSIONS_PER_PACKAGE + 1):
+        document["nodePackage"]["description"] = f"variant {index}"
+        patches.append(_manifest(s3, location, document))
+    for patch in patches[:-1]:
+        pano.register_package_version(PackageId=package["PackageId"], PackageVersion="1.0", PatchVersion=patch)
+    with pytest.raises(pano.exceptions.ServiceQuotaExceededException) as info:
+        pano.register_package_version(PackageId=package["PackageId"], PackageVersion="1.0", PatchVersion=patches[-1])
+    assert "quota is 20" in _error(info)[1]
+    assert info.value.response["ServiceCode"] == "panorama"
+
+    pano.deregister_package_version(PackageId="packageName/busy_package", PackageVersion="1.0", PatchVersion=patches[0])
+    pano.register_package_version(
+        PackageId=package["PackageId"], PackageVersion="1.0", PatchVersion=patches[-1], MarkLatest=True
+    )
+    assert _describe_version(pano, package["PackageId"], patches[-1])["IsLatestPatch"]
+    assert not _describe_version(pano, package["PackageId"], patches[1])["IsLatestPatch"]
+
+
+# --- application instances -------------------------------------------------------------------------
+
+
+def test_an_instance_deploys_asynchronously_and_replaces_the_previous_one(
+    pano: Any, s3: Any, bucket: str, env: Emulator
+) -> None:
+    pano.create_package(PackageName=SPEC.code_package)  # what the stack's AWS::Panorama::Package makes
+    registration = _registered_model(pano, s3, bucket)
+    graph = _graph(registration.patch_version)
+    first = _create(pano, graph, Tags={"panopipe:run": "run-1"})
+
+    listed = pano.list_application_instances(DeviceId=DEVICE_ID)["ApplicationInstances"]
+    assert [(i["ApplicationInstanceId"], i["Status"], i["Tags"]) for i in listed] == [
+        (first, "DEPLOYMENT_PENDING", {"panopipe:run": "run-1"})
+    ]
+    assert _statuses(pano, first, 4) == [
+        "DEPLOYMENT_PENDING",
+        "DEPLOYMENT_IN_PROGRESS",
+        "DEPLOYMENT_SUCCEEDED",
+        "DEPLOYMENT_SUCCEEDED",
+    ]
+    described = pano.describe_application_instance(ApplicationInstanceId=first)
+    assert described["HealthStatus"] == "RUNNING" and described["RuntimeRoleArn"] == ROLE
+    assert [(c["RuntimeContextName"], c["DeviceReportedStatus"]) for c in described["RuntimeContextStates"]] == [
+        ("code_node", "RUNNING")
+    ]
+    code = pano.describe_package_version(PackageId=f"packageName/{SPEC.code_package}", PackageVersion="1.0")
+    assert code["Status"] == "REGISTER_COMPLETED"  # registered by the local service (known difference)
+
+    second = _create(pano, graph, ApplicationInstanceIdToReplace=first)
+    assert pano.describe_application_instance(ApplicationInstanceId=second)["ApplicationInstanceIdToReplace"] == first
+    assert _statuses(pano, second, 3)[-1] == "DEPLOYMENT_SUCCEEDED"
+    assert pano.describe_application_instance(ApplicationInstanceId=first)["Status"] == "REMOVAL_SUCCEEDED"
+    running = pano.list_application_instances(StatusFilter="DEPLOYMENT_SUCCEEDED")["ApplicationInstances"]
+    assert [i["ApplicationInstanceId"] for i in running] == [second]
+    page = pano.list_application_instances(MaxResults=1)
+    assert len(page["ApplicationInstances"]) == 1 and page["NextToken"]
+    rest = pano.list_application_instances(MaxResults=1, NextToken=page["NextToken"])
+    assert rest["ApplicationInstances"][0]["ApplicationInstanceId"] == second
+
+    with pytest.raises(pano.exceptions.ConflictException):  # the running instance uses the patch version
+        pano.deregister_package_version(
+            PackageId=registration.package_id, PackageVersion="1.0", PatchVersion=registration.patch_version
+        )
+    pano.remove_application_instance(ApplicationInstanceId=second)
+    assert pano.describe_application_instance(ApplicationInstanceId=second)["Status"] == "REMOVAL_SUCCEEDED"
+    pano.deregister_package_version(
+        PackageId=registration.package_id, PackageVersion="1.0", PatchVersion=registration.patch_version
+    )
+    with pytest.raises(pano.exceptions.ResourceNotFoundException):
+        pano.remove_application_instance(ApplicationInstanceId="applicationInstance-nope")
+
+
+def test_injected_failures_fail_the_next_deployments_on_a_device(
+    pano: Any, s3: Any, bucket: str, env: Emulator
+) -> None:
+    pano.create_package(PackageName=SPEC.code_package)
+    graph = _graph(_registered_model(pano, s3, bucket).patch_version)
+    assert env.backend.fail_next_deployments(DEVICE_NAME, 1, reason="camera stream unreachable") == 1
+    assert request_failed_deployments(env.endpoint, DEVICE_ID, 1) == 2  # a separate process's way
+
+    failed = _create(pano, graph)
+    assert _statuses(pano, failed, 3)[-1] == "DEPLOYMENT_FAILED"
+    described = pano.describe_application_instance(ApplicationInstanceId=failed)
+    assert described["StatusDescription"] == "camera stream unreachable" and described["HealthStatus"] == "ERROR"
+    assert [c["DeviceReportedStatus"] for c in described["RuntimeContextStates"]] == ["LAUNCH_ERROR"]
+    assert _statuses(pano, _create(pano, graph), 3)[-1] == "DEPLOYMENT_FAILED"
+    assert _statuses(pano, _create(pano, graph), 3)[-1] == "DEPLOYMENT_SUCCEEDED"
+    assert _statuses(pano, _create(pano, _graph(None, OTHER_DEVICE), OTHER_DEVICE), 3)[-1] == "DEPLOYMENT_SUCCEEDED"
+
+    with pytest.raises(urllib.error.HTTPError) as info:
+        request_failed_deployments(env.endpoint, "no-such-device")
+    assert info.value.code == 404
+
+
+def test_create_application_instance_refuses_what_the_service_refuses(pano: Any, s3: Any, bucket: str) -> None:
+    registration = _registered_model(pano, s3, bucket)
+    graph = _graph(registration.patch_version)
+
+    with pytest.raises(pano.exceptions.ValidationException) as info:  # the code package does not exist
+        _create(pano, graph)
+    assert f"{ACCOUNT}::{SPEC.code_package} version 1.0: no such package" in _error(info)[1]
+    pano.create_package(PackageName=SPEC.code_package)
+
+    with pytest.raises(pano.exceptions.ValidationException) as info:
+        _create(pano, graph, device_id="device-unknown")
+    assert "no such device" in _error(info)[1]
+
+    with pytest.raises(pano.exceptions.ValidationException) as info:
+        _create(pano, _graph("f" * 64))
+    assert f"patch {'f' * 64}: not registered" in _error(info)[1]
+
+    with pytest.raises(pano.exceptions.ValidationException) as info:
+        _create(pano, graph, ApplicationInstanceIdToReplace="applicationInstance-nope")
+    assert "no such application instance" in _error(info)[1]
+
+    broken = json.loads(json.dumps(graph))
+    broken["nodeGraph"]["edges"].append({"producer": "camera_node.video_out", "consumer": "model_node.video_in"})
+    with pytest.raises(pano.exceptions.ValidationException) as info:
+        _create(pano, broken)
+    assert "model node 'model_node' must have no edges" in _error(info)[1]
+
+    with pytest.raises(pano.exceptions.ValidationException) as info:
+        pano.create_application_instance(
+            DefaultRuntimeContextDevice=DEVICE_ID, ManifestPayload={"PayloadData": validation.payload(graph)}
+        )
+    assert "camera_node must be overridden" in _error(info)[1]
+
+    too_large = validation.payload(graph) + " " * (validation.MAX_PAYLOAD_CHARS + 1 - len(validation.payload(graph)))
+    with pytest.raises(pano.exceptions.ValidationException) as info:
+        pano.create_application_instance(
+            DefaultRuntimeContextDevice=DEVICE_ID, ManifestPayload={"PayloadData": too_large}
+        )
+    assert "length less than or equal to 51200 (it has 51201)" in _error(info)[1]
+
+    with pytest.raises(pano.exceptions.ValidationException) as info:
+        pano.create_application_instance(DefaultRuntimeContextDevice=DEVICE_ID, ManifestPayload={"PayloadData": "{"})
+    assert "is not JSON" in _error(info)[1]
+
+    pending = _manifest(
+        s3,
+        pano.describe_package(PackageId=registration.package_id)["StorageLocation"],
+        _model_package(s3, pano.describe_package(PackageId=registration.package_id)["StorageLocation"], b"other model"),
+    )
+    pano.register_package_version(PackageId=registration.package_id, PackageVersion="1.0", PatchVersion=pending)
+    with pytest.raises(pano.exceptions.ValidationException) as info:
+        _create(pano, _graph(pending))
+    assert "status REGISTER_PENDING, not REGISTER_COMPLETED" in _error(info)[1]
+
+
+def test_requests_are_validated_against_the_model(pano: Any, env: Emulator) -> None:
+    with pytest.raises(pano.exceptions.ValidationException) as info:  # botocore checks no maximum, the service does
+        pano.list_application_instances(MaxResults=26)
+    assert "less than or equal to 25" in _error(info)[1]
+    with pytest.raises(pano.exceptions.ValidationException) as info:  # nor enums
+        pano.list_application_instances(StatusFilter="RUNNING")
+    assert "enum value set" in _error(info)[1]
+    with pytest.raises(pano.exceptions.ValidationException) as info:  # nor patterns
+        pano.create_package(PackageName="not a name!")
+    assert "regular expression pattern" in _error(info)[1]
+    with pytest.raises(ClientError) as not_served:
+        pano.list_packages()
+    assert _error(not_served)[0] == "NotImplementedException"
+
+    raw = Client(panorama_wsgi_app(env.backend))  # what no SDK sends: an unknown field, a missing one
+    response = raw.post("/packages", json={"PackageName": "p", "Bogus": 1})
+    assert response.status_code == 400 and response.headers["x-amzn-ErrorType"] == "ValidationException"
+    assert response.json is not None and "unknown field(s) in the request body: Bogus" in response.json["Message"]
+    assert response.json["Fields"] == [{"Name": "Bogus", "Message": "unknown field"}]
+    response = raw.post("/packages", json={})
+    assert (
+        response.json is not None and 'Missing required parameter in input: "PackageName"' in response.json["Message"]
+    )
+    response = raw.get("/no/such/path")
+    assert response.status_code == 404 and response.headers["x-amzn-ErrorType"] == "UnknownOperationException"
+
+
+def test_a_separate_server_with_an_s3_client_store(env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = PanoramaBackend(ACCOUNT, "eu-west-1", store=S3ClientStore(clients.s3()))
+    server, endpoint = _serve(panorama_wsgi_app(backend))
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_PANORAMA", endpoint)
+        created = panorama.new_client("eu-west-1").create_package(PackageName="elsewhere")
+        bucket = created["StorageLocation"]["Bucket"]
+        assert bucket == f"panorama-local-storage-{ACCOUNT}-eu-west-1"
+        clients.s3().head_bucket(Bucket=bucket)  # made in the emulator's S3
+    finally:
+        server.shutdown()
+
+
+# --- the pipeline's own handlers, end to end -------------------------------------------------------
+
+
+def test_the_pipeline_handlers_register_deploy_replace_and_roll_back(
+    pano: Any, s3: Any, bucket: str, env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graph = documents.graph(SPEC, ACCOUNT)  # the stored template, as stacks/application.py renders it
+    template = {
+        "spec": json.loads(SPEC.to_json()),
+        "graph": graph,
+        "overrides": documents.camera_overrides(SPEC, ACCOUNT, graph),
+    }
+    _put(s3, bucket, TEMPLATE_KEY, json.dumps(template).encode())
+    for name, value in {
+        cfg.ARTIFACTS_BUCKET: bucket,
+        cfg.MANIFEST_TEMPLATE_KEY: TEMPLATE_KEY,
+        cfg.RUNTIME_ROLE_ARN: ROLE,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(dep, "pause", lambda seconds: None)
+    use_settings(make_settings(keep_package_versions=2))
+    pano.create_package(PackageName=SPEC.code_package)
+    try:
+        runs = {}
+        for run in ("run-1", "run-2", "run-3"):
+            if run == "run-3":
+                request_failed_deployments(env.endpoint, DEVICE_NAME, 1, "model failed to load")
+            _put(s3, bucket, f"runs/{run}/model.tar.gz", f"model of {run}".encode())
+            state: dict[str, Any] = {
+                "run": {"name": run, "started": "2026-01-01T00:00:00Z"},
+                "model": {"s3_uri": f"s3://{bucket}/runs/{run}/model.tar.gz"},
+            }
+            state = reg.register_handler(state)
+            state = reg.check_handler(state)
+            assert state["package"]["status"] == "IN_PROGRESS"
+            state = reg.check_handler(state)
+            assert state["package"]["status"] == "SUCCEEDED"
+            state = dep.deploy_handler(state)
+            for _ in range(3):
+                state = dep.check_handler(state)
+            runs[run] = state
+
+        first, second, third = (runs[r]["deployment"]["devices"][0] for r in ("run-1", "run-2", "run-3"))
+        assert (first["status"], second["status"], third["status"]) == ("SUCCEEDED", "SUCCEEDED", "FAILED")
+        assert (first["device_id"], second["replaced"], third["replaced"]) == (
+            DEVICE_ID,
+            first["instance_id"],
+            second["instance_id"],
+        )
+        assert "model failed to load" in third["status_description"]
+        assert "code_node LAUNCH_ERROR" in third["status_description"]
+        assert runs["run-3"]["package"]["deregistered"] == [runs["run-1"]["package"]["patch_version"]]
+        good = read_json(s3, bucket, last_good_key(DEVICE_NAME))
+        assert good["instance_id"] == second["instance_id"]
+
+        state = dep.rollback_handler(runs["run-3"])
+        for _ in range(3):
+            state = dep.check_rollback_handler(state)
+        rollback = state["rollback"]["devices"][0]
+        assert (rollback["status"], rollback["replaced"]) == ("SUCCEEDED", third["instance_id"])
+        statuses = {
+            i["ApplicationInstanceId"]: i["Status"]
+            for i in pano.list_application_instances(DeviceId=DEVICE_ID)["ApplicationInstances"]
+        }
+        assert statuses == {
+            first["instance_id"]: "REMOVAL_SUCCEEDED",
+            second["instance_id"]: "REMOVAL_SUCCEEDED",
+            third["instance_id"]: "REMOVAL_SUCCEEDED",
+            rollback["instance_id"]: "DEPLOYMENT_SUCCEEDED",
+        }
+    finally:
+        use_settings(None)
