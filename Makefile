@@ -12,12 +12,24 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
-.PHONY: help test local synth lint typecheck unit bench bench-app bench-pipeline lock clean
+
+.PHONY: help test local local-run local-down summary synth lint typecheck unit bench bench-app bench-pipeline lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-local: deps ## Main job on the local default: synthesize every stack and summarize what would be deployed
+local: deps ## Main job: start the local AWS, deploy every stack into it, run the pipeline to a deployed app
+	$(PYTHON) -m panopipe local up --config $(CONFIG)
+	$(PYTHON) -m panopipe run --config $(CONFIG)
+	@echo "The local AWS keeps running (runs: make local-run, .venv/bin/python -m panopipe status); stop it with: make local-down"
+
+local-run: deps ## Another run of the pipeline in the running local AWS (uploads the sample data set again)
+	$(PYTHON) -m panopipe run --config $(CONFIG) --name sample-$$(date +%s)
+
+local-down: ## Stop the local AWS started by make local
+	@if [ -x $(PYTHON) ]; then $(PYTHON) -m panopipe local down; else echo "no venv: nothing runs"; fi
+
+summary: deps ## Synthesize every stack and summarize what `cdk deploy` would create (no AWS needed)
 	cdk synth --quiet --no-notices -c config=$(CONFIG)
 	$(PYTHON) -m panopipe summary cdk.out
 

@@ -68,7 +68,7 @@ def validate(config: Annotated[Path, typer.Argument(help="config file")] = Path(
 
 @app.command()
 def summary(assembly: Annotated[Path, typer.Argument(help="cloud assembly directory")] = Path("cdk.out")) -> None:
-    """List the stacks and resources that `cdk deploy --all` would create from a synthesized app."""
+    """List the stacks and resources that `cdk deploy '**'` would create from a synthesized app."""
     from panopipe.summary import render, summarize
 
     if not (assembly / "manifest.json").is_file():
@@ -76,7 +76,7 @@ def summary(assembly: Annotated[Path, typer.Argument(help="cloud assembly direct
     console.print(render(summarize(assembly)), highlight=False)
     console.print(
         "\nNothing was deployed. To deploy to an AWS account: npx cdk bootstrap && "
-        "npx cdk deploy --all -c config=<your config>",
+        "npx cdk deploy '**' -c config=<your config>",
         highlight=False,
     )
 
@@ -148,11 +148,47 @@ def status(config: ConfigOption = Path(DEFAULT_CONFIG_PATH)) -> None:
             _fail(str(error))
     table = Table(title=f"{loaded.project}-{loaded.environment} pipeline runs")
     for column in ("run", "status", "started", "stopped"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     for item in recent:
         stopped = item.get("stopDate")
-        table.add_row(item["name"], item["status"], f"{item['startDate']:%Y-%m-%d %H:%M:%S}", f"{stopped or ''}")
+        table.add_row(
+            item["name"],
+            item["status"],
+            f"{item['startDate']:%Y-%m-%d %H:%M:%S}",
+            f"{stopped:%Y-%m-%d %H:%M:%S}" if stopped else "",
+        )
     console.print(table)
+
+
+local_app = typer.Typer(
+    no_args_is_help=True, help="The embedded local AWS: start it with every stack deployed, stop it."
+)
+app.add_typer(local_app, name="local")
+
+
+@local_app.command("up")
+def local_up(
+    config: ConfigOption = Path(DEFAULT_CONFIG_PATH),
+    poll_seconds: Annotated[int, typer.Option(min=1, help="wait-loop interval of local runs (seconds)")] = 1,
+) -> None:
+    """Start the local AWS (if not running), then bootstrap and deploy every stack with the real CDK CLI."""
+    from panopipe import local_mode
+
+    loaded = _config(config)
+    try:
+        done = local_mode.up(config, loaded, poll_seconds=poll_seconds, say=lambda line: console.print(line))
+    except local_mode.LocalModeError as error:
+        _fail(str(error))
+    timings = ", ".join(f"{k} {v:.1f} s" for k, v in done.seconds.items())
+    console.print(f"deployed {loaded.project}-{loaded.environment} into {done.state.endpoint} ({timings})")
+
+
+@local_app.command("down")
+def local_down() -> None:
+    """Stop the local AWS and its function processes (everything deployed in it is gone)."""
+    from panopipe import local_mode
+
+    console.print("local AWS stopped" if local_mode.down() else "no local AWS was running")
 
 
 def _watch(target: Any, arn: str) -> None:
@@ -166,6 +202,7 @@ def _watch(target: Any, arn: str) -> None:
             now = last.stopped or datetime.now(UTC)
             live.update(_steps_table(last, now))
     assert last is not None
+    console.print()
     for key, value in last.facts().items():
         console.print(f"{key}: {value}", highlight=False)
     if last.status != "SUCCEEDED":

@@ -1,4 +1,4 @@
-"""Summarize a synthesized cloud assembly: what `cdk deploy --all` would create, stack by stack."""
+"""Summarize a synthesized cloud assembly: what `cdk deploy '**'` would create, stack by stack."""
 
 from __future__ import annotations
 

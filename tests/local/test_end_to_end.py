@@ -1,0 +1,133 @@
+"""End to end in the local AWS: the real CDK CLI deploys the real app into the emulator, and the real
+state machine runs the real handlers there (the issue's three runs, in order):
+
+1. a data set run, started by its ``_READY`` marker (S3 → EventBridge → Trigger), to SUCCEEDED with
+   at least two polls in every wait loop: the package version is registered and the application
+   instance runs on the device;
+2. a run whose deployment fails on the device: it rolls back to run 1's manifest and fails;
+3. another run that succeeds and replaces the instance running on the device.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from lambda_handlers.aws import panorama as panorama_client
+from panopipe import local_mode, runs
+from panopipe.config import load_config
+from panopipe.local.emulator import Emulator
+from panopipe.local.panorama import request_failed_deployments
+from panopipe.local.sagemaker_jobs import SageMakerSettings
+from tests.conftest import ROOT
+
+CONFIG = ROOT / "config" / "dev.yaml"
+DEVICE = "local-device-1"
+LOOPS = ("training", "compilation", "package", "deployment")
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulator, runs.Target]]:
+    from panopipe.local import panorama
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PANOPIPE_PANORAMA_DEVICES", DEVICE)
+    patch.setenv("PANOPIPE_PANORAMA_DESCRIBES", "2")  # every Panorama status lasts two polls
+    sagemaker = SageMakerSettings(in_progress_describes=3)  # StartTraining's own describe counts too
+    cache = tmp_path_factory.mktemp("lambda")
+    try:
+        with Emulator(wrap=panorama.wrap, sagemaker=sagemaker, lambda_cache_dir=cache) as aws:
+            for name, value in aws.env().items():
+                patch.setenv(name, value)
+            local_mode.deploy(aws.endpoint, "us-east-1", CONFIG, poll_seconds=1, say=lambda _: None)
+            yield aws, runs.find_target(load_config(CONFIG, base_dir=ROOT))
+    finally:
+        patch.undo()
+
+
+def _wait(target: runs.Target, arn: str, timeout: float = 90) -> runs.Progress:
+    deadline = time.monotonic() + timeout
+    while True:
+        progress = runs.progress(target, arn)
+        if progress.done or time.monotonic() > deadline:
+            return progress
+        time.sleep(0.5)
+
+
+def _waits(progress: runs.Progress) -> dict[str, int]:
+    return {loop: sum(s.name == f"Wait for {loop}" for s in progress.steps) for loop in (*LOOPS, "rollback")}
+
+
+def _instances() -> list[dict[str, Any]]:
+    client = panorama_client.new_client("us-east-1")
+    (device,) = client.list_devices()["Devices"]
+    return list(client.list_application_instances(DeviceId=device["DeviceId"])["ApplicationInstances"])
+
+
+def _running() -> dict[str, Any]:
+    (running,) = [i for i in _instances() if i["Status"] == "DEPLOYMENT_SUCCEEDED"]
+    return running
+
+
+def test_three_runs_deploy_roll_back_and_replace(deployed: tuple[Emulator, runs.Target], tmp_path: Path) -> None:
+    aws, target = deployed
+    sfn = boto3.client("stepfunctions")
+    started = time.monotonic()
+
+    # 1. the data set's _READY marker starts the run (EventBridge → Trigger function)
+    version = runs.upload_dataset(target, ROOT / "panopipe" / "samples" / "dataset", "people-1")
+    name = runs.dataset_run_name(target, "people-1", version)
+    arn = f"{target.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+    deadline = time.monotonic() + 30
+    while not sfn.list_executions(stateMachineArn=target.state_machine_arn)["executions"]:
+        assert time.monotonic() < deadline, "the marker started no run"
+        time.sleep(0.2)
+    first = _wait(target, arn)
+    assert first.status == "SUCCEEDED", (first.error, first.cause)
+    waits = _waits(first)
+    assert all(waits[loop] >= 2 for loop in LOOPS), waits
+    output = first.output or {}
+    package = output["package"]
+    client = panorama_client.new_client("us-east-1")
+    version_status = client.describe_package_version(
+        PackageId=package["package_id"], PackageVersion="1.0", PatchVersion=package["patch_version"]
+    )
+    assert version_status["Status"] == "REGISTER_COMPLETED"
+    (device_record,) = output["deployment"]["devices"]
+    first_instance = device_record["instance_id"]
+    assert _running()["ApplicationInstanceId"] == first_instance
+    model = output["model"]["s3_uri"]
+
+    # 2. the device fails the next deployment: the run rolls back to run 1's manifest, and fails
+    request_failed_deployments(aws.endpoint, DEVICE, 1, reason="camera stream unreachable")
+    second = _wait(target, runs.start(target, {"model": model}, "model-run-fails"))
+    assert second.status == "FAILED" and second.error == "DeploymentFailed", (second.error, second.cause)
+    assert "camera stream unreachable" in (second.cause or "")
+    tasks = [s.name for s in second.steps if s.kind == "Task"]
+    assert tasks[-2:] == ["CheckRollback", "Notify failure"] and "Rollback" in tasks
+    restored = _running()
+    assert restored["Tags"].get("panopipe:rollback-of") == "model-run-fails"
+    last_good = json.loads(
+        boto3.client("s3")
+        .get_object(
+            Bucket=target.data_bucket.replace("-data-", "-artifacts-"), Key=f"deployments/{DEVICE}/last-good.json"
+        )["Body"]
+        .read()
+    )
+    assert last_good["run"] == name, "the failed run did not overwrite the last good deployment"
+
+    # 3. a run that succeeds replaces the instance running on the device
+    third = _wait(target, runs.start(target, {"model": model}, "model-run-replaces"))
+    assert third.status == "SUCCEEDED", (third.error, third.cause)
+    (replacing,) = (third.output or {})["deployment"]["devices"]
+    assert replacing["replaced"] == restored["ApplicationInstanceId"]
+    assert _running()["ApplicationInstanceId"] == replacing["instance_id"]
+    statuses = {i["ApplicationInstanceId"]: i["Status"] for i in _instances()}
+    assert statuses[first_instance] == "REMOVAL_SUCCEEDED"
+    print(f"\nthree local runs in {time.monotonic() - started:.1f} s")
