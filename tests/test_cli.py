@@ -157,10 +157,11 @@ def test_progress_reads_the_steps_and_the_outcome() -> None:
 def test_local_state_points_clients_at_a_live_emulator_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     state_file = tmp_path / "local.json"
-    state_file.write_text(json.dumps({"endpoint": "http://localhost:4599", "pid": os.getpid(), "region": "us-east-1"}))
+    live = {"endpoint": "http://localhost:4599", "port": 4599, "pid": os.getpid(), "region": "us-east-1"}
+    state_file.write_text(json.dumps(live))
     saved = local_state.apply_endpoint(state_file)
     assert os.environ["AWS_ENDPOINT_URL"] == "http://localhost:4599"
     local_state.restore(saved)
     assert "AWS_ENDPOINT_URL" not in os.environ
-    state_file.write_text(json.dumps({"endpoint": "http://localhost:4599", "pid": 2**22 + 12345}))
+    state_file.write_text(json.dumps({**live, "pid": 2**22 + 12345}))
     assert local_state.apply_endpoint(state_file) == {}, "a dead emulator is ignored"
