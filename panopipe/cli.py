@@ -147,16 +147,12 @@ def status(config: ConfigOption = Path(DEFAULT_CONFIG_PATH)) -> None:
         except runs.RunError as error:
             _fail(str(error))
     table = Table(title=f"{loaded.project}-{loaded.environment} pipeline runs")
-    for column in ("run", "status", "started", "stopped"):
+    for column in ("run", "status", "started", "took"):
         table.add_column(column, no_wrap=True)
     for item in recent:
         stopped = item.get("stopDate")
-        table.add_row(
-            item["name"],
-            item["status"],
-            f"{item['startDate']:%Y-%m-%d %H:%M:%S}",
-            f"{stopped:%Y-%m-%d %H:%M:%S}" if stopped else "",
-        )
+        took = f"{(stopped - item['startDate']).total_seconds():.0f} s" if stopped else "running"
+        table.add_row(item["name"], item["status"], f"{item['startDate']:%Y-%m-%d %H:%M:%S}", took)
     console.print(table)
 
 

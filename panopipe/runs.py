@@ -155,7 +155,7 @@ def progress(target: Target, arn: str) -> Progress:
             step = Step(details.get("name", "?"), kind.removesuffix("StateEntered"), event["timestamp"])
             result.steps.append(step)
             open_steps[step.name] = step
-            if step.name.endswith(" failed"):
+            if step.kind == "Pass" and step.name.endswith(" failed"):  # a Catch's recorder: "<step> failed"
                 result.failed_step = step.name.removesuffix(" failed")
         elif kind.endswith("StateExited"):
             name = (event.get("stateExitedEventDetails") or {}).get("name", "?")

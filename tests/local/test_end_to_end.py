@@ -18,9 +18,11 @@ from typing import Any
 
 import boto3
 import pytest
+from typer.testing import CliRunner
 
 from lambda_handlers.aws import panorama as panorama_client
 from panopipe import local_mode, runs
+from panopipe.cli import app
 from panopipe.config import load_config
 from panopipe.local.emulator import Emulator
 from panopipe.local.panorama import request_failed_deployments
@@ -103,12 +105,22 @@ def test_three_runs_deploy_roll_back_and_replace(deployed: tuple[Emulator, runs.
     first_instance = device_record["instance_id"]
     assert _running()["ApplicationInstanceId"] == first_instance
     model = output["model"]["s3_uri"]
+    watched = CliRunner().invoke(app, ["watch", arn, "--config", str(CONFIG)])
+    assert watched.exit_code == 0, watched.output
+    for shown in ("CheckTraining ×", "metric: validation:accuracy = ", package["patch_version"], first_instance):
+        assert shown in watched.stdout, shown
+    assert "run SUCCEEDED" in watched.stdout
 
     # 2. the device fails the next deployment: the run rolls back to run 1's manifest, and fails
     request_failed_deployments(aws.endpoint, DEVICE, 1, reason="camera stream unreachable")
     second = _wait(target, runs.start(target, {"model": model}, "model-run-fails"))
     assert second.status == "FAILED" and second.error == "DeploymentFailed", (second.error, second.cause)
     assert "camera stream unreachable" in (second.cause or "")
+    failed_watch = CliRunner().invoke(app, ["watch", second.arn, "--config", str(CONFIG)])
+    assert failed_watch.exit_code == 1
+    assert (
+        "run FAILED: DeploymentFailed: " in failed_watch.stderr and "camera stream unreachable" in failed_watch.stderr
+    )
     tasks = [s.name for s in second.steps if s.kind == "Task"]
     assert tasks[-2:] == ["CheckRollback", "Notify failure"] and "Rollback" in tasks
     restored = _running()
@@ -130,4 +142,6 @@ def test_three_runs_deploy_roll_back_and_replace(deployed: tuple[Emulator, runs.
     assert _running()["ApplicationInstanceId"] == replacing["instance_id"]
     statuses = {i["ApplicationInstanceId"]: i["Status"] for i in _instances()}
     assert statuses[first_instance] == "REMOVAL_SUCCEEDED"
+    listed = CliRunner().invoke(app, ["status", "--config", str(CONFIG)])
+    assert listed.exit_code == 0 and all(n in listed.stdout for n in (name, "model-run-fails", "model-run-replaces"))
     print(f"\nthree local runs in {time.monotonic() - started:.1f} s")
