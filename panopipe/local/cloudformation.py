@@ -133,40 +133,13 @@ def _resource_event(stack: Any, logical_id: str, resource_type: str, status: str
     )
 
 
-def _parse_and_create_resource(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Per-resource events on creation, and a note for types moto skips (moto: silent, no events)."""
+def _parse_and_event(verb: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    """Per-resource ``<verb>_COMPLETE`` / ``<verb>_FAILED`` events (moto: none) around moto's parse_and_<verb>_resource.
 
-    def parse_and_create_resource(
-        logical_id: str, resource_json: dict[str, Any], resources_map: Any, account_id: str, region_name: str
-    ) -> Any:
-        from moto.cloudformation.parsing import resource_class_from_type
+    CREATE also notes the types moto skips; UPDATE keeps the existing resource where moto returns None.
+    """
 
-        resource_type = str(resource_json.get("Type"))
-        stack = _stack_of(resources_map)
-        try:
-            resource = original(logical_id, resource_json, resources_map, account_id, region_name)
-        except Exception as error:
-            _resource_event(stack, logical_id, resource_type, "CREATE_FAILED", _reason(error))
-            error.add_note(f"resource {logical_id} ({resource_type})")
-            raise
-        if resource is not None:
-            _resource_event(stack, logical_id, resource_type, "CREATE_COMPLETE")
-        elif resource_class_from_type(resource_type) is None:
-            noted: set[str] = resources_map.__dict__.setdefault("_panopipe_skipped", set())
-            if logical_id not in noted:  # moto parses a skipped resource again at every reference
-                noted.add(logical_id)
-                reason = f"not emulated locally (moto has no {resource_type}): skipped"
-                LOG.info("%s %s: %s", logical_id, resource_type, reason)
-                _resource_event(stack, logical_id, resource_type, "CREATE_COMPLETE", reason)
-        return resource
-
-    return parse_and_create_resource
-
-
-def _parse_and_update_resource(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Per-resource events on update (moto: none)."""
-
-    def parse_and_update_resource(
+    def parse_and_event(
         logical_id: str, resource_json: dict[str, Any], resources_map: Any, account_id: str, region_name: str
     ) -> Any:
         resource_type = str(resource_json.get("Type"))
@@ -174,15 +147,34 @@ def _parse_and_update_resource(original: Callable[..., Any]) -> Callable[..., An
         try:
             resource = original(logical_id, resource_json, resources_map, account_id, region_name)
         except Exception as error:
-            _resource_event(stack, logical_id, resource_type, "UPDATE_FAILED", _reason(error))
+            _resource_event(stack, logical_id, resource_type, f"{verb}_FAILED", _reason(error))
+            if verb == "CREATE":
+                error.add_note(f"resource {logical_id} ({resource_type})")
             raise
+        if verb == "CREATE" and resource is None:
+            _note_skipped(stack, logical_id, resource_type, resources_map)
+            return None
         if resource is None:
             # moto would store None over the existing resource (types without update support): keep it
             resource = resources_map._parsed_resources.get(logical_id)
-        _resource_event(stack, logical_id, resource_type, "UPDATE_COMPLETE")
+        _resource_event(stack, logical_id, resource_type, f"{verb}_COMPLETE")
         return resource
 
-    return parse_and_update_resource
+    return parse_and_event
+
+
+def _note_skipped(stack: Any, logical_id: str, resource_type: str, resources_map: Any) -> None:
+    """A CREATE_COMPLETE event noting a resource of a type moto does not emulate (once per resource)."""
+    from moto.cloudformation.parsing import resource_class_from_type
+
+    if resource_class_from_type(resource_type) is not None:
+        return
+    noted: set[str] = resources_map.__dict__.setdefault("_panopipe_skipped", set())
+    if logical_id not in noted:  # moto parses a skipped resource again at every reference
+        noted.add(logical_id)
+        reason = f"not emulated locally (moto has no {resource_type}): skipped"
+        LOG.info("%s %s: %s", logical_id, resource_type, reason)
+        _resource_event(stack, logical_id, resource_type, "CREATE_COMPLETE", reason)
 
 
 def _reason(error: BaseException) -> str:
@@ -992,8 +984,8 @@ def replacements() -> Iterable[tuple[object, str, Callable[[Any], Any]]]:
         (parsing, "warnings", _QuietWarnings),
         (parsing, "get_model_map", _with_alarm_models),
         (parsing, "get_name_type_map", _with_alarm_names),
-        (parsing, "parse_and_create_resource", _parse_and_create_resource),
-        (parsing, "parse_and_update_resource", _parse_and_update_resource),
+        (parsing, "parse_and_create_resource", functools.partial(_parse_and_event, "CREATE")),
+        (parsing, "parse_and_update_resource", functools.partial(_parse_and_event, "UPDATE")),
         (backend, "create_change_set", _create_change_set),
         (backend, "execute_change_set", lambda _original: _execute_change_set),
         (backend, "describe_change_set", lambda _original: _describe_change_set),

@@ -24,6 +24,7 @@ Progress is evaluated when a job is described or listed (the only moments a clie
 from __future__ import annotations
 
 import copy
+import functools
 import gzip
 import io
 import json
@@ -247,12 +248,47 @@ def _now() -> datetime:
 
 
 # --------------------------------------------------------------------------------------------------
-# Training jobs
+# What differs between training and compilation jobs
 # --------------------------------------------------------------------------------------------------
 
 
-def _advance_training(backend: Any, job: Any, describing: bool) -> None:
-    """Move one moto FakeTrainingJob along: running → Completed / Failed / Stopped."""
+@dataclass(frozen=True)
+class _Kind:
+    """One kind of job: where moto keeps it, how its statuses are spelled, what its API raises."""
+
+    #: ``training`` / ``compilation``: moto's names are ``<label>_jobs``, ``<label>_job_status``, ...
+    label: JobKind
+    #: The API's spelling of a status given in CamelCase (compilation jobs: upper case).
+    spell: Callable[[str], str]
+    #: Statuses in which Stop*Job is accepted.
+    stoppable: tuple[str, ...]
+    #: Write the job's output when it ends well: the failure reason instead, or None (then artifacts are set).
+    finish: Callable[[Any, Any, _Job, datetime], str | None]
+    #: The error for Stop*Job on an unknown job name.
+    not_found: Callable[[str], Exception]
+    #: The error for Stop*Job on a job that is not running: (name, status).
+    cannot_stop: Callable[[str, str], Exception]
+    #: Training: SecondaryStatus (and its transitions) follow the status.
+    secondary_status: bool = False
+    #: Compilation: Describe*Job leaves out the fields that are not set.
+    drop_none: bool = False
+
+    @property
+    def jobs(self) -> str:
+        """The backend's attribute holding the jobs by name."""
+        return f"{self.label}_jobs"
+
+    def status_of(self, job: Any) -> str:
+        """The status of ``job``."""
+        return str(getattr(job, f"{self.label}_job_status"))
+
+    def set_status(self, job: Any, status: str) -> None:
+        """Set the status of ``job`` (spelled as given)."""
+        setattr(job, f"{self.label}_job_status", status)
+
+
+def _advance(kind: _Kind, backend: Any, job: Any, describing: bool) -> None:
+    """Move one moto job along: running → Completed / Failed / Stopped."""
     record = TRACKER.get(job.arn)
     if record is None or record.ended:
         return
@@ -261,12 +297,121 @@ def _advance_training(backend: Any, job: Any, describing: bool) -> None:
     now = _now()
     job.last_modified_time = now
     if record.stop_requested:
-        _end_training(job, record, "Stopped", now)
+        _end(kind, job, record, "Stopped", now)
         return
     if TRACKER.still_running(record):
-        job.training_job_status = "InProgress"
-        job.secondary_status = "Training" if record.describes > 1 else "Starting"
+        kind.set_status(job, kind.spell("InProgress"))
+        if kind.secondary_status:
+            job.secondary_status = "Training" if record.describes > 1 else "Starting"
         return
+    reason = kind.finish(backend, job, record, now)
+    if reason is not None:
+        job.failure_reason = reason
+        _end(kind, job, record, "Failed", now)
+        return
+    _end(kind, job, record, "Completed", now)
+
+
+def _end(kind: _Kind, job: Any, record: _Job, status: str, now: datetime) -> None:
+    """End ``job`` with ``status`` (CamelCase, spelled for the kind here)."""
+    record.ended = True
+    kind.set_status(job, kind.spell(status))
+    setattr(job, f"{kind.label}_end_time", now)
+    if kind.secondary_status:
+        job.secondary_status = status
+        job.secondary_status_transitions = [
+            {"Status": "Starting", "StartTime": job.creation_time, "EndTime": job.training_start_time},
+            {"Status": "Training", "StartTime": job.training_start_time, "EndTime": now},
+            {"Status": status, "StartTime": now, "EndTime": now},
+        ]
+
+
+def _start(kind: _Kind, job: Any, name: str, metric_names: list[str]) -> None:
+    """A newly created job is running, without artifacts yet, and tracked."""
+    kind.set_status(job, kind.spell("InProgress"))
+    setattr(job, f"{kind.label}_end_time", None)
+    job.model_artifacts = None
+    TRACKER.track(job.arn, _Job(kind.label, name, time.monotonic(), metric_names))
+
+
+def _describe_job(kind: _Kind, original: Callable[..., Any]) -> Callable[..., Any]:
+    """Describe*Job: one more look at the job, which may end it."""
+
+    def describe_job(self: Any, *args: Any, **kwargs: Any) -> Any:
+        job_name = args[0] if args else kwargs[f"{kind.label}_job_name"]  # moto passes it either way
+        job = getattr(self, kind.jobs).get(job_name)
+        if job is not None:
+            _advance(kind, self, job, describing=True)
+        description = original(self, *args, **kwargs)
+        if kind.drop_none:
+            return {key: value for key, value in description.items() if value is not None}
+        return description
+
+    return describe_job
+
+
+def _list_jobs(kind: _Kind, original: Callable[..., Any]) -> Callable[..., Any]:
+    """List*Jobs: statuses as of now (a list is not a describe: no describe is counted)."""
+
+    def list_jobs(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for job in list(getattr(self, kind.jobs).values()):
+            _advance(kind, self, job, describing=False)
+        return original(self, *args, **kwargs)
+
+    return list_jobs
+
+
+def _stop_job(kind: _Kind) -> Callable[[Any, str], None]:
+    """Stop*Job (moto: not implemented): a running job goes Stopping, then Stopped."""
+
+    def stop_job(self: Any, job_name: str) -> None:
+        job = getattr(self, kind.jobs).get(job_name)
+        if job is None:
+            raise kind.not_found(job_name)
+        record = TRACKER.get(job.arn)
+        if record is None or record.ended or kind.status_of(job) not in kind.stoppable:
+            raise kind.cannot_stop(job_name, kind.status_of(job))
+        record.stop_requested = True
+        kind.set_status(job, kind.spell("Stopping"))
+        if kind.secondary_status:
+            job.secondary_status = "Stopping"
+        job.last_modified_time = _now()
+
+    return stop_job
+
+
+def _stop_job_response(kind: _Kind) -> Callable[[Any], Any]:
+    """The response class's Stop*Job (moto does not route it): the backend's, with the job name parameter."""
+
+    def stop_job_response(self: Any) -> Any:
+        from moto.core.responses import EmptyResult
+
+        stop = getattr(self.sagemaker_backend, f"stop_{kind.label}_job")
+        stop(self._get_param(f"{kind.label.capitalize()}JobName"))
+        return EmptyResult()
+
+    return stop_job_response
+
+
+def _validation_error(message: str) -> Exception:
+    from moto.sagemaker.exceptions import ValidationError
+
+    return ValidationError(message=message)
+
+
+def _resource_not_found(message: str) -> Exception:
+    from moto.sagemaker.exceptions import ResourceNotFound
+
+    return ResourceNotFound(message=message)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training jobs
+# --------------------------------------------------------------------------------------------------
+
+
+def _finish_training(backend: Any, job: Any, record: _Job, now: datetime) -> str | None:
+    """Write model.tar.gz and report the final metrics (or why the job fails)."""
     reason = TRACKER.failure_reason(job.training_job_name)
     artifact_uri = f"{job.output_data_config['S3OutputPath'].rstrip('/')}/{job.training_job_name}/output/model.tar.gz"
     if reason is None:
@@ -277,27 +422,26 @@ def _advance_training(backend: Any, job: Any, describing: bool) -> None:
         except Exception as error:  # e.g. the output bucket does not exist
             reason = f"ClientError: unable to upload the model artifact to {artifact_uri}: {error}"
     if reason is not None:
-        job.failure_reason = reason
-        _end_training(job, record, "Failed", now)
-        return
+        return reason
     job.model_artifacts = {"S3ModelArtifacts": artifact_uri}
     job.final_metric_data_list = [
         {"MetricName": name, "Value": TRACKER.metric_value(job.training_job_name, name), "Timestamp": now}
         for name in record.metric_names
     ]
-    _end_training(job, record, "Completed", now)
+    return None
 
 
-def _end_training(job: Any, record: _Job, status: str, now: datetime) -> None:
-    record.ended = True
-    job.training_job_status = status
-    job.secondary_status = status
-    job.training_end_time = now
-    job.secondary_status_transitions = [
-        {"Status": "Starting", "StartTime": job.creation_time, "EndTime": job.training_start_time},
-        {"Status": "Training", "StartTime": job.training_start_time, "EndTime": now},
-        {"Status": status, "StartTime": now, "EndTime": now},
-    ]
+TRAINING = _Kind(
+    label="training",
+    spell=str,
+    stoppable=("InProgress", "Stopping"),
+    finish=_finish_training,
+    not_found=lambda name: _validation_error("Requested resource not found."),
+    cannot_stop=lambda name, status: _validation_error(
+        f"The request was rejected because the training job is in status {status}."
+    ),
+    secondary_status=True,
+)
 
 
 def _create_training_job(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -315,59 +459,15 @@ def _create_training_job(original: Callable[..., Any]) -> Callable[..., Any]:
         definitions = algorithm.get("MetricDefinitions")
         job.algorithm_specification = algorithm  # moto overwrites MetricDefinitions with its own
         names = [str(d["Name"]) for d in definitions] if definitions else TRACKER.builtin_metric_names()
-        job.training_job_status = "InProgress"
         job.secondary_status = "Starting"
-        job.training_end_time = None
-        job.model_artifacts = None
         job.final_metric_data_list = None
         job.secondary_status_transitions = [
             {"Status": "Starting", "StartTime": job.creation_time, "StatusMessage": "Starting the training job"}
         ]
-        TRACKER.track(job.arn, _Job("training", training_job_name, time.monotonic(), names))
+        _start(TRAINING, job, training_job_name, names)
         return job
 
     return create_training_job
-
-
-def _describe_training_job(original: Callable[..., Any]) -> Callable[..., Any]:
-    """DescribeTrainingJob: one more look at the job, which may end it."""
-
-    def describe_training_job(self: Any, training_job_name: str) -> Any:
-        job = self.training_jobs.get(training_job_name)
-        if job is not None:
-            _advance_training(self, job, describing=True)
-        return original(self, training_job_name)
-
-    return describe_training_job
-
-
-def _list_training_jobs(original: Callable[..., Any]) -> Callable[..., Any]:
-    """ListTrainingJobs: statuses as of now (a list is not a describe: no describe is counted)."""
-
-    def list_training_jobs(self: Any, *args: Any, **kwargs: Any) -> Any:
-        for job in list(self.training_jobs.values()):
-            _advance_training(self, job, describing=False)
-        return original(self, *args, **kwargs)
-
-    return list_training_jobs
-
-
-def _stop_training_job(self: Any, training_job_name: str) -> None:
-    """StopTrainingJob (moto: not implemented): a running job goes Stopping, then Stopped."""
-    from moto.sagemaker.exceptions import ValidationError
-
-    job = self.training_jobs.get(training_job_name)
-    if job is None:
-        raise ValidationError(message="Requested resource not found.")
-    record = TRACKER.get(job.arn)
-    if record is None or record.ended or job.training_job_status not in ("InProgress", "Stopping"):
-        raise ValidationError(
-            message=f"The request was rejected because the training job is in status {job.training_job_status}."
-        )
-    record.stop_requested = True
-    job.training_job_status = "Stopping"
-    job.secondary_status = "Stopping"
-    job.last_modified_time = _now()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -375,21 +475,8 @@ def _stop_training_job(self: Any, training_job_name: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _advance_compilation(backend: Any, job: Any, describing: bool) -> None:
-    """Move one moto CompilationJob along: INPROGRESS → COMPLETED / FAILED / STOPPED."""
-    record = TRACKER.get(job.arn)
-    if record is None or record.ended:
-        return
-    if describing:
-        record.describes += 1
-    now = _now()
-    job.last_modified_time = now
-    if record.stop_requested:
-        _end_compilation(job, record, "STOPPED", now)
-        return
-    if TRACKER.still_running(record):
-        job.compilation_job_status = "INPROGRESS"
-        return
+def _finish_compilation(backend: Any, job: Any, record: _Job, now: datetime) -> str | None:
+    """Write the compiled model where Neo would (or say why the job fails)."""
     reason = TRACKER.failure_reason(job.compilation_job_name)
     input_uri = str((job.input_config or {}).get("S3Uri", ""))
     output_uri = compiled_model_uri(
@@ -405,17 +492,20 @@ def _advance_compilation(backend: Any, job: Any, describing: bool) -> None:
         except Exception as error:
             reason = f"ClientError: unable to upload the compiled model to {output_uri}: {error}"
     if reason is not None:
-        job.failure_reason = reason
-        _end_compilation(job, record, "FAILED", now)
-        return
+        return reason
     job.model_artifacts = {"S3ModelArtifacts": output_uri}
-    _end_compilation(job, record, "COMPLETED", now)
+    return None
 
 
-def _end_compilation(job: Any, record: _Job, status: str, now: datetime) -> None:
-    record.ended = True
-    job.compilation_job_status = status
-    job.compilation_end_time = now
+COMPILATION = _Kind(
+    label="compilation",
+    spell=str.upper,
+    stoppable=("STARTING", "INPROGRESS", "STOPPING"),
+    finish=_finish_compilation,
+    not_found=lambda name: _resource_not_found(f"Could not find compilation job '{name}'."),
+    cannot_stop=lambda name, status: _validation_error(f"Compilation job {name} cannot be stopped in status {status}."),
+    drop_none=True,
+)
 
 
 def _create_compilation_job(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -424,74 +514,25 @@ def _create_compilation_job(original: Callable[..., Any]) -> Callable[..., Any]:
     def create_compilation_job(self: Any, compilation_job_name: str, **kwargs: Any) -> Any:
         arn = original(self, compilation_job_name=compilation_job_name, **kwargs)
         job = self.compilation_jobs[compilation_job_name]
-        job.compilation_job_status = "INPROGRESS"
-        job.compilation_end_time = None
-        job.model_artifacts = None
         job.failure_reason = None
-        TRACKER.track(job.arn, _Job("compilation", compilation_job_name, time.monotonic(), []))
+        _start(COMPILATION, job, compilation_job_name, [])
         return arn
 
     return create_compilation_job
 
 
-def _describe_compilation_job(original: Callable[..., Any]) -> Callable[..., Any]:
-    """DescribeCompilationJob: one more look at the job, which may end it."""
-
-    def describe_compilation_job(self: Any, compilation_job_name: str) -> Any:
-        job = self.compilation_jobs.get(compilation_job_name)
-        if job is not None:
-            _advance_compilation(self, job, describing=True)
-        description = original(self, compilation_job_name)
-        return {key: value for key, value in description.items() if value is not None}
-
-    return describe_compilation_job
-
-
-def _list_compilation_jobs(original: Callable[..., Any]) -> Callable[..., Any]:
-    """ListCompilationJobs: statuses as of now."""
-
-    def list_compilation_jobs(self: Any, *args: Any, **kwargs: Any) -> Any:
-        for job in list(self.compilation_jobs.values()):
-            _advance_compilation(self, job, describing=False)
-        return original(self, *args, **kwargs)
-
-    return list_compilation_jobs
-
-
-def _stop_compilation_job(self: Any, compilation_job_name: str) -> None:
-    """StopCompilationJob (moto: not implemented): a running job goes STOPPING, then STOPPED."""
-    from moto.sagemaker.exceptions import ResourceNotFound, ValidationError
-
-    job = self.compilation_jobs.get(compilation_job_name)
-    if job is None:
-        raise ResourceNotFound(message=f"Could not find compilation job '{compilation_job_name}'.")
-    record = TRACKER.get(job.arn)
-    if record is None or record.ended or job.compilation_job_status not in ("STARTING", "INPROGRESS", "STOPPING"):
-        raise ValidationError(
-            message=f"Compilation job {compilation_job_name} cannot be stopped in status {job.compilation_job_status}."
-        )
-    record.stop_requested = True
-    job.compilation_job_status = "STOPPING"
-    job.last_modified_time = _now()
-
-
 # --------------------------------------------------------------------------------------------------
-# API surface for the response class (the operations moto does not route)
+# The list moto_patches applies
 # --------------------------------------------------------------------------------------------------
 
 
-def _stop_training_job_response(self: Any) -> Any:
-    from moto.core.responses import EmptyResult
+def _new(operation: Callable[..., Any]) -> Callable[[Any], Any]:
+    """make(original) for an operation moto lacks: ``operation`` whatever moto has in its place."""
 
-    self.sagemaker_backend.stop_training_job(self._get_param("TrainingJobName"))
-    return EmptyResult()
+    def make(_original: Any) -> Callable[..., Any]:
+        return operation
 
-
-def _stop_compilation_job_response(self: Any) -> Any:
-    from moto.core.responses import EmptyResult
-
-    self.sagemaker_backend.stop_compilation_job(self._get_param("CompilationJobName"))
-    return EmptyResult()
+    return make
 
 
 def replacements() -> Iterable[tuple[object, str, Callable[[Any], Any]]]:
@@ -500,15 +541,15 @@ def replacements() -> Iterable[tuple[object, str, Callable[[Any], Any]]]:
     from moto.sagemaker.responses import SageMakerResponse
 
     backend = SageMakerModelBackend
-    return [
+    patches: list[tuple[object, str, Callable[[Any], Any]]] = [
         (backend, "create_training_job", _create_training_job),
-        (backend, "describe_training_job", _describe_training_job),
-        (backend, "list_training_jobs", _list_training_jobs),
-        (backend, "stop_training_job", lambda _original: _stop_training_job),
         (backend, "create_compilation_job", _create_compilation_job),
-        (backend, "describe_compilation_job", _describe_compilation_job),
-        (backend, "list_compilation_jobs", _list_compilation_jobs),
-        (backend, "stop_compilation_job", lambda _original: _stop_compilation_job),
-        (SageMakerResponse, "stop_training_job", lambda _original: _stop_training_job_response),
-        (SageMakerResponse, "stop_compilation_job", lambda _original: _stop_compilation_job_response),
     ]
+    for kind in (TRAINING, COMPILATION):
+        patches += [
+            (backend, f"describe_{kind.label}_job", functools.partial(_describe_job, kind)),
+            (backend, f"list_{kind.label}_jobs", functools.partial(_list_jobs, kind)),
+            (backend, f"stop_{kind.label}_job", _new(_stop_job(kind))),
+            (SageMakerResponse, f"stop_{kind.label}_job", _new(_stop_job_response(kind))),
+        ]
+    return patches
