@@ -325,11 +325,13 @@ def test_state_machine_created_by_cloudformation_runs_lambda_retry_choice_and_wa
     assert stack["StackStatus"] == "CREATE_COMPLETE"
     machine = stack["Outputs"][0]["OutputValue"]
 
+    # one after the other: only the first execution's first call is throttled (a marker object)
     first = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]  # unnamed
+    executions = [wait_for_execution(sfn, first)]
     second = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]  # unnamed again
+    executions.append(wait_for_execution(sfn, second))
     assert first != second
-    for arn in (first, second):
-        execution = wait_for_execution(sfn, arn)
+    for execution in executions:
         assert execution["status"] == "SUCCEEDED", execution
         output = json.loads(execution["output"])
         assert output["kind"] == "dataset"
