@@ -68,11 +68,13 @@ def summarize(state: State) -> dict[str, Any]:
     deployment = state.get("deployment") or {}
     error: str | None = None
     reason = ""
+    failed_step = state.get("failed_step")
     if state.get("error"):
         error, reason = str(state["error"].get("Error") or "Error"), error_reason(state["error"])
     elif deployment.get("status") in (FAILED, TIMED_OUT):
         error = StepTimedOut.__name__ if deployment["status"] == TIMED_OUT else DeploymentFailed.__name__
         reason = one_line("deployment " + deployment["status"] + ": " + "; ".join(_device_problems(deployment)))
+        failed_step = "CheckDeployment"  # the step that saw the devices fail (then rolled back)
     package = state.get("package") or {}
     if error is None:
         devices = deployment.get("devices", [])
@@ -86,7 +88,7 @@ def summarize(state: State) -> dict[str, Any]:
         "reason": reason,
         "run": (state.get("run") or {}).get("name"),
         "source": _source(state),
-        "failed_step": state.get("failed_step"),
+        "failed_step": failed_step,
         "instances": {d["device"]: d.get("instance_id") for d in deployment.get("devices", [])},
     }
     if state.get("rollback"):

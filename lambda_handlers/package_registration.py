@@ -83,11 +83,12 @@ def register_model(s3: Any, spec: ApplicationSpec, model_bucket: str, model_key:
     )
 
     model_sha = sha256_of_object(s3, model_bucket, model_key)
-    s3.copy_object(
-        Bucket=store,
-        Key=f"{binaries}/{model_sha}.tar.gz",
-        CopySource={"Bucket": model_bucket, "Key": model_key},
-        ACL=OWNER_ACL,
+    # A managed copy: multipart (UploadPartCopy) above the threshold, so models over 5 GB copy too.
+    s3.copy(
+        {"Bucket": model_bucket, "Key": model_key},
+        store,
+        f"{binaries}/{model_sha}.tar.gz",
+        ExtraArgs={"ACL": OWNER_ACL},
     )
     descriptor = canonical(documents.model_descriptor(spec))
     descriptor_sha = hashlib.sha256(descriptor).hexdigest()

@@ -24,11 +24,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from lambda_handlers import settings as cfg
 from lambda_handlers.aws import clients
 from lambda_handlers.names import READY_MARKER as READY_MARKER  # one definition, shared with the CLI
 from lambda_handlers.names import execution_name
 from lambda_handlers.step import logger, retryable_errors
+
+#: A marked folder holding this file is a data set in manifest form (validation.manifest beside it).
+MANIFEST_NAME = "train.manifest"
 
 DEFAULT_PREFIX = "datasets/"
 
@@ -56,6 +61,8 @@ def start(bucket: str, prefix: str, version: str) -> Result:
     machine = cfg.env(cfg.STATE_MACHINE_ARN)
     sfn = clients.stepfunctions()
     dataset = f"s3://{bucket}/{prefix}"
+    if _exists(bucket, f"{prefix}{MANIFEST_NAME}"):  # the manifest form of a data set
+        dataset += MANIFEST_NAME
     execution_arn = f"{machine.replace(':stateMachine:', ':execution:', 1)}:{name}"
     try:
         sfn.describe_execution(executionArn=execution_arn)
@@ -69,6 +76,17 @@ def start(bucket: str, prefix: str, version: str) -> Result:
         return _not_started(name, execution_arn, dataset)
     logger.info("run started", extra={"execution": name, "dataset": dataset})
     return {"started": True, "name": name, "execution_arn": response["executionArn"], "dataset": dataset}
+
+
+def _exists(bucket: str, key: str) -> bool:
+    """Whether ``key`` exists (HeadObject; the trigger may list the data prefix, so a miss is a 404)."""
+    try:
+        clients.s3().head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if str(error.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
 
 
 def _not_started(name: str, execution_arn: str, dataset: str) -> Result:

@@ -8,6 +8,7 @@ and every command picks it up while it runs). Heavy modules are imported inside 
 
 from __future__ import annotations
 
+import os
 from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any
@@ -87,7 +88,7 @@ def run(
     dataset: Annotated[
         Path | None, typer.Option(help="local folder with train/ and validation/ to upload and train on")
     ] = None,
-    name: Annotated[str, typer.Option(help="data set name under datasets/ in the data bucket")] = "sample",
+    name: Annotated[str, typer.Option(help="data set folder name under pipeline.dataset_prefix")] = "sample",
     model: Annotated[str | None, typer.Option(help="s3:// URI of a model trained elsewhere (skip training)")] = None,
     training_job: Annotated[str | None, typer.Option(help="a Completed SageMaker training job (skip training)")] = None,
     watch_run: Annotated[bool, typer.Option("--watch/--no-watch", help="follow the run until it ends")] = True,
@@ -103,10 +104,10 @@ def run(
                 source = {"model": model} if model else {"training_job": training_job}
                 arn = runs.start(target, source)
             else:
-                folder = dataset or _sample_dataset()
-                version = runs.upload_dataset(target, folder, name)
-                run_name = runs.dataset_run_name(target, name, version)
-                arn = runs.start(target, {"dataset": f"s3://{target.data_bucket}/datasets/{name}/"}, run_name)
+                folder, prefix = dataset or _sample_dataset(), loaded.pipeline.dataset_prefix
+                version = runs.upload_dataset(target, folder, name, prefix)
+                run_name = runs.dataset_run_name(target, name, version, prefix)
+                arn = runs.start(target, {"dataset": f"s3://{target.data_bucket}/{prefix}{name}/"}, run_name)
         except runs.RunError as error:
             _fail(str(error))
         console.print(f"started {arn}", highlight=False)
@@ -233,6 +234,8 @@ class _local_endpoint:
         from panopipe import local_state
 
         self._saved = local_state.apply_endpoint()
+        if self._saved:
+            errors.print(f"(using the local AWS at {os.environ['AWS_ENDPOINT_URL']}: `panopipe local down` to stop it)")
 
     def __exit__(self, *exc: object) -> None:
         from panopipe import local_state

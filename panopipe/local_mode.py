@@ -82,7 +82,10 @@ def up(
             raise LocalModeError(str(error)) from None
         say(f"local AWS started at {state.endpoint} (pid {state.pid})")
     else:
-        say(f"local AWS already running at {state.endpoint} (pid {state.pid})")
+        say(
+            f"local AWS already running at {state.endpoint} (pid {state.pid}); its devices are the ones it "
+            "started with (`panopipe local down` first to change them)"
+        )
     seconds["emulator"] = time.monotonic() - clock
     seconds.update(deploy(state.endpoint, state.region, config_path, poll_seconds=poll_seconds, say=say))
     return Deployment(state, started, seconds)
@@ -96,7 +99,7 @@ def deploy(
     env = cli_environment(endpoint, region)
     with tempfile.TemporaryDirectory() as empty:  # no cdk.json there: bootstrapping needs no synth
         _cdk(["bootstrap", f"aws://{LOCAL_ACCOUNT}/{region}"], Path(empty), env, "bootstrap", seconds, say)
-    overrides = ["-c", f"config={config_path}", "-c", f"config.pipeline.poll_seconds={poll_seconds}"]
+    overrides = ["-c", f"config={config_path.resolve()}", "-c", f"config.pipeline.poll_seconds={poll_seconds}"]
     _cdk(["deploy", "**", "--require-approval", "never", *overrides], ROOT, env, "deploy", seconds, say)
     return seconds
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from panopipe.local.emulator import read_state
 
-STATE_FILE = Path(".panopipe") / "local.json"
+#: In the project, wherever the command runs from (one emulator per checkout).
+STATE_FILE = Path(__file__).resolve().parent.parent / ".panopipe" / "local.json"
 
 
 def apply_endpoint(path: Path = STATE_FILE) -> dict[str, str | None]:

@@ -58,18 +58,20 @@ def find_target(config: PipelineConfig) -> Target:
     return Target(arn, data, region)
 
 
-def upload_dataset(target: Target, directory: Path, name: str) -> str:
+def upload_dataset(target: Target, directory: Path, name: str, prefix: str = "datasets/") -> str:
     """Upload a local data set folder (``train/``, ``validation/``) and its ``_READY`` marker last.
+
+    ``prefix`` is the config's ``pipeline.dataset_prefix``: where the trigger rule listens.
 
     Returns the version of the marker (VersionId, or ETag when unversioned): the run's identity.
     """
     if not (directory / "train").is_dir() or not (directory / "validation").is_dir():
         raise RunError(f"{directory} must hold train/ and validation/ folders")
     s3 = _client("s3", target.region)
-    prefix = f"datasets/{name}/"
+    folder = f"{prefix}{name}/"
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        s3.upload_file(str(path), target.data_bucket, prefix + path.relative_to(directory).as_posix())
-    marker = s3.put_object(Bucket=target.data_bucket, Key=prefix + READY_MARKER, Body=b"")
+        s3.upload_file(str(path), target.data_bucket, folder + path.relative_to(directory).as_posix())
+    marker = s3.put_object(Bucket=target.data_bucket, Key=folder + READY_MARKER, Body=b"")
     return str(marker.get("VersionId") or marker["ETag"].strip('"'))
 
 
@@ -82,9 +84,9 @@ def start(target: Target, run_input: dict[str, Any], name: str | None = None) ->
     return str(sfn.start_execution(**kwargs)["executionArn"])
 
 
-def dataset_run_name(target: Target, name: str, version: str) -> str:
-    """The execution name the trigger would give this data set version."""
-    return execution_name(target.data_bucket, f"datasets/{name}/", version)
+def dataset_run_name(target: Target, name: str, version: str, prefix: str = "datasets/") -> str:
+    """The execution name the trigger gives this data set version (so the two never both run)."""
+    return execution_name(target.data_bucket, f"{prefix}{name}/", version)
 
 
 @dataclass
@@ -161,6 +163,8 @@ def progress(target: Target, arn: str) -> Progress:
             name = (event.get("stateExitedEventDetails") or {}).get("name", "?")
             if name in open_steps:
                 open_steps.pop(name).exited = event["timestamp"]
+    if result.failed_step is None and any(step.name == "Rollback" for step in result.steps):
+        result.failed_step = "CheckDeployment"  # the devices failed (no Catch recorder on that path)
     if described.get("output"):
         result.output = json.loads(described["output"])
     result.error, result.cause = described.get("error"), described.get("cause")

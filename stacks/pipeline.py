@@ -377,7 +377,7 @@ class Pipeline(Construct):
 
         template = artifacts.arn_for_objects(inputs.manifest_template_key)
         self._allow(("Deploy",), "ReadManifestTemplate", ("s3:GetObject",), (template,))
-        for step_id in ("RegisterPackage", "Deploy", "Rollback"):
+        for step_id in ("RegisterPackage",):
             self.key.grant_decrypt(self._role(step_id))
         packages = self._arn("panorama", "package")
         any_package = "packages are created by name at run time (their ids are not known at synth)"
@@ -441,7 +441,7 @@ class Pipeline(Construct):
             ("Deploy", "Rollback"), "TagApplicationInstance", ("panorama:TagResource",), (instances,), any_instance
         )
         self._allow(
-            ("CheckDeployment", "CheckRollback"),
+            ("Deploy", "CheckDeployment", "CheckRollback"),  # a retried Deploy describes what it created
             "DescribeApplicationInstance",
             ("panorama:DescribeApplicationInstance",),
             (instances,),
@@ -449,12 +449,12 @@ class Pipeline(Construct):
         )
         runs, last_good = artifacts.arn_for_objects("runs/*"), artifacts.arn_for_objects("deployments/*")
         per_run = "one manifest object per run and device, under this prefix of the pipeline's artifacts bucket"
-        self._allow(("Deploy",), "WriteRunManifests", ("s3:PutObject",), (runs,), per_run)
+        self._allow(("Deploy", "Rollback"), "WriteRunManifests", ("s3:PutObject",), (runs,), per_run)
         self._allow(("CheckDeployment",), "ReadRunManifests", ("s3:GetObject",), (runs,), per_run)
         per_device = "one last-good manifest per device, under this prefix of the pipeline's artifacts bucket"
         self._allow(("CheckDeployment",), "WriteLastGood", ("s3:PutObject",), (last_good,), per_device)
         self._allow(("Rollback",), "ReadLastGood", ("s3:GetObject",), (last_good,), per_device)
-        writers = ("CheckRegistration", "Deploy", "CheckDeployment")
+        writers = ("CheckRegistration", "Deploy", "CheckDeployment", "Rollback")
         for step_id in writers:
             self.key.grant_encrypt_decrypt(self._role(step_id))
         self._acknowledge_grant(

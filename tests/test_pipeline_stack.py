@@ -337,3 +337,73 @@ def test_script_mode_uploads_a_deterministic_source_archive(synthesized: Synthes
     assert Settings.from_json(start[env.STEP_SETTINGS]).training.entry_point == "train_detector.py"
     builtin = functions(synthesized, "dev")["StartTraining"]["Environment"]["Variables"]
     assert env.TRAINING_SOURCE not in builtin
+
+
+#: What each step's handler calls (lambda_handlers/<module>.py), as IAM actions: its role must allow
+#: every one (IAM is not enforced locally, so this is where a missing grant shows).
+REQUIRED_ACTIONS = {
+    "ValidateInput": {"s3:GetObject", "s3:ListBucket", "sagemaker:DescribeTrainingJob"},
+    "StartTraining": {"sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "iam:PassRole"},
+    "CheckTraining": {"sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"},
+    "Evaluate": {"sagemaker:DescribeTrainingJob"},
+    "StartCompilation": {"sagemaker:CreateCompilationJob", "sagemaker:DescribeCompilationJob", "iam:PassRole"},
+    "CheckCompilation": {"sagemaker:DescribeCompilationJob", "sagemaker:StopCompilationJob"},
+    "RegisterPackage": {
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+        "s3:PutObjectAcl",
+        "kms:Decrypt",
+        "panorama:DescribePackage",
+        "panorama:CreatePackage",
+        "panorama:RegisterPackageVersion",
+        "panorama:DescribePackageVersion",
+    },
+    "CheckRegistration": {
+        "panorama:DescribePackageVersion",
+        "panorama:DeregisterPackageVersion",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+        "kms:GenerateDataKey",
+    },
+    "Deploy": {
+        "panorama:ListDevices",
+        "panorama:ListApplicationInstances",
+        "panorama:CreateApplicationInstance",
+        "panorama:DescribeApplicationInstance",
+        "panorama:TagResource",
+        "iam:PassRole",
+        "s3:GetObject",
+        "s3:PutObject",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+    },
+    "CheckDeployment": {"panorama:DescribeApplicationInstance", "s3:GetObject", "s3:PutObject", "kms:GenerateDataKey"},
+    "Rollback": {
+        "panorama:ListDevices",
+        "panorama:ListApplicationInstances",
+        "panorama:CreateApplicationInstance",
+        "panorama:TagResource",
+        "iam:PassRole",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+        "kms:Decrypt",
+        "kms:GenerateDataKey",
+    },
+    "CheckRollback": {"panorama:DescribeApplicationInstance"},
+    "Notify": {"sns:Publish", "kms:GenerateDataKey"},
+    "Trigger": {"states:StartExecution", "states:DescribeExecution", "s3:ListBucketVersions", "s3:GetObject"},
+}
+
+
+def test_every_step_may_make_the_calls_its_handler_makes(synthesized: Synthesized) -> None:
+    from fnmatch import fnmatchcase
+
+    allowed: dict[str, set[str]] = {}
+    for owner, statement in statements(synthesized, "script"):
+        allowed.setdefault(owner, set()).update(_actions(statement))
+    for step_id, needed in REQUIRED_ACTIONS.items():
+        missing = {a for a in needed if not any(fnmatchcase(a, pattern) for pattern in allowed.get(step_id, ()))}
+        assert not missing, f"{step_id} lacks {sorted(missing)}"

@@ -430,7 +430,7 @@ def launch(
 def terminate(state_file: Path, timeout: float = 15.0) -> bool:
     """Stop the emulator process of ``state_file`` (SIGTERM, then SIGKILL); False if none ran."""
     state = read_state(state_file)
-    if state is None:
+    if state is None or not _serves(state):  # gone, or its pid now belongs to another process
         Path(state_file).unlink(missing_ok=True)
         return False
     os.kill(state.pid, signal.SIGTERM)
@@ -443,6 +443,17 @@ def terminate(state_file: Path, timeout: float = 15.0) -> bool:
         os.kill(state.pid, signal.SIGKILL)
     Path(state_file).unlink(missing_ok=True)
     return True
+
+
+def _serves(state: EmulatorState) -> bool:
+    """Whether the emulator at ``state.endpoint`` answers its health route with ``state.pid``."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{state.endpoint}{CONTROL_PREFIX}health", timeout=3) as response:
+            return int(json.loads(response.read()).get("pid", -1)) == state.pid
+    except (OSError, ValueError):
+        return False
 
 
 def _load_wrap(spec: str) -> WSGIMiddleware:

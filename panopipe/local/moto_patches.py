@@ -447,8 +447,12 @@ def _patch_stepfunctions_cloudformation(p: _Patcher) -> None:
     parser backends makes state machines deployed by the CDK CLI executable.
     """
     import moto.stepfunctions.models as sfn_models
+    import moto.stepfunctions.responses  # noqa: F401  (binds the plain backends before the swap below)
     from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
+    # The API module imports ``stepfunctions_backends`` by name: imported after the swap it would keep
+    # the parser backends for good, and plain moto (mock_aws) in the same process would look for
+    # CloudFormation's state machines in the wrong backend once the patches are undone.
     p.replace(sfn_models, "stepfunctions_backends", lambda _original: stepfunctions_parser_backends)
 
 

@@ -87,6 +87,17 @@ def test_a_marker_starts_one_run_named_after_the_data_set_version(s3: Any, machi
     assert json.loads(execution["input"]) == {"dataset": f"s3://{DATA}/datasets/people/"}
 
 
+def test_a_marked_folder_with_a_manifest_starts_a_manifest_run(s3: Any, machine: str) -> None:
+    s3.put_object(Bucket=DATA, Key="datasets/labelled/train.manifest", Body=b'{"source-ref": "s3://x/1.jpg"}')
+    version = s3.put_object(Bucket=DATA, Key="datasets/labelled/_READY", Body=b"")["VersionId"]
+
+    started = trigger.handler(_created("datasets/labelled/_READY", version))
+
+    assert started["dataset"] == f"s3://{DATA}/datasets/labelled/train.manifest"
+    (execution,) = _executions(machine)
+    assert json.loads(execution["input"]) == {"dataset": f"s3://{DATA}/datasets/labelled/train.manifest"}
+
+
 def test_a_new_version_of_the_marker_starts_a_new_run(s3: Any, machine: str) -> None:
     names = set()
     for _ in range(2):

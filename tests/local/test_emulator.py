@@ -662,3 +662,11 @@ def test_process_mode_writes_its_state_and_stops_on_sigterm(tmp_path: Path) -> N
     assert not state_file.exists()
     assert not _alive(state.pid)
     assert "stopped" in (tmp_path / "local.log").read_text()
+
+
+def test_terminate_kills_only_a_process_that_serves_as_the_emulator(tmp_path: Path) -> None:
+    """A stale state file whose pid now belongs to another process (here: this test) kills nothing."""
+    state_file = tmp_path / "local.json"
+    state_file.write_text(json.dumps({"endpoint": "http://localhost:9", "port": 9, "pid": os.getpid()}))
+    assert terminate(state_file) is False
+    assert not state_file.exists()

@@ -119,7 +119,8 @@ def test_three_runs_deploy_roll_back_and_replace(deployed: tuple[Emulator, runs.
     failed_watch = CliRunner().invoke(app, ["watch", second.arn, "--config", str(CONFIG)])
     assert failed_watch.exit_code == 1
     assert (
-        "run FAILED: DeploymentFailed: " in failed_watch.stderr and "camera stream unreachable" in failed_watch.stderr
+        "run FAILED at CheckDeployment: DeploymentFailed: " in failed_watch.stderr
+        and "camera stream unreachable" in failed_watch.stderr
     )
     tasks = [s.name for s in second.steps if s.kind == "Task"]
     assert tasks[-2:] == ["CheckRollback", "Notify failure"] and "Rollback" in tasks
