@@ -146,3 +146,23 @@ def test_three_runs_deploy_roll_back_and_replace(deployed: tuple[Emulator, runs.
     listed = CliRunner().invoke(app, ["status", "--config", str(CONFIG)])
     assert listed.exit_code == 0 and all(n in listed.stdout for n in (name, "model-run-fails", "model-run-replaces"))
     print(f"\nthree local runs in {time.monotonic() - started:.1f} s")
+
+
+def test_the_cdk_cli_updates_and_destroys_the_deployed_stacks(deployed: tuple[Emulator, runs.Target]) -> None:
+    """The change-set flow beyond create: a changed config updates in place, then everything is destroyed."""
+    import subprocess
+
+    aws, target = deployed
+    local_mode.deploy(aws.endpoint, "us-east-1", CONFIG, poll_seconds=2, say=lambda _: None)
+    sfn, cfn = boto3.client("stepfunctions"), boto3.client("cloudformation")
+    definition = json.loads(sfn.describe_state_machine(stateMachineArn=target.state_machine_arn)["definition"])
+    waits = [s["Seconds"] for s in definition["States"].values() if s["Type"] == "Wait"]
+    assert waits and set(waits) == {2}, "the update changed the wait loops' interval"
+    assert cfn.describe_stacks(StackName="panopipe-dev-pipeline")["Stacks"][0]["StackStatus"] == "UPDATE_COMPLETE"
+
+    env = local_mode.cli_environment(aws.endpoint, "us-east-1")
+    destroy = [str(local_mode.CDK), "destroy", "**", "--force", "--no-notices", "-c", f"config={CONFIG}"]
+    result = subprocess.run(destroy, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    remaining = {s["StackName"] for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"}
+    assert not {n for n in remaining if n.startswith("panopipe-dev-")}, remaining
