@@ -16,7 +16,9 @@ import json
 import os
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
+from lambda_handlers.errors import InvalidInput
 from lambda_handlers.settings import CODE_PACKAGE_NAME, MODEL_PACKAGE_NAME
 from panorama_app.manifest.rules import ManifestError
 from panorama_app.manifest.spec import ApplicationSpec
@@ -81,3 +83,11 @@ def _check_package_names(spec: ApplicationSpec) -> None:
                 "manifest template",
                 [f"names package {stored!r} but the pipeline stack's {variable} is {deployed!r}: deploy all stacks"],
             )
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """Bucket and key of ``s3://bucket/key``."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+        raise InvalidInput(f"not an S3 object URI: {uri!r} (expected s3://bucket/key)")
+    return parsed.netloc, parsed.path.lstrip("/")

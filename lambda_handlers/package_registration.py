@@ -18,12 +18,11 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any
-from urllib.parse import urlparse
 
 from lambda_handlers import settings as cfg
-from lambda_handlers.artifacts import history_key, last_good_key, load_template, read_json, write_json
+from lambda_handlers.artifacts import history_key, last_good_key, load_template, read_json, split_s3_uri, write_json
 from lambda_handlers.aws import clients, panorama
-from lambda_handlers.errors import InvalidInput, PackageRegistrationFailed, StepTimedOut
+from lambda_handlers.errors import PackageRegistrationFailed, StepTimedOut
 from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, loop_started, past, polled
 from lambda_handlers.step import logger, step
 from panorama_app.manifest import documents
@@ -179,14 +178,6 @@ def deregister_oldest(
             continue
         removed.append(entry)
     return removed
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """Bucket and key of ``s3://bucket/key``."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
-        raise InvalidInput(f"not an S3 object URI: {uri!r} (expected s3://bucket/key)")
-    return parsed.netloc, parsed.path.lstrip("/")
 
 
 def model_spec(spec: ApplicationSpec, model: dict[str, Any]) -> ApplicationSpec:

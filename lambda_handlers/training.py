@@ -22,6 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from lambda_handlers import names
+from lambda_handlers.artifacts import split_s3_uri
 from lambda_handlers.aws import clients
 from lambda_handlers.errors import InvalidInput, MetricBelowThreshold, TrainingFailed
 from lambda_handlers.sagemaker_jobs import JobKind, poll
@@ -162,9 +163,12 @@ def staged_source(uploaded: str, bucket: str) -> str:
     the SageMaker role reads only the pipeline's own buckets, so the job gets a copy in the
     artifacts bucket under ``code/<asset name>/sourcedir.tar.gz``.
     """
-    if not uploaded.startswith("s3://") or "/" not in uploaded[5:]:
-        raise MissingSetting(f"{TRAINING_SOURCE} = {uploaded!r} is not an s3:// object URI; redeploy the stack")
-    source_bucket, source_key = uploaded[5:].split("/", 1)
+    try:
+        source_bucket, source_key = split_s3_uri(uploaded)
+    except InvalidInput:
+        raise MissingSetting(
+            f"{TRAINING_SOURCE} = {uploaded!r} is not an s3:// object URI; redeploy the stack"
+        ) from None
     name = posixpath.basename(source_key).split(".", 1)[0]
     key = f"code/{name}/sourcedir.tar.gz"
     s3 = clients.s3()

@@ -31,6 +31,7 @@ from botocore.exceptions import ClientError
 
 from lambda_handlers.aws import clients
 from lambda_handlers.errors import InvalidInput
+from lambda_handlers.frameworks import NEO_EDGE_FRAMEWORK_VERSIONS, NHWC_FRAMEWORKS
 from lambda_handlers.settings import ARTIFACTS_BUCKET, DATA_BUCKET, env, settings
 from lambda_handlers.state import State
 from lambda_handlers.step import step
@@ -43,13 +44,6 @@ CHANNELS = ("train", "validation")
 MANIFEST_SUFFIX = ".manifest"
 PANORAMA_BUCKET_MARK = "aws-panorama"  # the Panorama service role policies scope S3 to *aws-panorama*
 
-#: Framework versions SageMaker Neo compiles for the appliance (same table as panopipe/config.py).
-NEO_EDGE_FRAMEWORK_VERSIONS: dict[str, tuple[str, ...]] = {
-    "MXNET": ("1.8",),
-    "PYTORCH": ("1.4", "1.5", "1.6", "1.7", "1.8"),
-    "TENSORFLOW": ("1.15", "2.4"),
-}
-NHWC_FRAMEWORKS = frozenset({"TENSORFLOW"})
 
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.*)$")
 _INPUT_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_:.]*$")

@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from lambda_handlers.frameworks import NEO_EDGE_FRAMEWORK_VERSIONS as NEO_VERSIONS
+from lambda_handlers.frameworks import NHWC_FRAMEWORKS as NHWC
 from panopipe.naming import BUCKET_PURPOSES, PANORAMA_REGIONS, BucketNameError, bucket_name
 
 DEFAULT_CONFIG_PATH = "config/dev.yaml"
@@ -43,15 +45,10 @@ class Framework(StrEnum):
     TENSORFLOW = "TENSORFLOW"
 
 
-#: Framework versions SageMaker Neo compiles for edge devices such as the Jetson Xavier.
-NEO_EDGE_FRAMEWORK_VERSIONS: dict[Framework, tuple[str, ...]] = {
-    Framework.MXNET: ("1.8",),
-    Framework.PYTORCH: ("1.4", "1.5", "1.6", "1.7", "1.8"),
-    Framework.TENSORFLOW: ("1.15", "2.4"),
-}
-
-#: Channel-last frameworks; the others take NCHW input.
-NHWC_FRAMEWORKS = frozenset({Framework.TENSORFLOW})
+#: Framework versions SageMaker Neo compiles for the appliance, and the channel-last frameworks
+#: (one table with the pipeline's input validation: ``lambda_handlers/frameworks.py``).
+NEO_EDGE_FRAMEWORK_VERSIONS: dict[Framework, tuple[str, ...]] = {Framework(k): v for k, v in NEO_VERSIONS.items()}
+NHWC_FRAMEWORKS = frozenset(Framework(k) for k in NHWC)
 
 #: SageMaker built-in algorithms this pipeline can train with, and why others are refused.
 BUILTIN_ALGORITHMS = ("image-classification",)

@@ -144,9 +144,9 @@ def _history(sfn: Any, arn: str) -> Iterator[dict[str, Any]]:
         yield from page["events"]
 
 
-def progress(target: Target, arn: str) -> Progress:
-    """The run's steps (from its history) and, once ended, its outcome."""
-    sfn = _client("stepfunctions", target.region)
+def progress(target: Target, arn: str, sfn: Any = None) -> Progress:
+    """The run's steps (from its history) and, once ended, its outcome (``sfn``: a client to reuse)."""
+    sfn = sfn or _client("stepfunctions", target.region)
     described = sfn.describe_execution(executionArn=arn)
     result = Progress(arn, described["status"], described["startDate"], described.get("stopDate"))
     open_steps: dict[str, Step] = {}
@@ -174,8 +174,9 @@ def progress(target: Target, arn: str) -> Progress:
 def follow(target: Target, arn: str, interval: float = 1.0, timeout: float | None = None) -> Iterator[Progress]:
     """Yield the run's progress every ``interval`` seconds until it ends (or ``timeout`` passes)."""
     deadline = None if timeout is None else time.monotonic() + timeout
+    sfn = _client("stepfunctions", target.region)  # one client for the whole watch
     while True:
-        current = progress(target, arn)
+        current = progress(target, arn, sfn)
         yield current
         if current.done or (deadline is not None and time.monotonic() > deadline):
             return

@@ -11,9 +11,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
-from lambda_handlers.aws import clients
+from lambda_handlers.aws import clients, panorama
 from lambda_handlers.settings import (
     Compilation,
     Device,
@@ -109,3 +110,14 @@ def settings() -> Iterator[Settings]:
     use_settings(value)
     yield value
     use_settings(None)
+
+
+@pytest.fixture
+def stub() -> Iterator[Stubber]:
+    """The shared Panorama client, wrapped in a Stubber on the carried API model (no call left unused)."""
+    client = panorama.new_client("us-east-1")
+    with Stubber(client) as stubber:
+        panorama.use_client(client)
+        yield stubber
+        stubber.assert_no_pending_responses()
+    panorama.use_client(None)

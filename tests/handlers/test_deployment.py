@@ -15,7 +15,6 @@ from botocore.stub import Stubber
 from lambda_handlers import deployment as dep
 from lambda_handlers import settings as cfg
 from lambda_handlers.artifacts import last_good_key, read_json, write_json
-from lambda_handlers.aws import panorama
 from lambda_handlers.errors import InvalidInput
 from lambda_handlers.settings import Device, Settings, Timing, use_settings
 from lambda_handlers.state import SKIPPED
@@ -51,16 +50,6 @@ def s3(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
     client.create_bucket(Bucket=ARTIFACTS)
     client.put_object(Bucket=ARTIFACTS, Key=TEMPLATE_KEY, Body=json.dumps(template_document(SPEC)).encode())
     return client
-
-
-@pytest.fixture
-def stub() -> Iterator[Stubber]:
-    client = panorama.new_client("us-east-1")
-    with Stubber(client) as stubber:
-        panorama.use_client(client)
-        yield stubber
-        stubber.assert_no_pending_responses()
-    panorama.use_client(None)
 
 
 @pytest.fixture

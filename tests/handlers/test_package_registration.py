@@ -51,16 +51,6 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield client
 
 
-@pytest.fixture
-def stub() -> Iterator[Stubber]:
-    client = panorama.new_client("us-east-1")
-    with Stubber(client) as stubber:
-        panorama.use_client(client)
-        yield stubber
-        stubber.assert_no_pending_responses()
-    panorama.use_client(None)
-
-
 def test_new_package_is_created_then_the_version_registered(s3: Any, stub: Stubber) -> None:
     stub.add_client_error(
         "describe_package",

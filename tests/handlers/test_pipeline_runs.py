@@ -27,10 +27,9 @@ from botocore.stub import ANY, Stubber
 from lambda_handlers import deployment, names, training
 from lambda_handlers import settings as cfg
 from lambda_handlers import state as handler_state
-from lambda_handlers.artifacts import history_key, last_good_key, read_json, write_json
+from lambda_handlers.artifacts import history_key, last_good_key, read_json, split_s3_uri, write_json
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.errors import TransientError
-from lambda_handlers.package_registration import split_s3_uri
 from lambda_handlers.settings import Settings, use_settings
 from panorama_app.manifest import documents, validation
 from panorama_app.manifest.spec import ApplicationSpec

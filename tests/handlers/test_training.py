@@ -415,3 +415,13 @@ def test_evaluate_without_the_metric_names_what_was_reported(sagemaker: Any) -> 
         f"training job {JOB} reported no final value of metric validation:accuracy (it reported: train:progress); "
         "check training.metric.name, or that the training script prints it"
     )
+
+
+def test_a_malformed_source_archive_setting_is_a_deployment_fault(
+    sagemaker: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_settings(script_settings(settings))
+    monkeypatch.setenv(TRAINING_SOURCE, "not-an-s3-uri")
+    with pytest.raises(MissingSetting, match="TRAINING_SOURCE = 'not-an-s3-uri' is not an s3:// object URI"):
+        started()
+    assert sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
