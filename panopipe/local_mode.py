@@ -1,6 +1,6 @@
 """``panopipe local up|down``: the emulator process, then the real CDK CLI deploying the real app into it.
 
-``up`` starts ``python -m panopipe.local.emulator`` (moto plus the project's patches and its local
+``up`` starts ``python -m local_aws.emulator`` (moto plus the project's patches and its local
 Panorama service, devices from the config) unless one already runs, bootstraps the environment and
 runs ``cdk deploy '**'`` with the pinned CLI (the stacks live in a Stage, which ``--all`` does not
 select). Wait loops poll every ``poll_seconds`` (default 1) instead of the config's interval: a local
@@ -18,14 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from local_aws.emulator import DEFAULT_REGION, EmulatorState, clean_environment, launch, read_state, terminate
 from panopipe.config import PipelineConfig
-from panopipe.local.emulator import DEFAULT_REGION, EmulatorState, clean_environment, launch, read_state, terminate
 from panopipe.local_state import STATE_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 LOCAL_ACCOUNT = "123456789012"  # moto's account
-PANORAMA_WRAP = "panopipe.local.panorama:wrap"
+PANORAMA_WRAP = "local_aws.panorama:wrap"
 
 
 class LocalModeError(Exception):

@@ -16,8 +16,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from panopipe.local.emulator import Emulator
-from panopipe.local.sagemaker_jobs import (
+from local_aws.emulator import Emulator
+from local_aws.sagemaker_jobs import (
     JobTracker,
     SageMakerSettings,
     _Job,

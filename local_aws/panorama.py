@@ -17,7 +17,7 @@ Three ways in:
    control routes under ``/_panopipe/panorama/``) goes to this service, everything else to moto's
    app. :func:`middleware_for` ``(backend)`` is a wrap for the emulator (``Emulator(wrap=...)``: it
    takes moto's WSGI app and returns the app to serve); :func:`wrap` is the same with a backend
-   configured from the environment (``--wrap panopipe.local.panorama:wrap``, see
+   configured from the environment (``--wrap local_aws.panorama:wrap``, see
    :func:`backend_from_environment`); :func:`moto_app_with_panorama` builds moto's app itself, to
    serve with ``werkzeug.serving.make_server(host, port, app, threaded=True,
    request_handler=MotoRequestHandler)``; :func:`panorama_middleware` is the dispatch alone.
@@ -73,7 +73,7 @@ from urllib.parse import urlsplit
 
 from werkzeug.wrappers import Request, Response
 
-from panopipe.local.panorama_backend import (
+from local_aws.panorama_backend import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_PAGE_SIZE,
     DEFAULT_REGION,
@@ -86,8 +86,8 @@ from panopipe.local.panorama_backend import (
     ValidationException,
     device_id_for_name,
 )
-from panopipe.local.panorama_cloudformation import PanoramaPackage, install_cloudformation_model
-from panopipe.local.panorama_protocol import (
+from local_aws.panorama_cloudformation import PanoramaPackage, install_cloudformation_model
+from local_aws.panorama_protocol import (
     OperationNotImplemented,
     match,
     parse_request,
@@ -350,7 +350,7 @@ _wrapped: list[PanoramaBackend] = []
 
 
 def wrap(moto_app: WSGIApp) -> WSGIApp:
-    """``--wrap panopipe.local.panorama:wrap``: the service on moto's port, configured from the environment."""
+    """``--wrap local_aws.panorama:wrap``: the service on moto's port, configured from the environment."""
     backend = backend_from_environment()
     _wrapped[:] = [backend]
     return middleware_for(backend)(moto_app)

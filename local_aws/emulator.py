@@ -9,7 +9,7 @@ In a test or a script::
 
 As a long-lived process (what ``panopipe local up`` starts)::
 
-    python -m panopipe.local.emulator --port 0 --state-file .panopipe/local.json
+    python -m local_aws.emulator --port 0 --state-file .panopipe/local.json
 
 writes ``{"endpoint", "port", "pid", "region", ...}`` to the state file once it serves, and stops
 cleanly on SIGTERM or SIGINT (function processes killed, state file removed). :func:`launch`,
@@ -65,8 +65,8 @@ from types import TracebackType
 from typing import Any
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from panopipe.local import moto_patches, sagemaker_jobs
-from panopipe.local.sagemaker_jobs import SageMakerSettings
+from local_aws import moto_patches, sagemaker_jobs
+from local_aws.sagemaker_jobs import SageMakerSettings
 
 LOG = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ LOG = logging.getLogger(__name__)
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 DEFAULT_REGION = "us-east-1"
 CONTROL_PREFIX = "/_panopipe/"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 WSGIMiddleware = Callable[[WSGIApplication], WSGIApplication]
 
@@ -386,7 +386,7 @@ def launch(
     log_file: Path | None = None,
     timeout: float = 60.0,
 ) -> EmulatorState:
-    """Start ``python -m panopipe.local.emulator`` detached and wait until it serves.
+    """Start ``python -m local_aws.emulator`` detached and wait until it serves.
 
     Its output goes to ``log_file`` (default: the state file's name with ``.log``). Raises
     RuntimeError with the log's tail if it does not come up within ``timeout`` seconds.
@@ -398,7 +398,7 @@ def launch(
     state_file.unlink(missing_ok=True)
     log_path = Path(log_file) if log_file else state_file.with_suffix(".log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "panopipe.local.emulator", "--port", str(port), "--region", region]
+    command = [sys.executable, "-m", "local_aws.emulator", "--port", str(port), "--region", region]
     command += ["--state-file", str(state_file), *extra_args]
     if wrap:
         command += ["--wrap", wrap]
@@ -469,7 +469,7 @@ def _load_wrap(spec: str) -> WSGIMiddleware:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m panopipe.local.emulator", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m local_aws.emulator", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="0 (default): a free port")
     parser.add_argument("--region", default=DEFAULT_REGION)

@@ -21,12 +21,12 @@ import pytest
 from typer.testing import CliRunner
 
 from lambda_handlers.aws import panorama as panorama_client
+from local_aws.emulator import Emulator
+from local_aws.panorama import request_failed_deployments
+from local_aws.sagemaker_jobs import SageMakerSettings
 from panopipe import local_mode, runs
 from panopipe.cli import app
 from panopipe.config import load_config
-from panopipe.local.emulator import Emulator
-from panopipe.local.panorama import request_failed_deployments
-from panopipe.local.sagemaker_jobs import SageMakerSettings
 from tests.conftest import ROOT
 
 CONFIG = ROOT / "config" / "dev.yaml"
@@ -36,7 +36,7 @@ LOOPS = ("training", "compilation", "package", "deployment")
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulator, runs.Target]]:
-    from panopipe.local import panorama
+    from local_aws import panorama
 
     patch = pytest.MonkeyPatch()
     patch.setenv("PANOPIPE_PANORAMA_DEVICES", DEVICE)

@@ -27,7 +27,7 @@ import botocore.model
 from botocore.validate import ParamValidator
 
 from lambda_handlers.aws.panorama import MODEL_DIR
-from panopipe.local.panorama_backend import InternalServerException, PanoramaError, ValidationException
+from local_aws.panorama_backend import InternalServerException, PanoramaError, ValidationException
 
 SERVICE = "panorama"
 #: Longest value quoted back in a validation message (longer ones are named by their length).

@@ -17,8 +17,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from panopipe.local import moto_patches
-from panopipe.local.emulator import Emulator, launch, read_state, terminate
+from local_aws import moto_patches
+from local_aws.emulator import Emulator, launch, read_state, terminate
 
 FUNCTIONS = '''
 import json, os, time

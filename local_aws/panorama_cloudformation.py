@@ -19,7 +19,7 @@ from moto.cloudformation import parsing
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
 from moto.core.common_models import CloudFormationModel
 
-from panopipe.local.panorama_backend import PanoramaBackend
+from local_aws.panorama_backend import PanoramaBackend
 
 _ATTRIBUTES = frozenset(
     {

@@ -46,12 +46,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from panopipe.local import cloudformation, sagemaker_jobs
-from panopipe.local.lambda_runner import FunctionSpec, InvocationResult, LambdaRunner
-from panopipe.local.sagemaker_jobs import SageMakerSettings
+from local_aws import cloudformation, sagemaker_jobs
+from local_aws.lambda_runner import FunctionSpec, InvocationResult, LambdaRunner
+from local_aws.sagemaker_jobs import SageMakerSettings
 
 LOG = logging.getLogger(__name__)
-LAMBDA_LOG = logging.getLogger("panopipe.local.lambda")
+LAMBDA_LOG = logging.getLogger("local_aws.lambda")
 
 _MISSING = object()
 

@@ -13,7 +13,7 @@ from moto.moto_server.werkzeug_app import MotoRequestHandler
 from werkzeug.serving import make_server
 
 from lambda_handlers.aws import panorama
-from panopipe.local.panorama import PanoramaBackend, moto_app_with_panorama
+from local_aws.panorama import PanoramaBackend, moto_app_with_panorama
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 ATTRIBUTES = (

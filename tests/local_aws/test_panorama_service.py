@@ -19,6 +19,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto.moto_server.werkzeug_app import MotoRequestHandler
+from panopipe.application import application_spec
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.test import Client
 
@@ -29,9 +30,7 @@ from lambda_handlers.artifacts import last_good_key, read_json
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.errors import PackageRegistrationFailed
 from lambda_handlers.settings import use_settings
-from panopipe.application import application_spec
-from panopipe.config import load_config
-from panopipe.local.panorama import (
+from local_aws.panorama import (
     FAIL_DEPLOYMENTS_PATH,
     MAX_VERSIONS_PER_PACKAGE,
     PanoramaBackend,
@@ -44,7 +43,8 @@ from panopipe.local.panorama import (
     panorama_wsgi_app,
     request_failed_deployments,
 )
-from panopipe.local.panorama_protocol import match, routes
+from local_aws.panorama_protocol import match, routes
+from panopipe.config import load_config
 from panorama_app.manifest import documents, validation
 from tests.conftest import ROOT
 from tests.handlers.conftest import make_settings
