@@ -7,12 +7,11 @@ import aws_cdk as cdk
 import yaml
 
 from panopipe.config import DEFAULT_CONFIG_PATH, ConfigError, load_config
-from panopipe.naming import resource_prefix
-from stacks.stage import PipelineStage
+from stacks.stage import EnvironmentStage
 
 app = cdk.App()
 config_path = app.node.try_get_context("config") or DEFAULT_CONFIG_PATH
-# -c config.<field path>=<YAML value> sets one field on top of the file (the local mode shortens polls).
+# -c config.<field path>=<YAML value> sets one field on top of the file (e.g. config.runs.poll_seconds=1).
 context = app.node.get_all_context()
 overrides = {
     key.removeprefix("config."): yaml.safe_load(str(v)) for key, v in context.items() if key.startswith("config.")
@@ -21,5 +20,5 @@ try:
     config = load_config(config_path, overrides=overrides)
 except ConfigError as error:
     sys.exit(f"error: {error}")
-PipelineStage(app, resource_prefix(config.project, config.environment), config=config)
+EnvironmentStage(app, config.prefix, config=config)
 app.synth()

@@ -3,7 +3,8 @@
 Panorama recompiles the raw model itself at deploy time, so this job only proves early that it
 compiles for the Jetson AGX Xavier (a named TargetDevice, or a TargetPlatform with CompilerOptions).
 Neo has no waiter and no Step Functions integration: the state machine polls ``check_compilation``.
-The job name derives from the run name, so a retried step adopts the job it already started.
+The job name derives from the run name, so a retried step that SageMaker answers ResourceInUse
+adopts the job it already started.
 """
 
 from __future__ import annotations
@@ -13,44 +14,38 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambda_handlers import names
+from lambda_handlers import names, settings
 from lambda_handlers.aws import clients
+from lambda_handlers.aws.client_errors import ALREADY_EXISTS, error_code
 from lambda_handlers.errors import CompilationFailed
 from lambda_handlers.sagemaker_jobs import JobKind, poll
-from lambda_handlers.settings import (
-    ARTIFACTS_BUCKET,
-    ARTIFACTS_KEY_ARN,
-    SAGEMAKER_ROLE_ARN,
-    MissingSetting,
-    Settings,
-    env,
-    settings,
-)
-from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, loop_started, polled
+from lambda_handlers.settings import MissingSetting, StepSettings
+from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, RunState, loop_started, polled, run_name
 from lambda_handlers.step import step
 
 RUNNING_STATUSES = frozenset({"STARTING", "INPROGRESS", "STOPPING"})
 
 
-def compilation_job_name(config: Settings, run: str) -> str:
+def compilation_job_name(config: StepSettings, run: str) -> str:
     """The one Neo compilation job name of a run."""
     return names.job_name(config.prefix, "neo", run)
 
 
-def compilation_request(config: Settings, state: State, *, role_arn: str, bucket: str, key_arn: str) -> dict[str, Any]:
+def compilation_request(config: StepSettings, state: RunState, *, role_arn: str, bucket: str, key_arn: str) -> dict[str, Any]:
     """The CreateCompilationJob parameters for this run's model (pure: no AWS call)."""
-    run = str(state["run"]["name"])
+    run = run_name(state)
     model = state["model"]
     target = config.compilation
     output: dict[str, Any] = {"S3OutputLocation": f"s3://{bucket}/runs/{run}/compilation/", "KmsKeyId": key_arn}
     if target.target_device:
         output["TargetDevice"] = target.target_device
     elif target.target_platform:
-        output["TargetPlatform"] = dict(target.target_platform)
+        platform = target.target_platform
+        output["TargetPlatform"] = {"Os": platform.os, "Arch": platform.arch, "Accelerator": platform.accelerator}
+        if platform.compiler_options:
+            output["CompilerOptions"] = json.dumps(platform.compiler_options, separators=(",", ":"), sort_keys=True)
     else:
         raise MissingSetting("compilation needs a target_device or a target_platform; redeploy the pipeline stack")
-    if target.compiler_options:
-        output["CompilerOptions"] = json.dumps(dict(target.compiler_options), separators=(",", ":"), sort_keys=True)
     return {
         "CompilationJobName": compilation_job_name(config, run),
         "RoleArn": role_arn,
@@ -65,11 +60,16 @@ def compilation_request(config: Settings, state: State, *, role_arn: str, bucket
     }
 
 
-def start_compilation(state: State) -> State:
+@step
+def start_compilation(state: RunState) -> RunState:
     """Start this run's compilation job, or adopt it if a previous attempt of this step started it."""
-    config = settings()
+    config = settings.current()
     request = compilation_request(
-        config, state, role_arn=env(SAGEMAKER_ROLE_ARN), bucket=env(ARTIFACTS_BUCKET), key_arn=env(ARTIFACTS_KEY_ARN)
+        config,
+        state,
+        role_arn=settings.env(settings.SAGEMAKER_ROLE_ARN),
+        bucket=settings.env(settings.ARTIFACTS_BUCKET),
+        key_arn=settings.env(settings.ARTIFACTS_KEY_ARN),
     )
     job_name = request["CompilationJobName"]
     sagemaker = clients.sagemaker()
@@ -77,11 +77,11 @@ def start_compilation(state: State) -> State:
     try:
         sagemaker.create_compilation_job(**request)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "ResourceInUse":
+        if error_code(error) not in ALREADY_EXISTS:
             raise
         # Started by an earlier attempt of this step: its deadline counts from its creation.
         created = sagemaker.describe_compilation_job(CompilationJobName=job_name).get("CreationTime")
-    timeout = config.timing.compilation_timeout_seconds
+    timeout = config.runs.compilation_timeout_seconds
     return loop_started(state, "compilation", timeout, since=created, job_name=job_name)
 
 
@@ -100,13 +100,10 @@ COMPILATION_JOB = JobKind(
 )
 
 
-def check_compilation(state: State) -> State:
+@step
+def check_compilation(state: RunState) -> RunState:
     """Poll the job: IN_PROGRESS, SUCCEEDED (+ ``output_uri``), or raise CompilationFailed / StepTimedOut."""
-    done, job = poll(COMPILATION_JOB, state, settings().timing.compilation_timeout_seconds)
+    done, job = poll(COMPILATION_JOB, state, settings.current().runs.compilation_timeout_seconds)
     if not done:
         return polled(state, "compilation", IN_PROGRESS)
     return polled(state, "compilation", SUCCEEDED, output_uri=job["ModelArtifacts"]["S3ModelArtifacts"])
-
-
-start_handler = step(start_compilation)
-check_handler = step(check_compilation)

@@ -41,7 +41,3 @@ def job_name(prefix: str, kind: str, run: str) -> str:
     if len(full) <= JOB_NAME_MAX and not _UNSAFE.search(full):
         return full
     return f"{_slug(full, JOB_NAME_MAX - 11)}-{_digest(full, length=10)}"
-
-
-#: The marker object whose arrival in a data set's folder starts a run (``<prefix><data set>/_READY``).
-READY_MARKER = "_READY"

@@ -1,13 +1,14 @@
-"""Register a new patch version of the model package (DESIGN.md §3, "API sequence").
+"""Register a new patch version of the model package, then wait for Panorama to accept it.
 
 DescribePackage (or CreatePackage) → copy the raw model and write its descriptor under the
 package's storage location, named by their sha256 → write package.json under the manifest prefix
 → RegisterPackageVersion (patch version = sha256 of package.json, marked latest). The state machine
 then polls DescribePackageVersion (:func:`registration_status`).
 
-Step handlers: :data:`register_handler` (state ``model`` → section ``package``) and
-:data:`check_handler` (one poll; on REGISTER_COMPLETED, old patch versions beyond the kept window
-are deregistered). Environment: ARTIFACTS_BUCKET, MANIFEST_TEMPLATE_KEY, STEP_SETTINGS.
+Steps: :func:`register_package` (state ``model`` → section ``package``) and
+:func:`check_registration` (one poll; on REGISTER_COMPLETED, old patch versions beyond the kept
+window are deregistered, except those a device's last good deployment runs, so a rollback can
+still restore them). Environment: ARTIFACTS_BUCKET, MANIFEST_TEMPLATE_KEY, STEP_SETTINGS.
 
 The objects it reads and writes in the artifacts bucket are described in ``artifacts.py``.
 """
@@ -17,18 +18,21 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from lambda_handlers import settings as cfg
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+from lambda_handlers import settings
 from lambda_handlers.artifacts import history_key, last_good_key, load_template, read_json, split_s3_uri, write_json
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.errors import PackageRegistrationFailed, StepTimedOut
-from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, loop_started, past, polled
+from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, ModelSection, PackageSection, RunState, loop_started, past, polled
 from lambda_handlers.step import logger, step
 from panorama_app.manifest import documents
 from panorama_app.manifest.spec import ApplicationSpec
 
-OWNER_ACL = "bucket-owner-full-control"
+OWNER_ACL: Literal["bucket-owner-full-control"] = "bucket-owner-full-control"
 _CHUNK = 8 * 1024 * 1024
 
 
@@ -53,7 +57,7 @@ def canonical(document: dict[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def sha256_of_object(s3: Any, bucket: str, key: str) -> str:
+def sha256_of_object(s3: S3Client, bucket: str, key: str) -> str:
     """Stream an S3 object through sha256 (models can be GBs; nothing is held in memory)."""
     digest = hashlib.sha256()
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
@@ -66,12 +70,12 @@ def ensure_package(name: str) -> dict[str, Any]:
     """The package's id and storage location, creating the package on first use."""
     client = panorama.client()
     try:
-        return client.describe_package(PackageId=f"packageName/{name}")  # type: ignore[no-any-return]
+        return dict(client.describe_package(PackageId=f"packageName/{name}"))
     except client.exceptions.ResourceNotFoundException:
-        return client.create_package(PackageName=name)  # type: ignore[no-any-return]
+        return dict(client.create_package(PackageName=name))
 
 
-def register_model(s3: Any, spec: ApplicationSpec, model_bucket: str, model_key: str) -> Registration:
+def register_model(s3: S3Client, spec: ApplicationSpec, model_bucket: str, model_key: str) -> Registration:
     """Upload the raw model, its descriptor and package.json, then register the patch version."""
     package = ensure_package(spec.model_package)
     location = package["StorageLocation"]
@@ -121,7 +125,7 @@ def _patch_exists(package_id: str, version: str, patch: str) -> bool:
     return True
 
 
-def registration_status(registration: dict[str, str]) -> str:
+def registration_status(registration: PackageSection) -> str:
     """REGISTER_PENDING or REGISTER_COMPLETED; FAILED raises with the service's description."""
     described = panorama.client().describe_package_version(
         PackageId=registration["package_id"],
@@ -136,20 +140,8 @@ def registration_status(registration: dict[str, str]) -> str:
     return str(described["Status"])
 
 
-def deregister_beyond(registration: dict[str, str], history: list[str], keep: int) -> list[str]:
-    """Deregister the oldest patch versions so that at most ``keep`` remain (quota: 20 per package).
-
-    Panorama has no ListPackageVersions: ``history`` is the pipeline's own record of registered
-    patch versions, oldest first, kept in the artifacts bucket. Returns the patches removed.
-    """
-    version = registration["package_version"]
-    entries = [{"package_version": version, "patch_version": p} for p in history]
-    removed = deregister_oldest(registration, entries, keep)
-    return [entry["patch_version"] for entry in removed]
-
-
 def deregister_oldest(
-    registration: dict[str, str], history: list[dict[str, str]], keep: int, protected: frozenset[str] = frozenset()
+    registration: PackageSection, history: list[dict[str, str]], keep: int, protected: frozenset[str] = frozenset()
 ) -> list[dict[str, str]]:
     """Deregister the oldest ``history`` entries ({package_version, patch_version}) beyond ``keep``.
 
@@ -180,7 +172,7 @@ def deregister_oldest(
     return removed
 
 
-def model_spec(spec: ApplicationSpec, model: dict[str, Any]) -> ApplicationSpec:
+def model_spec(spec: ApplicationSpec, model: ModelSection) -> ApplicationSpec:
     """``spec`` with the model's own framework and input (a model trained elsewhere may differ)."""
     changes: dict[str, Any] = {}
     if model.get("framework"):
@@ -197,18 +189,20 @@ def model_spec(spec: ApplicationSpec, model: dict[str, Any]) -> ApplicationSpec:
 # --- step handlers ----------------------------------------------------------------------------------
 
 
-def register(state: State) -> State:
+@step
+def register_package(state: RunState) -> RunState:
     """Register the run's raw model (``state["model"]``) as a new patch version; start the wait loop."""
-    s3, bucket = clients.s3(), cfg.env(cfg.ARTIFACTS_BUCKET)
-    template = load_template(s3, bucket, cfg.env(cfg.MANIFEST_TEMPLATE_KEY))
+    s3, bucket = clients.s3(), settings.env(settings.ARTIFACTS_BUCKET)
+    template = load_template(s3, bucket, settings.env(settings.MANIFEST_TEMPLATE_KEY))
     spec = model_spec(template.spec, state["model"])
     model_bucket, model_key = split_s3_uri(state["model"]["s3_uri"])
     registration = register_model(s3, spec, model_bucket, model_key)
-    timeout = cfg.settings().timing.registration_timeout_seconds
+    timeout = settings.current().runs.registration_timeout_seconds
     return loop_started(state, "package", timeout, **registration.as_dict(), deregistered=[])
 
 
-def check(state: State) -> State:
+@step
+def check_registration(state: RunState) -> RunState:
     """One poll of the registration: SUCCEEDED (then trim old patch versions) or IN_PROGRESS.
 
     Raises PackageRegistrationFailed (FAILED, or the version is being deleted) and StepTimedOut.
@@ -221,38 +215,34 @@ def check(state: State) -> State:
     if status != "REGISTER_PENDING":
         raise PackageRegistrationFailed(f"{what}: status {status}")
     if past(int(package["deadline"])):
-        timeout = cfg.settings().timing.registration_timeout_seconds
+        timeout = settings.current().runs.registration_timeout_seconds
         raise StepTimedOut(f"{what}: still {status} after {timeout} s")
     return polled(state, "package", IN_PROGRESS)
 
 
-def record_and_trim(registration: dict[str, Any]) -> list[str]:
+def record_and_trim(registration: PackageSection) -> list[str]:
     """Append the registration to the package's history once, deregister beyond the kept window.
 
     Returns the deregistered patch versions.
     """
-    s3, bucket = clients.s3(), cfg.env(cfg.ARTIFACTS_BUCKET)
+    s3, bucket = clients.s3(), settings.env(settings.ARTIFACTS_BUCKET)
     key = history_key(registration["package_name"])
     stored = read_json(s3, bucket, key) or {}
     current = {"package_version": registration["package_version"], "patch_version": registration["patch_version"]}
     history = [e for e in stored.get("patches", []) if e != current] + [current]
     protected = frozenset(_pinned_patches(s3, bucket, registration["package_name"]))
-    removed = deregister_oldest(registration, history, cfg.settings().keep_package_versions, protected)
+    removed = deregister_oldest(registration, history, settings.current().runs.keep_package_versions, protected)
     history = [e for e in history if e not in removed]
     write_json(s3, bucket, key, {"package_name": registration["package_name"], "patches": history})
     return [e["patch_version"] for e in removed]
 
 
-def _pinned_patches(s3: Any, bucket: str, package_name: str) -> list[str]:
+def _pinned_patches(s3: S3Client, bucket: str, package_name: str) -> list[str]:
     """Patch versions of ``package_name`` that a device's last good deployment runs."""
     pinned = []
-    for device in cfg.settings().devices:
+    for device in settings.current().devices:
         good = read_json(s3, bucket, last_good_key(device.label)) or {}
         package = good.get("package") or {}
         if package.get("package_name") == package_name and package.get("patch_version"):
             pinned.append(str(package["patch_version"]))
     return pinned
-
-
-register_handler = step(register)
-check_handler = step(check)

@@ -8,13 +8,14 @@ into "still running", "done (with its artifact)", or a typed failure.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
 from lambda_handlers.aws import clients
+from lambda_handlers.aws.client_errors import error_code
 from lambda_handlers.errors import PipelineError, StepTimedOut
-from lambda_handlers.state import State, past
+from lambda_handlers.state import RunState, past
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class JobKind:
     """How one kind of SageMaker job is described, stopped and reported."""
 
     noun: str  # "training job"
-    section: str  # the run state's section holding job_name and deadline
+    section: Literal["training", "compilation"]  # the run state's section holding job_name and deadline
     api: str  # "training_job" → describe_training_job / stop_training_job
     name_parameter: str  # "TrainingJobName"
     status_field: str  # "TrainingJobStatus"
@@ -43,14 +44,14 @@ class JobKind:
         getattr(clients.sagemaker(), f"stop_{self.api}")(**{self.name_parameter: name})
 
 
-def poll(kind: JobKind, state: State, timeout_seconds: int) -> tuple[bool, dict[str, Any]]:
+def poll(kind: JobKind, state: RunState, timeout_seconds: int) -> tuple[bool, dict[str, Any]]:
     """(done, job) for the run's job; raises ``kind.error`` on failure, StepTimedOut past the deadline.
 
     Done means completed with ``ModelArtifacts.S3ModelArtifacts``; a job still running past the
     section's deadline is stopped (unless already stopping) before StepTimedOut is raised.
     """
     section = state[kind.section]
-    name = str(section["job_name"])
+    name = section["job_name"]
     job = kind.describe(name)
     status = job.get(kind.status_field)
     if status == kind.completed:
@@ -69,6 +70,6 @@ def poll(kind: JobKind, state: State, timeout_seconds: int) -> tuple[bool, dict[
                 kind.stop(name)
                 action = "stopped it"
             except ClientError as error:  # e.g. it finished meanwhile: the timeout is still the news
-                action = f"could not stop it ({error.response.get('Error', {}).get('Code', 'error')})"
+                action = f"could not stop it ({error_code(error) or 'error'})"
         raise StepTimedOut(f"{kind.noun} {name} still {status} after the {timeout_seconds} s timeout; {action}")
     return False, job

@@ -1,17 +1,24 @@
-"""What the handlers are told at deploy time, and the names it travels under.
+"""What the step functions are told at deploy time, and the names it travels under.
 
-The pipeline construct sets these environment variables and the handlers read them: the names are
-defined once, here. Values known at synth time travel as one JSON document (:class:`Settings`,
-built from the config by ``stacks/pipeline.py``); values CloudFormation resolves (bucket names,
-role ARNs, the training image URI) travel as variables of their own.
+Values known at synth time travel as one JSON document in :data:`STEP_SETTINGS`: the config's own
+sections, dumped from the pydantic model by ``panopipe.config.step_settings`` (the one serializer)
+and read here into frozen dataclasses by :func:`parse` (the one parser, strict both ways: a field
+missing on either side fails the round-trip test of every stage's config). Values CloudFormation
+resolves (bucket names, role ARNs, the training image URI) travel as variables of their own,
+named here once for the constructs that set them and the handlers that read them.
+
+Standard library only (no pydantic in Lambda).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 DATA_BUCKET = "DATA_BUCKET"
 ARTIFACTS_BUCKET = "ARTIFACTS_BUCKET"
@@ -27,23 +34,6 @@ CODE_PACKAGE_NAME = "CODE_PACKAGE_NAME"
 MANIFEST_TEMPLATE_KEY = "MANIFEST_TEMPLATE_KEY"
 STEP_SETTINGS = "STEP_SETTINGS"
 
-#: Variables each kind of step may read (the construct sets only these, per function).
-ALL = (
-    DATA_BUCKET,
-    ARTIFACTS_BUCKET,
-    ARTIFACTS_KEY_ARN,
-    SAGEMAKER_ROLE_ARN,
-    RUNTIME_ROLE_ARN,
-    TRAINING_IMAGE,
-    TRAINING_SOURCE,
-    TOPIC_ARN,
-    STATE_MACHINE_ARN,
-    MODEL_PACKAGE_NAME,
-    CODE_PACKAGE_NAME,
-    MANIFEST_TEMPLATE_KEY,
-    STEP_SETTINGS,
-)
-
 
 class MissingSetting(RuntimeError):
     """A variable the construct should have set is absent: a deployment fault, not bad input."""
@@ -57,9 +47,12 @@ def env(name: str) -> str:
     return value
 
 
+# --- the config, as the handlers see it (mirrors panopipe.config.schema) --------------------------
+
+
 @dataclass(frozen=True)
 class Model:
-    """The model the pipeline trains or receives (config ``model``)."""
+    """Config ``model``: what the pipeline trains or receives, and how the appliance calls it."""
 
     name: str
     task: str
@@ -67,16 +60,17 @@ class Model:
     framework_version: str
     input_name: str
     input_shape: tuple[int, ...]
+    precision: str
     classes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class Metric:
-    """The evaluation gate (config ``training.metric``)."""
+    """Config ``training.metric``: the evaluation gate."""
 
     name: str
     threshold: float
-    goal: str = "maximize"
+    goal: Literal["maximize", "minimize"]
 
     def passes(self, value: float) -> bool:
         """True when ``value`` meets the gate in the configured direction."""
@@ -85,36 +79,49 @@ class Metric:
 
 @dataclass(frozen=True)
 class Training:
-    """How to train (config ``training``); the image URI comes from :data:`TRAINING_IMAGE`."""
+    """Config ``training``; the image URI comes from :data:`TRAINING_IMAGE`."""
 
-    mode: str  # builtin | script
+    mode: Literal["builtin", "script"]
+    algorithm: str | None
+    entry_point: str | None
+    source_dir: str | None
+    program: str | None  # script mode: the entry point's path inside the source archive
     instance_type: str
     instance_count: int
     volume_size_gb: int
     spot: bool
     max_runtime_seconds: int
-    max_wait_seconds: int
-    hyperparameters: dict[str, str]
+    max_wait_seconds: int | None
+    effective_max_wait_seconds: int | None
+    hyperparameters: dict[str, str | int | float | bool]
     metric: Metric
-    entry_point: str | None = None  # script mode: the program's path inside the source archive
+
+
+@dataclass(frozen=True)
+class TargetPlatform:
+    """Config ``compilation.target_platform``."""
+
+    os: str
+    arch: str
+    accelerator: str
+    compiler_options: dict[str, str]
 
 
 @dataclass(frozen=True)
 class Compilation:
-    """The Neo compatibility gate (config ``compilation``): a target device xor a target platform."""
+    """Config ``compilation``: the Neo gate, a target device xor a target platform."""
 
+    target_device: str | None
+    target_platform: TargetPlatform | None
     max_runtime_seconds: int
-    target_device: str | None = None
-    target_platform: dict[str, str] | None = None
-    compiler_options: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
 class Device:
-    """A Panorama appliance, by id or by name (names are resolved with ListDevices)."""
+    """Config ``devices[]``: an appliance by id or by name (names are resolved with ListDevices)."""
 
-    id: str | None = None
-    name: str | None = None
+    id: str | None
+    name: str | None
 
     @property
     def label(self) -> str:
@@ -123,64 +130,94 @@ class Device:
 
 
 @dataclass(frozen=True)
-class Timing:
-    """Polling and timeouts of the wait loops (seconds); short in local mode, long in AWS."""
+class Runs:
+    """Config ``runs``: polling and timeouts of the wait loops (seconds), trigger prefix, versions kept."""
 
-    poll_seconds: int = 60
-    training_timeout_seconds: int = 6 * 3600
-    compilation_timeout_seconds: int = 1800
-    registration_timeout_seconds: int = 1800
-    deployment_timeout_seconds: int = 3600
+    dataset_prefix: str
+    schedule: str | None
+    poll_seconds: int
+    training_timeout_seconds: int | None
+    compilation_timeout_seconds: int
+    registration_timeout_seconds: int
+    deployment_timeout_seconds: int
+    run_timeout_seconds: int | None
+    keep_package_versions: int
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything the handlers know from the config, as one JSON document."""
+class StepSettings:
+    """Everything the handlers know from the config."""
 
     prefix: str  # <project>-<env>; job and instance names start with it
     model: Model
     training: Training
     compilation: Compilation
     devices: tuple[Device, ...]
-    timing: Timing = field(default_factory=Timing)
-    keep_package_versions: int = 5
-
-    def to_json(self) -> str:
-        """Compact JSON for the environment (4 KB limit for all variables together)."""
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Settings:
-        """Parse what :meth:`to_json` wrote."""
-        raw: dict[str, Any] = json.loads(text)
-        training = dict(raw["training"])
-        training["metric"] = Metric(**training["metric"])
-        model = dict(raw["model"])
-        model["input_shape"] = tuple(model["input_shape"])
-        model["classes"] = tuple(model["classes"])
-        return cls(
-            prefix=raw["prefix"],
-            model=Model(**model),
-            training=Training(**training),
-            compilation=Compilation(**raw["compilation"]),
-            devices=tuple(Device(**d) for d in raw["devices"]),
-            timing=Timing(**raw["timing"]),
-            keep_package_versions=raw["keep_package_versions"],
-        )
+    runs: Runs
+    training_timeout_seconds: int  # the training wait loop's effective timeout
 
 
-_settings: Settings | None = None
+T = TypeVar("T")
 
 
-def settings() -> Settings:
+def parse(cls: type[T], data: Any, where: str = "settings") -> T:
+    """``data`` (parsed JSON) as an instance of the dataclass ``cls``; strict: no field missing or extra."""
+    return typing.cast(T, _value(cls, data, where))
+
+
+def _value(kind: Any, data: Any, where: str) -> Any:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+        hints = typing.get_type_hints(kind)
+        names = [f.name for f in dataclasses.fields(kind)]
+        unknown, missing = sorted(set(data) - set(names)), [n for n in names if n not in data]
+        if unknown or missing:
+            raise ValueError(f"{where}: unknown fields {unknown}, missing fields {missing}")
+        return typing.cast(Any, kind)(**{n: _value(hints[n], data[n], f"{where}.{n}") for n in names})
+    if origin in (types.UnionType, typing.Union):
+        for option in args:
+            try:
+                return _value(option, data, where)
+            except ValueError:
+                continue
+        raise ValueError(f"{where}: {data!r} is none of {kind}")
+    if origin is tuple:
+        if not isinstance(data, list):
+            raise ValueError(f"{where}: expected a list, got {type(data).__name__}")
+        return tuple(_value(args[0], item, f"{where}[{i}]") for i, item in enumerate(data))
+    if origin is dict:
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+        return {str(k): _value(args[1], v, f"{where}.{k}") for k, v in data.items()}
+    if origin is Literal:
+        if data not in args:
+            raise ValueError(f"{where}: {data!r} is not one of {args}")
+        return data
+    if kind is type(None):
+        if data is not None:
+            raise ValueError(f"{where}: expected null")
+        return None
+    if kind is float and isinstance(data, int) and not isinstance(data, bool):
+        return float(data)
+    if not isinstance(data, kind) or (kind is int and isinstance(data, bool)):
+        raise ValueError(f"{where}: expected {kind.__name__}, got {data!r}")
+    return data
+
+
+_current: StepSettings | None = None
+
+
+def current() -> StepSettings:
     """The settings of this process, parsed once from :data:`STEP_SETTINGS`."""
-    global _settings
-    if _settings is None:
-        _settings = Settings.from_json(env(STEP_SETTINGS))
-    return _settings
+    global _current
+    if _current is None:
+        _current = parse(StepSettings, json.loads(env(STEP_SETTINGS)))
+    return _current
 
 
-def use_settings(replacement: Settings | None) -> None:
+def use(replacement: StepSettings | None) -> None:
     """Replace the parsed settings (tests)."""
-    global _settings
-    _settings = replacement
+    global _current
+    _current = replacement

@@ -3,23 +3,7 @@
 The state machine's first state builds ``{"input": <execution input>, "run": {"name", "started"}}``;
 each Lambda step adds or updates its own section and returns the whole document
 (``ResultPath: "$"``). A Catch keeps the document and adds ``error`` ({Error, Cause}) and
-``failed_step``. Sections, in the order they appear:
-
-- ``source``: the validated input: ``{"kind": "dataset", "uri", "bucket", "prefix", "s3_data_type"
-  (S3Prefix | ManifestFile), "channels": {"train", "validation"}}``, ``{"kind": "model", "s3_uri"}``
-  or ``{"kind": "training_job", "job_name"}``.
-- ``model``: the raw artifact and how to read it: ``{"s3_uri", "framework", "framework_version",
-  "input_name", "input_shape"}`` (set by validate_input, or by check_training when training).
-- ``training``: ``{"job_name", "status", "secondary_status", "deadline", "polls", "metric": {"name",
-  "value", "threshold", "goal"}}``.
-- ``compilation``: ``{"job_name", "status", "deadline", "polls", "output_uri"}``.
-- ``package``: the registration (``package_registration.Registration`` fields) + ``status``,
-  ``deadline``, ``polls``, ``deregistered``.
-- ``deployment``: ``{"status", "deadline", "polls", "devices": [{"device", "device_id",
-  "instance_id", "replaced", "status", "status_description", "manifest_key"}]}``.
-- ``rollback``: same shape as ``deployment``, for the devices that failed or timed out; a device
-  with no earlier good deployment is ``SKIPPED``; the rollback itself may end FAILED or TIMED_OUT.
-- ``summary``: what notify sent: ``{"status", "error", "reason", ...}``.
+``failed_step``. The sections are typed below, in the order they appear in a run.
 
 Every wait loop's check step sets its section's ``status`` to one of the values below, and the
 state machine's Choice reads only that: failures other than a failed deployment raise typed errors
@@ -29,7 +13,7 @@ state machine's Choice reads only that: failures other than a failed deployment 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal, TypedDict, cast
 
 IN_PROGRESS = "IN_PROGRESS"
 SUCCEEDED = "SUCCEEDED"
@@ -37,7 +21,160 @@ FAILED = "FAILED"  # deployment and rollback only: the Choice routes to rollback
 TIMED_OUT = "TIMED_OUT"  # deployment and rollback only (other loops raise StepTimedOut)
 SKIPPED = "SKIPPED"  # rollback of a device that never had a good deployment
 
-State = dict[str, Any]
+
+class RunInfo(TypedDict):
+    """``run``: the execution's name (the run's identity) and start time."""
+
+    name: str
+    started: str
+
+
+class DatasetSource(TypedDict):
+    """``source`` of a data set run: train and validation channels in the data bucket."""
+
+    kind: Literal["dataset"]
+    uri: str
+    bucket: str
+    prefix: str
+    s3_data_type: str  # S3Prefix | ManifestFile
+    channels: dict[str, str]  # channel name -> s3:// URI
+
+
+class ModelSource(TypedDict):
+    """``source`` of a run that deploys a model trained elsewhere."""
+
+    kind: Literal["model"]
+    s3_uri: str
+
+
+class TrainingJobSource(TypedDict):
+    """``source`` of a run that deploys the model of an existing training job."""
+
+    kind: Literal["training_job"]
+    job_name: str
+
+
+Source = DatasetSource | ModelSource | TrainingJobSource
+
+
+class ModelSection(TypedDict):
+    """``model``: the raw artifact and how to read it (set by validate_input, or by check_training)."""
+
+    s3_uri: str
+    framework: str
+    framework_version: str
+    input_name: str
+    input_shape: list[int]
+
+
+class Loop(TypedDict, total=False):
+    """What every wait loop's section holds: its status, deadline (epoch seconds) and poll count."""
+
+    status: str
+    deadline: int
+    polls: int
+
+
+class MetricResult(TypedDict):
+    """The metric gate's verdict."""
+
+    name: str
+    value: float
+    threshold: float
+    goal: str
+
+
+class TrainingSection(Loop, total=False):
+    """``training``: the job, its secondary status while it runs, and the gate's metric."""
+
+    job_name: str
+    secondary_status: str | None
+    metric: MetricResult
+
+
+class CompilationSection(Loop, total=False):
+    """``compilation``: the Neo job and the compiled model's location."""
+
+    job_name: str
+    output_uri: str
+
+
+class PackageSection(Loop, total=False):
+    """``package``: the registered patch version of the model package (``package_registration``)."""
+
+    package_id: str
+    package_name: str
+    package_version: str
+    patch_version: str
+    model_sha256: str
+    descriptor_sha256: str
+    deregistered: list[str]
+
+
+class DeviceRecord(TypedDict):
+    """One device of a deployment or rollback."""
+
+    device: str  # the config's label: id or name
+    device_id: str
+    instance_id: str | None
+    replaced: str | None
+    status: str  # IN_PROGRESS | SUCCEEDED | FAILED | TIMED_OUT | SKIPPED
+    status_description: str
+    manifest_key: str | None
+
+
+class DevicesSection(Loop, total=False):
+    """``deployment`` and ``rollback``: one record per device."""
+
+    devices: list[DeviceRecord]
+
+
+class CaughtError(TypedDict):
+    """What a Catch adds: the error's name and its cause (the Lambda error document as JSON)."""
+
+    Error: str
+    Cause: str
+
+
+class Summary(TypedDict, total=False):
+    """``summary``: what notify sent; the final Fail state reads ``error`` and ``reason``."""
+
+    status: str
+    error: str | None
+    reason: str
+    run: str | None
+    source: str
+    failed_step: str | None
+    instances: dict[str, str | None]
+    rollback: str
+    message_id: str
+
+
+class RunState(TypedDict, total=False):
+    """The whole document."""
+
+    input: Any
+    run: RunInfo
+    source: Source
+    model: ModelSection
+    training: TrainingSection
+    compilation: CompilationSection
+    package: PackageSection
+    deployment: DevicesSection
+    rollback: DevicesSection
+    summary: Summary
+    error: CaughtError
+    failed_step: str
+    notify_error: CaughtError
+
+
+#: Sections that run a wait loop.
+LoopName = Literal["training", "compilation", "package", "deployment", "rollback"]
+
+
+def run_name(state: RunState) -> str:
+    """The run's name, set by the state machine's first state."""
+    return state["run"]["name"]
 
 
 def deadline_after(seconds: int, now: float | None = None) -> int:
@@ -50,14 +187,15 @@ def past(deadline: int, now: float | None = None) -> bool:
     return (time.time() if now is None else now) > deadline
 
 
-def with_section(state: State, name: str, **values: Any) -> State:
+def with_section(state: RunState, name: LoopName, **values: Any) -> RunState:
     """A copy of ``state`` whose section ``name`` is updated with ``values``."""
-    section = dict(state.get(name) or {})
+    section: dict[str, Any] = dict(cast("dict[str, Any]", state.get(name)) or {})
     section.update(values)
-    return {**state, name: section}
+    updated: dict[str, Any] = {**state, name: section}
+    return cast(RunState, updated)
 
 
-def loop_started(state: State, name: str, timeout_seconds: int, since: Any = None, **values: Any) -> State:
+def loop_started(state: RunState, name: LoopName, timeout_seconds: int, since: Any = None, **values: Any) -> RunState:
     """Section ``name`` entering its wait loop: IN_PROGRESS, no polls yet, a deadline from ``since``.
 
     ``since`` is when the awaited work began (a job's CreationTime, datetime or epoch seconds);
@@ -68,6 +206,7 @@ def loop_started(state: State, name: str, timeout_seconds: int, since: Any = Non
     return with_section(state, name, **values, polls=0, deadline=deadline_after(timeout_seconds, now=start))
 
 
-def polled(state: State, name: str, status: str, **values: Any) -> State:
+def polled(state: RunState, name: LoopName, status: str, **values: Any) -> RunState:
     """:func:`with_section` that also counts one more poll of the section's wait loop."""
-    return with_section(state, name, status=status, polls=int((state.get(name) or {}).get("polls", 0)) + 1, **values)
+    polls = int(cast("dict[str, Any]", state.get(name) or {}).get("polls", 0))
+    return with_section(state, name, status=status, polls=polls + 1, **values)

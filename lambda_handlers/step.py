@@ -1,8 +1,15 @@
-"""The one wrapper every step handler goes through: logging and error translation.
+"""The one wrapper every step handler goes through: Powertools logging and tracing, error translation.
 
-A step is a function from the run's state (a dict) to its new state. The wrapper turns AWS
-throttling and server errors into :class:`Throttled` / :class:`TransientError`, which the state
-machine retries with backoff; typed :class:`PipelineError` subclasses pass through unchanged.
+A step is a function from the run's state to its new state, decorated with :func:`step`; the
+decorated function is the Lambda handler, named after the state it runs as (:func:`state_name`:
+``check_deployment`` runs as ``CheckDeployment``), which is how the step specs in ``stacks/steps``
+derive each state's name. The wrapper turns AWS throttling and server errors into
+:class:`Throttled` / :class:`TransientError`, which the state machine retries with backoff; typed
+:class:`PipelineError` subclasses pass through unchanged.
+
+Logs are structured (Powertools ``Logger``; the service name comes from ``POWERTOOLS_SERVICE_NAME``)
+with the run's name as correlation id; ``Tracer`` records each invocation when the function has
+active tracing (it is inert outside Lambda).
 """
 
 from __future__ import annotations
@@ -12,43 +19,40 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
 
+from lambda_handlers.aws.client_errors import SERVER_SIDE, THROTTLING, error_code, http_status
 from lambda_handlers.errors import Throttled, TransientError
+from lambda_handlers.state import RunState
 
-logger = Logger(service="panorama-pipeline")
+logger = Logger()
+tracer = Tracer()
 
-THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "SlowDown",
-        "ProvisionedThroughputExceededException",
-    }
-)
-TRANSIENT_CODES = frozenset({"InternalServerException", "InternalFailure", "ServiceUnavailable", "InternalError"})
-
-State = dict[str, Any]
+#: Where the run's name is in every step's event (the state machine's first state puts it there).
+RUN_NAME_PATH = "run.name"
 
 
 class Handler(Protocol):
-    """A Lambda handler of a step: the Lambda context is optional (tests and local runs omit it)."""
+    """A Lambda handler: the context is optional (tests and the run interpreter call handlers directly)."""
 
-    def __call__(self, event: State, context: Any = None) -> State: ...  # noqa: D102
+    __name__: str
+
+    def __call__(self, event: Any, context: Any = None) -> Any: ...  # noqa: D102
+
+
+def state_name(handler: Callable[..., Any]) -> str:
+    """The state machine's name for a handler: its function name in CamelCase (``evaluate`` → ``Evaluate``)."""
+    return "".join(part.capitalize() for part in handler.__name__.split("_"))
 
 
 def translate(error: ClientError) -> Exception:
     """The retryable typed error for a throttling/5xx ClientError, else the error itself."""
-    code = str(error.response.get("Error", {}).get("Code", ""))
-    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    code, status = error_code(error), http_status(error)
     operation = getattr(error, "operation_name", "?")
-    if code in THROTTLING_CODES or status == 429:
+    if code in THROTTLING or status == 429:
         return Throttled(f"{operation} throttled: {code}")
-    if code in TRANSIENT_CODES or status >= 500:
+    if code in SERVER_SIDE or status >= 500:
         return TransientError(f"{operation} failed server-side: {code} (HTTP {status})")
     unchanged: Exception = error
     return unchanged
@@ -68,15 +72,39 @@ def retryable_errors() -> Iterator[None]:
         raise TransientError(f"{type(error).__name__}: {error}") from error
 
 
-def step(function: Callable[[State], State]) -> Handler:
-    """Make a Lambda handler of a state-to-state step function."""
+def lambda_entry(correlation_id_path: str) -> Callable[[Callable[[Any], Any]], Handler]:
+    """Make a Lambda handler of ``function(event)``: logged with its context, traced, errors translated."""
 
-    @functools.wraps(function)
-    def handler(event: State, context: Any = None) -> State:
-        logger.append_keys(step=function.__name__, run=event.get("run", {}).get("name"))
-        with retryable_errors():
-            result = function(event)
-        logger.info("step done", extra={"keys": sorted(result)})
+    def decorate(function: Callable[[Any], Any]) -> Handler:
+        @functools.wraps(function)
+        def run(event: Any, context: Any = None) -> Any:
+            with retryable_errors():
+                return function(event)
+
+        instrumented = tracer.capture_lambda_handler(capture_response=False)(
+            logger.inject_lambda_context(correlation_id_path=correlation_id_path)(run)
+        )
+
+        @functools.wraps(function)
+        def handler(event: Any, context: Any = None) -> Any:
+            if context is None:  # a direct call: no Lambda context to log or trace
+                return run(event)
+            return instrumented(event, context)
+
+        return handler
+
+    return decorate
+
+
+def step(function: Callable[[RunState], RunState]) -> Handler:
+    """Make a state machine step's Lambda handler of a state-to-state function."""
+    name = state_name(function)
+
+    def logged(state: RunState) -> RunState:
+        logger.append_keys(step=name)
+        result = function(state)
+        logger.info("step done", extra={"sections": sorted(result)})
         return result
 
-    return handler
+    functools.update_wrapper(logged, function)
+    return lambda_entry(RUN_NAME_PATH)(logged)

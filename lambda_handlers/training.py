@@ -1,7 +1,7 @@
 """Steps 2-3: train with SageMaker, wait for the job, and gate on its final metric.
 
 ``start_training`` creates one training job per run; its name derives from the run name, so a
-retried step finds the job it already started and adopts it instead of starting a second one.
+retried step that SageMaker answers ResourceInUse adopts the job it already started.
 ``check_training`` is polled by the state machine (Wait/Choice) until the job is done;
 ``evaluate`` compares the configured metric of ``FinalMetricDataList`` with its threshold.
 
@@ -17,28 +17,31 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from lambda_handlers import names
+from lambda_handlers import names, settings
 from lambda_handlers.artifacts import split_s3_uri
 from lambda_handlers.aws import clients
+from lambda_handlers.aws.client_errors import ALREADY_EXISTS, S3_NOT_FOUND, error_code
 from lambda_handlers.errors import InvalidInput, MetricBelowThreshold, TrainingFailed
 from lambda_handlers.sagemaker_jobs import JobKind, poll
-from lambda_handlers.settings import (
-    ARTIFACTS_BUCKET,
-    ARTIFACTS_KEY_ARN,
-    SAGEMAKER_ROLE_ARN,
-    TRAINING_IMAGE,
-    TRAINING_SOURCE,
-    MissingSetting,
-    Settings,
-    env,
-    settings,
+from lambda_handlers.settings import MissingSetting, StepSettings
+from lambda_handlers.state import (
+    IN_PROGRESS,
+    SUCCEEDED,
+    DatasetSource,
+    RunState,
+    loop_started,
+    polled,
+    run_name,
+    with_section,
 )
-from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, State, loop_started, polled, with_section
 from lambda_handlers.step import step
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker.type_defs import CreateTrainingJobRequestTypeDef
 
 BUILTIN_CONTENT_TYPE = "application/x-recordio"
 RUNNING_STATUSES = frozenset({"InProgress", "Stopping"})
@@ -46,34 +49,36 @@ RUNNING_STATUSES = frozenset({"InProgress", "Stopping"})
 METRIC_VALUE_REGEX = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
 
-def run_name(state: State) -> str:
-    """The run's name, set by the state machine's first state."""
-    return str(state["run"]["name"])
-
-
-def training_job_name(config: Settings, run: str) -> str:
+def training_job_name(config: StepSettings, run: str) -> str:
     """The one training job name of a run."""
     return names.job_name(config.prefix, "train", run)
 
 
-def hyperparameters(config: Settings, region: str, source_uri: str | None = None) -> dict[str, str]:
+def _text(value: str | int | float | bool) -> str:
+    """SageMaker hyperparameters are strings; booleans as the algorithms spell them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def hyperparameters(config: StepSettings, region: str, source_uri: str | None = None) -> dict[str, str]:
     """The job's hyperparameters, all strings (what CreateTrainingJob accepts).
 
     Script mode: the framework containers unpack ``sagemaker_submit_directory`` (``source_uri``)
     and run ``sagemaker_program``, the entry point's path inside that archive.
     """
-    values = {key: str(value) for key, value in config.training.hyperparameters.items()}
+    values = {key: _text(value) for key, value in config.training.hyperparameters.items()}
     model = config.model
     if config.training.mode == "script":
-        if not config.training.entry_point:
+        if not config.training.program:
             raise MissingSetting("script-mode training needs training.entry_point; redeploy the pipeline stack")
         if not source_uri:
             raise MissingSetting(
-                f"script-mode training needs the uploaded source archive ({TRAINING_SOURCE}); "
+                f"script-mode training needs the uploaded source archive ({settings.TRAINING_SOURCE}); "
                 "redeploy the pipeline stack"
             )
         values.update(
-            sagemaker_program=config.training.entry_point,
+            sagemaker_program=config.training.program,
             sagemaker_submit_directory=source_uri,
             sagemaker_region=region,
         )
@@ -85,9 +90,17 @@ def hyperparameters(config: Settings, region: str, source_uri: str | None = None
     return values
 
 
+def _dataset(state: RunState) -> DatasetSource:
+    source = state.get("source")
+    if source is None or source["kind"] != "dataset":
+        kind = source["kind"] if source else None
+        raise InvalidInput(f"training needs a data set source; this run's source is {kind!r}")
+    return source
+
+
 def training_request(
-    config: Settings,
-    state: State,
+    config: StepSettings,
+    state: RunState,
     *,
     image: str,
     role_arn: str,
@@ -95,20 +108,21 @@ def training_request(
     key_arn: str,
     region: str,
     source_uri: str | None = None,
-) -> dict[str, Any]:
+) -> CreateTrainingJobRequestTypeDef:
     """The CreateTrainingJob parameters for this run (pure: no AWS call)."""
-    source = state.get("source") or {}
-    if source.get("kind") != "dataset":
-        raise InvalidInput(f"training needs a data set source; this run's source is {source.get('kind')!r}")
+    source = _dataset(state)
     run = run_name(state)
     training = config.training
-    data_type = str(source.get("s3_data_type", "S3Prefix"))
-    channels = []
+    channels: list[Any] = []
     for channel, uri in sorted(source["channels"].items()):
         spec: dict[str, Any] = {
             "ChannelName": channel,
             "DataSource": {
-                "S3DataSource": {"S3DataType": data_type, "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
+                "S3DataSource": {
+                    "S3DataType": source["s3_data_type"],
+                    "S3Uri": uri,
+                    "S3DataDistributionType": "FullyReplicated",
+                }
             },
         }
         if training.mode != "script":
@@ -136,24 +150,10 @@ def training_request(
         "EnableManagedSpotTraining": training.spot,
     }
     if training.spot:
-        stopping["MaxWaitTimeInSeconds"] = max(training.max_wait_seconds, training.max_runtime_seconds)
+        wait = training.effective_max_wait_seconds or training.max_runtime_seconds
+        stopping["MaxWaitTimeInSeconds"] = max(wait, training.max_runtime_seconds)
         request["CheckpointConfig"] = {"S3Uri": f"s3://{bucket}/runs/{run}/checkpoints/"}
-    return request
-
-
-def describe_or_none(job_name: str) -> dict[str, Any] | None:
-    """DescribeTrainingJob, or None if there is no such job.
-
-    SageMaker answers an unknown (well-formed) name with ValidationException; our names are
-    well-formed by construction, so that code means "not found" here.
-    """
-    try:
-        job: dict[str, Any] = clients.sagemaker().describe_training_job(TrainingJobName=job_name)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ValidationException":
-            return None
-        raise
-    return job
+    return request  # type: ignore[return-value]
 
 
 def staged_source(uploaded: str, bucket: str) -> str:
@@ -167,7 +167,7 @@ def staged_source(uploaded: str, bucket: str) -> str:
         source_bucket, source_key = split_s3_uri(uploaded)
     except InvalidInput:
         raise MissingSetting(
-            f"{TRAINING_SOURCE} = {uploaded!r} is not an s3:// object URI; redeploy the stack"
+            f"{settings.TRAINING_SOURCE} = {uploaded!r} is not an s3:// object URI; redeploy the stack"
         ) from None
     name = posixpath.basename(source_key).split(".", 1)[0]
     key = f"code/{name}/sourcedir.tar.gz"
@@ -175,44 +175,39 @@ def staged_source(uploaded: str, bucket: str) -> str:
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except ClientError as error:
-        if str(error.response.get("Error", {}).get("Code", "")) not in ("404", "NoSuchKey", "NotFound"):
+        if error_code(error) not in S3_NOT_FOUND:
             raise
         s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": source_bucket, "Key": source_key})
     return f"s3://{bucket}/{key}"
 
 
-def start_training(state: State) -> State:
-    """Start this run's training job, or adopt it if a previous attempt of this step started it.
-
-    Looking before creating matters beyond saving a call: moto (the local mode) silently replaces
-    a same-named job instead of answering ResourceInUse, which would restart a running job.
-    """
-    config = settings()
-    job_name = training_job_name(config, run_name(state))
-    job = describe_or_none(job_name)
-    if job is None:
-        sagemaker = clients.sagemaker()
-        bucket = env(ARTIFACTS_BUCKET)
-        source = staged_source(env(TRAINING_SOURCE), bucket) if config.training.mode == "script" else None
-        request = training_request(
-            config,
-            state,
-            image=env(TRAINING_IMAGE),
-            role_arn=env(SAGEMAKER_ROLE_ARN),
-            bucket=bucket,
-            key_arn=env(ARTIFACTS_KEY_ARN),
-            region=str(sagemaker.meta.region_name),
-            source_uri=source,
-        )
-        try:
-            sagemaker.create_training_job(**request)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ResourceInUse":
-                raise
-            # A concurrent attempt created it between our look and our create: adopt that one.
-        job = sagemaker.describe_training_job(TrainingJobName=job_name)
-    timeout = config.timing.training_timeout_seconds
-    return loop_started(state, "training", timeout, since=job.get("CreationTime"), job_name=job_name)
+@step
+def start_training(state: RunState) -> RunState:
+    """Start this run's training job; a retried step adopts the job an earlier attempt started."""
+    config = settings.current()
+    sagemaker = clients.sagemaker()
+    bucket = settings.env(settings.ARTIFACTS_BUCKET)
+    scripted = config.training.mode == "script"
+    request = training_request(
+        config,
+        state,
+        image=settings.env(settings.TRAINING_IMAGE),
+        role_arn=settings.env(settings.SAGEMAKER_ROLE_ARN),
+        bucket=bucket,
+        key_arn=settings.env(settings.ARTIFACTS_KEY_ARN),
+        region=str(sagemaker.meta.region_name),
+        source_uri=staged_source(settings.env(settings.TRAINING_SOURCE), bucket) if scripted else None,
+    )
+    job_name = request["TrainingJobName"]
+    try:
+        sagemaker.create_training_job(**request)
+    except ClientError as error:
+        if error_code(error) not in ALREADY_EXISTS:
+            raise
+    # Describing after a ResourceInUse adopts the earlier job, with its creation time as the deadline's base.
+    created = sagemaker.describe_training_job(TrainingJobName=job_name).get("CreationTime")
+    timeout = config.training_timeout_seconds
+    return loop_started(state, "training", timeout, since=created, job_name=job_name)
 
 
 TRAINING_JOB = JobKind(
@@ -230,10 +225,11 @@ TRAINING_JOB = JobKind(
 )
 
 
-def check_training(state: State) -> State:
+@step
+def check_training(state: RunState) -> RunState:
     """Poll the job: IN_PROGRESS, SUCCEEDED (+ ``model``), or raise TrainingFailed / StepTimedOut."""
-    config = settings()
-    done, job = poll(TRAINING_JOB, state, config.timing.training_timeout_seconds)
+    config = settings.current()
+    done, job = poll(TRAINING_JOB, state, config.training_timeout_seconds)
     if not done:
         return polled(state, "training", IN_PROGRESS, secondary_status=job.get("SecondaryStatus"))
     model = config.model
@@ -248,14 +244,15 @@ def check_training(state: State) -> State:
     return updated
 
 
-def evaluate(state: State) -> State:
+@step
+def evaluate(state: RunState) -> RunState:
     """Gate on the configured final metric; record it, or raise MetricBelowThreshold.
 
     A metric the job never reported is not a failed gate but a broken setup (wrong metric name, or
     a script that does not print it): that raises TrainingFailed naming the metrics it did report.
     """
-    gate = settings().training.metric
-    job_name = str(state["training"]["job_name"])
+    gate = settings.current().training.metric
+    job_name = state["training"]["job_name"]
     job = clients.sagemaker().describe_training_job(TrainingJobName=job_name)
     reported = {m["MetricName"]: float(m["Value"]) for m in job.get("FinalMetricDataList") or []}
     if gate.name not in reported:
@@ -273,8 +270,3 @@ def evaluate(state: State) -> State:
         "training",
         metric={"name": gate.name, "value": value, "threshold": gate.threshold, "goal": gate.goal},
     )
-
-
-start_handler = step(start_training)
-check_handler = step(check_training)
-evaluate_handler = step(evaluate)

@@ -7,13 +7,15 @@ schedule finding the same marker again never start a second run (:func:`names.ex
 
 Events:
 
-- S3 "Object Created" through EventBridge: ``detail.bucket.name``, ``detail.object.key`` /
-  ``version-id`` / ``etag``. Other keys, and other buckets than DATA_BUCKET, are ignored (logged).
+- S3 "Object Created" through EventBridge (read with Powertools' ``S3EventBridgeNotificationEvent``):
+  ``detail.bucket.name``, ``detail.object.key`` / ``version-id`` / ``etag``. Other keys, and other
+  buckets than DATA_BUCKET, are ignored (logged).
 - The schedule rule's constant input ``{"schedule": {"prefix": "datasets/"}}`` (or a bare
-  "Scheduled Event", which uses :data:`DEFAULT_PREFIX`): the newest marker under the prefix.
+  "Scheduled Event", which uses the default prefix): the newest marker under the prefix.
 
 Returns ``{"started": bool, "name", "execution_arn", "dataset"}`` or ``{"started": False, "reason"}``.
-Throttling / 5xx become Throttled / TransientError, as in every step (``step.translate``).
+Throttling / 5xx become Throttled / TransientError, as in every step (``step.translate``), and
+EventBridge retries the invocation.
 
 Environment: DATA_BUCKET, STATE_MACHINE_ARN. IAM: s3:ListBucketVersions on the data bucket,
 states:StartExecution on the state machine, states:DescribeExecution on its executions.
@@ -24,18 +26,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
+from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventBridgeNotificationObject
 from botocore.exceptions import ClientError
 
-from lambda_handlers import settings as cfg
+from lambda_handlers import settings
 from lambda_handlers.aws import clients
-from lambda_handlers.names import READY_MARKER as READY_MARKER  # one definition, shared with the CLI
+from lambda_handlers.aws.client_errors import S3_NOT_FOUND, error_code
+from lambda_handlers.domain import DEFAULT_DATASET_PREFIX, READY_MARKER
 from lambda_handlers.names import execution_name
-from lambda_handlers.step import logger, retryable_errors
+from lambda_handlers.step import lambda_entry, logger
 
 #: A marked folder holding this file is a data set in manifest form (validation.manifest beside it).
 MANIFEST_NAME = "train.manifest"
 
-DEFAULT_PREFIX = "datasets/"
+#: Where an EventBridge event carries its id (the logs' correlation id).
+EVENT_ID_PATH = "id"
 
 Result = dict[str, Any]
 
@@ -48,17 +54,17 @@ def marker_prefix(key: str) -> str | None:
     return f"{directory}/"
 
 
-def _version(version_id: str | None, etag: str | None) -> str:
+def _version(version_id: Any, etag: Any) -> str:
     """The marker's identity: its VersionId, or its ETag in an unversioned bucket ("null" id)."""
     if version_id and version_id != "null":
-        return version_id
-    return (etag or "").strip('"')
+        return str(version_id)
+    return str(etag or "").strip('"')
 
 
 def start(bucket: str, prefix: str, version: str) -> Result:
     """Start the run of one data set version, unless a run of that name exists already."""
     name = execution_name(bucket, prefix, version)
-    machine = cfg.env(cfg.STATE_MACHINE_ARN)
+    machine = settings.env(settings.STATE_MACHINE_ARN)
     sfn = clients.stepfunctions()
     dataset = f"s3://{bucket}/{prefix}"
     if _exists(bucket, f"{prefix}{MANIFEST_NAME}"):  # the manifest form of a data set
@@ -83,7 +89,7 @@ def _exists(bucket: str, key: str) -> bool:
     try:
         clients.s3().head_object(Bucket=bucket, Key=key)
     except ClientError as error:
-        if str(error.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound"):
+        if error_code(error) in S3_NOT_FOUND:
             return False
         raise
     return True
@@ -105,18 +111,18 @@ def _ignored(reason: str, **details: Any) -> Result:
     return {"started": False, "reason": reason}
 
 
-def on_marker(detail: dict[str, Any]) -> Result:
+def on_marker(event: S3EventBridgeNotificationEvent) -> Result:
     """An S3 Object Created event: start the data set's run if the object is its marker."""
-    bucket = str((detail.get("bucket") or {}).get("name", ""))
-    item = detail.get("object") or {}
-    key = str(item.get("key", ""))
+    bucket = event.detail.bucket.name
+    item: S3EventBridgeNotificationObject = event.detail.object
+    key = item.key
     prefix = marker_prefix(key)
     if prefix is None:
         return _ignored(f"not a data set marker (a {READY_MARKER} object under a prefix)", bucket=bucket, key=key)
-    data_bucket = cfg.env(cfg.DATA_BUCKET)
+    data_bucket = settings.env(settings.DATA_BUCKET)
     if bucket != data_bucket:
         return _ignored(f"not the data bucket {data_bucket}", bucket=bucket, key=key)
-    version = _version(item.get("version-id"), item.get("etag"))
+    version = _version(item.get("version-id"), item.etag)
     if not version:
         return _ignored("the event names neither a version id nor an ETag", bucket=bucket, key=key)
     return start(bucket, prefix, version)
@@ -140,7 +146,7 @@ def newest_marker(bucket: str, prefix: str) -> tuple[str, str] | None:
 
 def on_schedule(schedule: dict[str, Any]) -> Result:
     """A scheduled event: start the run of the newest marked data set under the schedule's prefix."""
-    bucket, prefix = cfg.env(cfg.DATA_BUCKET), str(schedule.get("prefix") or DEFAULT_PREFIX)
+    bucket, prefix = settings.env(settings.DATA_BUCKET), str(schedule.get("prefix") or DEFAULT_DATASET_PREFIX)
     marker = newest_marker(bucket, prefix)
     if marker is None:
         return _ignored(f"no {READY_MARKER} marker under s3://{bucket}/{prefix}")
@@ -148,15 +154,11 @@ def on_schedule(schedule: dict[str, Any]) -> Result:
     return start(bucket, directory, version)
 
 
-def _route(event: dict[str, Any]) -> Result:
+@lambda_entry(EVENT_ID_PATH)
+def trigger(event: dict[str, Any]) -> Result:
+    """Lambda handler of the EventBridge rules (not a state machine step)."""
     if "schedule" in event or event.get("detail-type") == "Scheduled Event":
         return on_schedule(event.get("schedule") or {})
     if event.get("source") == "aws.s3" and event.get("detail-type") == "Object Created":
-        return on_marker(event.get("detail") or {})
+        return on_marker(S3EventBridgeNotificationEvent(event))
     return _ignored("neither an S3 Object Created nor a scheduled event", detail_type=event.get("detail-type"))
-
-
-def handler(event: dict[str, Any], context: Any = None) -> Result:
-    """Lambda entry point of the EventBridge rules (not a state machine step)."""
-    with retryable_errors():
-        return _route(event)

@@ -15,10 +15,11 @@ The input (``state["input"]``) names exactly one source:
   -> ``source = {"kind": "training_job", "job_name"}`` and ``model`` (framework etc. configured).
 
 A model (given, or a training job's artifact) must be in the pipeline's data or artifacts bucket:
-those are the buckets the SageMaker execution role reads (least privilege, DESIGN.md §3).
+those are the only buckets the SageMaker execution role reads (least privilege).
 
 Anything else is refused with :class:`InvalidInput`, whose message names the field, the value and
-the rule. The rules mirror the config's (``panopipe/config.py``), which the Lambda cannot import.
+the rule. The rules shared with the config (frameworks, input names and shapes, the bucket marker)
+are ``lambda_handlers.domain``'s.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from lambda_handlers import settings
 from lambda_handlers.aws import clients
+from lambda_handlers.aws.client_errors import S3_ACCESS_DENIED, S3_NO_BUCKET, S3_NOT_FOUND, SAGEMAKER_NOT_FOUND, error_code
+from lambda_handlers.domain import BUCKET_NAME_MARKER, NEO_EDGE_FRAMEWORK_VERSIONS, input_name_problem, layout_problem
 from lambda_handlers.errors import InvalidInput
-from lambda_handlers.frameworks import NEO_EDGE_FRAMEWORK_VERSIONS, NHWC_FRAMEWORKS
-from lambda_handlers.settings import ARTIFACTS_BUCKET, DATA_BUCKET, env, settings
-from lambda_handlers.state import State
+from lambda_handlers.state import DatasetSource, ModelSection, RunState
 from lambda_handlers.step import step
 
 SOURCES = ("dataset", "model", "training_job")
@@ -42,11 +44,7 @@ ALLOWED_FIELDS: dict[str, tuple[str, ...]] = {"dataset": (), "model": MODEL_FIEL
 
 CHANNELS = ("train", "validation")
 MANIFEST_SUFFIX = ".manifest"
-PANORAMA_BUCKET_MARK = "aws-panorama"  # the Panorama service role policies scope S3 to *aws-panorama*
-
-
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.*)$")
-_INPUT_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_:.]*$")
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 
@@ -82,11 +80,11 @@ def parse_s3_uri(field: str, value: Any, uri: Any = None, what: str = "") -> S3L
     if match is None:
         raise invalid(field, value, f"{what}is not a valid s3:// URI (s3://<bucket>/<key>, bucket name in lower case)")
     location = S3Location(match["bucket"], match["key"])
-    if PANORAMA_BUCKET_MARK not in location.bucket:
+    if BUCKET_NAME_MARKER not in location.bucket:
         raise invalid(
             field,
             value,
-            f"{what}bucket {location.bucket!r} lacks {PANORAMA_BUCKET_MARK!r} in its name; the pipeline and the "
+            f"{what}bucket {location.bucket!r} lacks {BUCKET_NAME_MARKER!r} in its name; the pipeline and the "
             "Panorama service may read only *aws-panorama* buckets",
         )
     return location
@@ -94,10 +92,10 @@ def parse_s3_uri(field: str, value: Any, uri: Any = None, what: str = "") -> S3L
 
 def _access_problem(field: str, value: str, error: ClientError) -> InvalidInput | None:
     """An InvalidInput for "no such bucket" / "access denied", or None for other (AWS-side) errors."""
-    code = str(error.response.get("Error", {}).get("Code", ""))
-    if code == "NoSuchBucket":
+    code = error_code(error)
+    if code in S3_NO_BUCKET:
         return invalid(field, value, "the bucket does not exist")
-    if code in ("AccessDenied", "403", "Forbidden"):
+    if code in S3_ACCESS_DENIED:
         return invalid(field, value, "the pipeline may not read it (access denied); use the pipeline's buckets")
     return None
 
@@ -107,7 +105,7 @@ def object_size(field: str, value: str, location: S3Location) -> int | None:
     try:
         head = clients.s3().head_object(Bucket=location.bucket, Key=location.key)
     except ClientError as error:
-        if str(error.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound"):
+        if error_code(error) in S3_NOT_FOUND:
             return None
         problem = _access_problem(field, value, error)
         if problem is None:
@@ -141,10 +139,10 @@ def has_data(field: str, value: str, bucket: str, prefix: str) -> bool:
     return False
 
 
-def validate_dataset(value: Any) -> State:
+def validate_dataset(value: Any) -> DatasetSource:
     """The ``source`` section for a data set (prefix or manifest form) in the data bucket."""
     location = parse_s3_uri("dataset", value)
-    data_bucket = env(DATA_BUCKET)
+    data_bucket = settings.env(settings.DATA_BUCKET)
     if location.bucket != data_bucket:
         raise invalid("dataset", value, f"data sets must be in the pipeline's data bucket {data_bucket!r}")
     key = location.key
@@ -186,7 +184,7 @@ def validate_dataset(value: Any) -> State:
 def validate_model_artifact(field: str, value: Any, uri: Any = None, what: str = "") -> str:
     """The s3:// URI of an existing, non-empty model archive in the data or artifacts bucket."""
     location = parse_s3_uri(field, value, uri, what)
-    readable = (env(DATA_BUCKET), env(ARTIFACTS_BUCKET))
+    readable = (settings.env(settings.DATA_BUCKET), settings.env(settings.ARTIFACTS_BUCKET))
     if location.bucket not in readable:
         raise invalid(
             field,
@@ -200,9 +198,9 @@ def validate_model_artifact(field: str, value: Any, uri: Any = None, what: str =
     return location.uri
 
 
-def model_description(given: dict[str, Any]) -> State:
-    """Framework, version, input name and shape: given ones checked, the rest from the config."""
-    configured = settings().model
+def model_description(given: dict[str, Any], uri: str) -> ModelSection:
+    """The ``model`` section: framework, version, input name and shape, given ones checked, the rest configured."""
+    configured = settings.current().model
     problems: list[InvalidInput] = []
 
     framework = given.get("framework", configured.framework)
@@ -239,41 +237,26 @@ def model_description(given: dict[str, Any]) -> State:
             )
 
     input_name = given.get("input_name", configured.input_name)
-    if not isinstance(input_name, str) or len(input_name) > 64 or not _INPUT_NAME.match(input_name):
-        problems.append(
-            invalid("input_name", input_name, "a tensor name: letters, digits, _ . : starting with a letter or _")
-        )
+    name_problem = input_name_problem(input_name)
+    if name_problem:
+        problems.append(invalid("input_name", input_name, name_problem))
 
     shape = given.get("input_shape", list(configured.input_shape))
-    shape_problem = _shape_problem(shape, framework)
+    shape_problem = (
+        layout_problem(shape, framework) if isinstance(shape, list | tuple) else "must be a list of 4 dimensions"
+    )
     if shape_problem:
         problems.append(invalid("input_shape", shape, shape_problem))
 
-    if problems:
+    if problems or framework is None or version is None:
         raise InvalidInput("; ".join(str(p) for p in problems))
     return {
+        "s3_uri": uri,
         "framework": framework,
         "framework_version": version,
         "input_name": input_name,
         "input_shape": [int(d) for d in shape],
     }
-
-
-def _shape_problem(shape: Any, framework: str | None) -> str | None:
-    """Why ``shape`` does not fit ``framework`` (4 positive ints, NCHW or NHWC), or None."""
-    if not isinstance(shape, list | tuple) or len(shape) != 4:
-        return "must be a list of 4 dimensions, [N, C, H, W] or [N, H, W, C]"
-    if any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in shape):
-        return "every dimension must be a positive integer"
-    if framework is None:
-        return None
-    if framework in NHWC_FRAMEWORKS:
-        if shape[3] not in (1, 3):
-            return f"{framework} takes NHWC input [N, H, W, C] with C = 1 or 3; got C = {shape[3]}"
-    elif shape[1] not in (1, 3):
-        hint = " (this looks like NHWC)" if shape[3] in (1, 3) else ""
-        return f"{framework} takes NCHW input [N, C, H, W] with C = 1 or 3{hint}"
-    return None
 
 
 def validate_training_job(value: Any) -> str:
@@ -284,7 +267,7 @@ def validate_training_job(value: Any) -> str:
         job = clients.sagemaker().describe_training_job(TrainingJobName=value)
     except ClientError as error:
         # A well-formed name that SageMaker rejects is unknown (it answers ValidationException).
-        if str(error.response.get("Error", {}).get("Code", "")) in ("ValidationException", "ResourceNotFound"):
+        if error_code(error) in SAGEMAKER_NOT_FOUND:
             raise invalid("training_job", value, "no such training job in this account and region") from error
         raise
     status = job.get("TrainingJobStatus")
@@ -297,7 +280,8 @@ def validate_training_job(value: Any) -> str:
     return validate_model_artifact("training_job", value, artifact, f"its model artifact {artifact}: ")
 
 
-def validate_input(state: State) -> State:
+@step
+def validate_input(state: RunState) -> RunState:
     """Check the execution input and add ``source`` (and ``model`` unless training is needed)."""
     given = state.get("input")
     if not isinstance(given, dict):
@@ -315,15 +299,12 @@ def validate_input(state: State) -> State:
     if kind == "dataset":
         return {**state, "source": validate_dataset(given["dataset"])}
     if kind == "model":
-        description = model_description(given)  # cheap checks first: no S3 call for a malformed input
+        model_description(given, "")  # cheap checks first: no S3 call for a malformed input
         uri = validate_model_artifact("model", given["model"])
-        return {**state, "source": {"kind": "model", "s3_uri": uri}, "model": {"s3_uri": uri, **description}}
+        return {**state, "source": {"kind": "model", "s3_uri": uri}, "model": model_description(given, uri)}
     uri = validate_training_job(given["training_job"])
     return {
         **state,
         "source": {"kind": "training_job", "job_name": given["training_job"]},
-        "model": {"s3_uri": uri, **model_description({})},
+        "model": model_description({}, uri),
     }
-
-
-handler = step(validate_input)

@@ -1,13 +1,16 @@
-"""The one place that builds resource names.
+"""The one place that builds resource names: the bucket naming rule and the resource prefix.
 
 Every bucket the pipeline uses must carry ``aws-panorama`` in its name: the Panorama service
-role policies scope S3 access to ``arn:aws:s3:::*aws-panorama*``. Names are checked here, at
-config/synth time, so a bad name never reaches CloudFormation.
+role policies scope S3 access to ``arn:aws:s3:::*aws-panorama*`` (the marker is defined once, in
+``lambda_handlers.domain``, where the handlers check run inputs by the same rule). Names are
+checked here, at config/synth time, so a bad name never reaches CloudFormation.
 """
 
 from __future__ import annotations
 
 import re
+
+from lambda_handlers.domain import BUCKET_NAME_MARKER
 
 #: Regions where AWS Panorama had endpoints (service reached end of support on 2026-05-31).
 PANORAMA_REGIONS: tuple[str, ...] = (
@@ -22,7 +25,6 @@ PANORAMA_REGIONS: tuple[str, ...] = (
 #: Purposes of the buckets this project creates (each is part of a bucket name).
 BUCKET_PURPOSES: tuple[str, ...] = ("data", "artifacts", "logs")
 
-BUCKET_NAME_MARKER = "aws-panorama"
 MAX_BUCKET_NAME_LENGTH = 63
 
 #: CloudFormation pseudo parameters, used when the stack has no fixed account or region.

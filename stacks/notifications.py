@@ -9,16 +9,15 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from panopipe.config import PipelineConfig
-from panopipe.naming import resource_prefix
+from panopipe.config import EnvironmentConfig
 
 
-class PipelineNotifications(Construct):
+class Notifications(Construct):
     """Where alarms and pipeline runs report. Its own key: CloudWatch must be allowed to use it."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig) -> None:
         super().__init__(scope, construct_id)
-        prefix = resource_prefix(config.project, config.environment)
+        prefix = config.prefix
         self.key = kms.Key(
             self,
             "TopicKey",

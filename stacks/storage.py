@@ -1,16 +1,22 @@
-"""Data, artifacts and access-log buckets with their KMS key: the pipeline's stateful core."""
+"""The stateful stack: data, artifacts and access-log buckets with their KMS key.
+
+Everything here is retained when a stack is deleted and outlives every update; the other stacks
+receive the bucket and key objects (:meth:`Storage.refs_in`). The stack holds one construct on
+purpose: the construct's id is part of every logical id of these stateful resources, and a logical
+id that changes would replace a bucket.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from aws_cdk import Duration, Fn, RemovalPolicy
+from aws_cdk import Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from panopipe.config import PipelineConfig
-from panopipe.naming import resource_prefix
+from panopipe.config import EnvironmentConfig
 
 
 def _name(template: str) -> str:
@@ -20,21 +26,21 @@ def _name(template: str) -> str:
 
 @dataclass(frozen=True)
 class BucketRefs:
-    """The pipeline's buckets as seen from another stack (see :meth:`PipelineStorage.refs_in`)."""
+    """The pipeline's buckets as seen from another stack (see :meth:`Storage.refs_in`)."""
 
     data: s3.IBucket
     artifacts: s3.IBucket
 
 
-class PipelineStorage(Construct):
+class Storage(Construct):
     """Versioned, KMS-encrypted, TLS-only, private buckets that outlive every stack update.
 
     Construct ids here fix the logical ids of stateful resources: never rename them.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: PipelineConfig) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig) -> None:
         super().__init__(scope, construct_id)
-        prefix = resource_prefix(config.project, config.environment)
+        prefix = config.prefix
         retention = config.storage
         self._names = {purpose: config.bucket_name(purpose) for purpose in ("data", "artifacts")}
 
@@ -133,11 +139,25 @@ class PipelineStorage(Construct):
     def _send_events_to_eventbridge(bucket: s3.Bucket) -> None:
         """Turn on EventBridge delivery in the bucket's own properties.
 
-        The L2 ``event_bridge_enabled`` flag does this through a Node.js custom resource, which
-        the local mode cannot run; the CloudFormation property does the same natively.
+        The L2 ``event_bridge_enabled`` flag does this through a Node.js custom resource (one more
+        function and role per stack); the CloudFormation property does the same natively.
         """
         cfn_bucket = bucket.node.default_child
         assert isinstance(cfn_bucket, s3.CfnBucket)
         cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
             event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True)
         )
+
+
+class StorageStack(Stack):
+    """The stateful stack: :class:`Storage`, retained, with termination protection outside dev."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, **kwargs: Any) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            termination_protection=config.protect_stateful,
+            description=f"panorama-pipeline {config.environment}: data and artifact storage (stateful)",
+            **kwargs,
+        )
+        self.storage = Storage(self, "Storage", config=config)

@@ -53,13 +53,13 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     from cdk_nag import AwsSolutionsChecks
 
     from panopipe.config import load_config
-    from stacks.stage import PipelineStage
+    from stacks.stage import EnvironmentStage
 
     outdir = tmp_path_factory.mktemp("cdk.out")
     app = cdk.App(context=cdk_context(), outdir=str(outdir))
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     stages = {
-        key: PipelineStage(app, f"{key}-stage", config=load_config(path, base_dir=ROOT))
+        key: EnvironmentStage(app, f"{key}-stage", config=load_config(path, base_dir=ROOT))
         for key, path in STAGE_CONFIGS.items()
     }
     app.synth()  # raises if cdk-nag reports an unacknowledged finding

@@ -8,7 +8,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 
 from tests.conftest import STAGE_CONFIGS, Synthesized, mask_asset_hashes
 
-STACKS = ("Storage", "ServiceRoles", "Application", "Pipeline")
+STACKS = ("Storage", "Application", "Pipeline")
 
 
 @pytest.fixture

@@ -1,42 +1,49 @@
 """boto3 clients for the services moto implements, created lazily and shared per process.
 
 Panorama has its own module (``panorama.py``) because its API model is carried with the code.
+The return types come from the ``mypy-boto3-*`` stubs (a development dependency, for mypy only).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_stepfunctions import SFNClient
 
 _clients: dict[str, Any] = {}
 
 
-def client(service: str) -> Any:
+def _client(service: str) -> Any:
     """The shared client for ``service`` (endpoint from AWS_ENDPOINT_URL[_<SERVICE>] if set)."""
     if service not in _clients:
         _clients[service] = boto3.client(service)
     return _clients[service]
 
 
-def s3() -> Any:
+def s3() -> S3Client:
     """Amazon S3."""
-    return client("s3")
+    return cast("S3Client", _client("s3"))
 
 
-def sagemaker() -> Any:
+def sagemaker() -> SageMakerClient:
     """Amazon SageMaker (training and compilation jobs)."""
-    return client("sagemaker")
+    return cast("SageMakerClient", _client("sagemaker"))
 
 
-def sns() -> Any:
+def sns() -> SNSClient:
     """Amazon SNS (notifications)."""
-    return client("sns")
+    return cast("SNSClient", _client("sns"))
 
 
-def stepfunctions() -> Any:
+def stepfunctions() -> SFNClient:
     """AWS Step Functions (the trigger starts executions)."""
-    return client("stepfunctions")
+    return cast("SFNClient", _client("stepfunctions"))
 
 
 def reset() -> None:

@@ -10,28 +10,32 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import boto3
 import botocore.session
 
+if TYPE_CHECKING:
+    from mypy_boto3_panorama import PanoramaClient
+
 MODEL_DIR = Path(__file__).resolve().parent.parent / "botocore_data"
 
-_client: Any = None
+_client: PanoramaClient | None = None
 
 
-def new_client(region: str | None = None) -> Any:
+def new_client(region: str | None = None) -> PanoramaClient:
     """A Panorama client built from the carried model (endpoint from AWS_ENDPOINT_URL_PANORAMA if set)."""
     session = botocore.session.get_session()
     loader = session.get_component("data_loader")
     if str(MODEL_DIR) not in loader.search_paths:
         loader.search_paths.insert(0, str(MODEL_DIR))
-    return boto3.session.Session(botocore_session=session).client(
+    client = boto3.session.Session(botocore_session=session).client(
         "panorama", region_name=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     )
+    return cast("PanoramaClient", client)
 
 
-def client() -> Any:
+def client() -> PanoramaClient:
     """The shared client of this process, created on first use."""
     global _client
     if _client is None:
@@ -39,7 +43,7 @@ def client() -> Any:
     return _client
 
 
-def use_client(replacement: Any) -> None:
+def use_client(replacement: PanoramaClient | None) -> None:
     """Replace the shared client (tests pass a client wrapped in a botocore Stubber)."""
     global _client
     _client = replacement

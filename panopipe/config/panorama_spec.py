@@ -1,19 +1,18 @@
-"""The on-device application described by the config: the :class:`ApplicationSpec` builders use."""
+"""The Panorama application the config describes: the :class:`ApplicationSpec` the manifest builders take."""
 
 from __future__ import annotations
 
-from panopipe.config import NHWC_FRAMEWORKS, PipelineConfig
-from panopipe.naming import resource_prefix
+from panopipe.config.schema import NHWC_FRAMEWORKS, EnvironmentConfig
 from panorama_app.manifest.spec import ApplicationSpec, Parameter
 
 
-def package_names(config: PipelineConfig) -> tuple[str, str]:
+def package_names(config: EnvironmentConfig) -> tuple[str, str]:
     """Model and code package names: unique per project and environment in an account."""
-    prefix = resource_prefix(config.project, config.environment).replace("-", "_")
+    prefix = config.prefix.replace("-", "_")
     return f"{prefix}_{config.model.name}"[:128], f"{prefix}_app"
 
 
-def application_spec(config: PipelineConfig) -> ApplicationSpec:
+def application_spec(config: EnvironmentConfig) -> ApplicationSpec:
     """Packages, model input, cameras and the code node's parameters, from the config."""
     model, app = config.model, config.application
     model_package, code_package = package_names(config)
@@ -77,5 +76,5 @@ def application_spec(config: PipelineConfig) -> ApplicationSpec:
         hdmi_output=app.hdmi_output,
         package_version=app.package_version,
         description=f"{config.project} {config.environment}: {model.name}",
-        instance_name_prefix=resource_prefix(config.project, config.environment),
+        instance_name_prefix=config.prefix,
     )

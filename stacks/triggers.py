@@ -13,12 +13,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from lambda_handlers.names import READY_MARKER
-from panopipe.config import PipelineConfig
-from panopipe.naming import resource_prefix
+from lambda_handlers.domain import READY_MARKER
+from panopipe.config import EnvironmentConfig
 
 
-class PipelineTriggers(Construct):
+class RunTriggers(Construct):
     """EventBridge rules to the trigger function (S3 delivers events through EventBridge)."""
 
     def __init__(
@@ -26,13 +25,13 @@ class PipelineTriggers(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: PipelineConfig,
+        config: EnvironmentConfig,
         data_bucket: s3.IBucket,
         trigger: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
-        prefix = resource_prefix(config.project, config.environment)
-        dataset_prefix = config.pipeline.dataset_prefix
+        prefix = config.prefix
+        dataset_prefix = config.runs.dataset_prefix
         self.on_ready = events.Rule(
             self,
             "OnDataSetReady",
@@ -49,13 +48,13 @@ class PipelineTriggers(Construct):
         )
         self.on_ready.add_target(_target(trigger, None))
         self.schedule: events.Rule | None = None
-        if config.pipeline.schedule:
+        if config.runs.schedule:
             self.schedule = events.Rule(
                 self,
                 "OnSchedule",
                 rule_name=f"{prefix}-scheduled-run",
                 description="Runs the newest data set that has a _READY marker (never a version twice)",
-                schedule=events.Schedule.expression(config.pipeline.schedule),
+                schedule=events.Schedule.expression(config.runs.schedule),
             )
             self.schedule.add_target(_target(trigger, {"schedule": {"prefix": dataset_prefix}}))
 

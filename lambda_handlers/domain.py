@@ -1,0 +1,63 @@
+"""Rules of the domain that the config (at synth time) and the handlers (in Lambda) both apply.
+
+Standard library only: this module ships in the Lambda asset, and ``panopipe.config`` imports it,
+so a model given at run time is checked by the same rules as the configured one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+#: Framework versions SageMaker Neo compiles for edge devices such as the Jetson AGX Xavier.
+NEO_EDGE_FRAMEWORK_VERSIONS: dict[str, tuple[str, ...]] = {
+    "MXNET": ("1.8",),
+    "PYTORCH": ("1.4", "1.5", "1.6", "1.7", "1.8"),
+    "TENSORFLOW": ("1.15", "2.4"),
+}
+
+#: Channel-last frameworks; the others take NCHW input.
+NHWC_FRAMEWORKS = frozenset({"TENSORFLOW"})
+
+#: A model input (tensor) name, as Neo's DataInputConfig and the Panorama descriptor take it.
+INPUT_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_:.]*$"
+INPUT_NAME_RULE = "a tensor name: letters, digits, _ . : starting with a letter or _"
+INPUT_NAME_MAX = 64
+
+#: Every bucket the pipeline uses carries this in its name: the Panorama service role policies
+#: scope S3 to ``arn:aws:s3:::*aws-panorama*``.
+BUCKET_NAME_MARKER = "aws-panorama"
+
+#: Where data sets land in the data bucket unless the config says otherwise (``runs.dataset_prefix``).
+DEFAULT_DATASET_PREFIX = "datasets/"
+#: The object whose arrival in a data set's folder starts a run (``<prefix><data set>/_READY``).
+READY_MARKER = "_READY"
+
+_INPUT_NAME = re.compile(INPUT_NAME_PATTERN)
+
+
+def input_name_problem(name: object) -> str | None:
+    """Why ``name`` is not a usable model input name, or None."""
+    if not isinstance(name, str) or len(name) > INPUT_NAME_MAX or not _INPUT_NAME.match(name):
+        return f"{INPUT_NAME_RULE} (at most {INPUT_NAME_MAX} characters)"
+    return None
+
+
+def layout_problem(shape: Sequence[object], framework: str | None) -> str | None:
+    """Why ``shape`` is not a model input for ``framework`` (4 positive ints, NCHW or NHWC), or None.
+
+    ``framework`` None checks only the dimensions (its own problem is reported elsewhere).
+    """
+    if isinstance(shape, str | bytes) or len(shape) != 4:
+        return f"must have 4 dimensions, [N, C, H, W] or [N, H, W, C]; got {len(shape)}"
+    if any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in shape):
+        return "every dimension must be a positive integer"
+    if framework is None:
+        return None
+    if framework in NHWC_FRAMEWORKS:
+        if shape[3] not in (1, 3):
+            return f"{framework} takes NHWC input [N, H, W, C] with C = 1 or 3; got C = {shape[3]}"
+    elif shape[1] not in (1, 3):
+        hint = " (this looks like NHWC)" if shape[3] in (1, 3) else ""
+        return f"{framework} takes NCHW input [N, C, H, W] with C = 1 or 3{hint}"
+    return None

@@ -1,0 +1,268 @@
+"""The ML pipeline: one Lambda function per step spec, chained by a Step Functions state machine.
+
+validate → [train → wait/check → evaluate] → compile → wait/check → register → wait/check →
+deploy → wait/check → notify; a failed or timed-out deployment rolls back before the failure is
+reported. Every wait loop is Wait + Choice on the section's ``status`` (``lambda_handlers/state.py``):
+no ``.sync`` integrations, which Neo and Panorama do not have.
+
+Adding a step: a handler module in ``lambda_handlers/``, its spec in ``<module>_spec.py`` here, and
+one line in :meth:`PipelineStateMachine._chain`; its function, role, log group, retries, catch and
+dashboard widgets follow from the spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from lambda_handlers import settings
+from lambda_handlers.errors import RETRYABLE
+from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, LoopName
+from panopipe.config.step_settings import step_settings_json
+from stacks.lambda_code import python_function
+from stacks.nag import acknowledge, wildcard_findings
+from stacks.steps.compilation_spec import CHECK_COMPILATION, START_COMPILATION
+from stacks.steps.deployment_spec import CHECK_DEPLOYMENT, DEPLOY
+from stacks.steps.notify_spec import NOTIFY
+from stacks.steps.package_registration_spec import CHECK_REGISTRATION, REGISTER_PACKAGE
+from stacks.steps.rollback_spec import CHECK_ROLLBACK, ROLLBACK
+from stacks.steps.step_spec import Grant, StepResources, StepSpec
+from stacks.steps.training_spec import CHECK_TRAINING, EVALUATE, START_TRAINING
+from stacks.steps.trigger_spec import TRIGGER
+from stacks.steps.validate_input_spec import VALIDATE_INPUT
+
+#: Errors every task retries, with backoff: ours (errors.RETRYABLE) and the Lambda service's own.
+RETRY_ERRORS = (
+    *RETRYABLE,
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+)
+RETRY_INTERVAL = Duration.seconds(2)
+RETRY_ATTEMPTS = 6
+RETRY_BACKOFF = 2.0
+RETRY_MAX_DELAY = Duration.seconds(60)
+#: A task may run its function's timeout plus this start-up slack; a stuck invocation fails it.
+TASK_SLACK_SECONDS = 30
+
+
+@dataclass
+class _Loop:
+    """A step that starts work and the check step polled until its section leaves IN_PROGRESS."""
+
+    start: tasks.LambdaInvoke
+    choice: sfn.Choice
+
+
+class PipelineStateMachine(Construct):
+    """The step functions, their least-privilege roles, the state machine, and the trigger function."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, resources: StepResources) -> None:
+        super().__init__(scope, construct_id)
+        self.resources = resources
+        self.config = resources.config
+        self._settings_json = step_settings_json(self.config)
+        #: The step functions by state name, in the order a run meets them.
+        self.functions: dict[str, lambda_.Function] = {}
+        self._failures: list[tuple[str, tasks.LambdaInvoke]] = []
+        self.state_machine = self._state_machine()
+        acknowledge(
+            self.state_machine.role,
+            "AwsSolutions-IAM5",
+            "LambdaInvoke grants every version of each step's own function (<arn>:*); the X-Ray and "
+            "CloudWatch Logs delivery actions of tracing and logging have no resource-level permission",
+            wildcard_findings(self, (), ("*", *(f"{f.function_arn}:*" for f in self.functions.values()))),
+        )
+        self.resources = replace(resources, state_machine=self.state_machine)
+        self.trigger = self._function(TRIGGER)
+
+    # --- functions ------------------------------------------------------------------------------
+
+    def _values(self) -> dict[str, str]:
+        r = self.resources
+        values = {
+            settings.DATA_BUCKET: r.data.bucket_name,
+            settings.ARTIFACTS_BUCKET: r.artifacts.bucket_name,
+            settings.ARTIFACTS_KEY_ARN: r.key.key_arn,
+            settings.SAGEMAKER_ROLE_ARN: r.sagemaker_role.role_arn,
+            settings.RUNTIME_ROLE_ARN: r.runtime_role.role_arn,
+            settings.TRAINING_IMAGE: r.training_image,
+            settings.TOPIC_ARN: r.topic.topic_arn,
+            settings.MODEL_PACKAGE_NAME: r.model_package,
+            settings.CODE_PACKAGE_NAME: r.code_package,
+            settings.MANIFEST_TEMPLATE_KEY: r.manifest_template_key,
+        }
+        if r.training_source is not None:
+            values[settings.TRAINING_SOURCE] = r.training_source.s3_object_url
+        if r.state_machine is not None:
+            values[settings.STATE_MACHINE_ARN] = r.state_machine.state_machine_arn
+        return values
+
+    def _function(self, spec: StepSpec) -> lambda_.Function:
+        """The spec's function, with its own log group and a role holding exactly the spec's permissions."""
+        values = self._values()
+        environment = {name: values[name] for name in spec.variables if name in values}
+        environment[settings.STEP_SETTINGS] = self._settings_json
+        function = python_function(
+            self,
+            spec.id,
+            handler=spec.handler,
+            description=f"{self.config.prefix}: {spec.description}",
+            role_description=f"{self.config.prefix} pipeline step {spec.id}",
+            service_name=self.config.prefix,
+            environment=environment,
+            timeout_seconds=spec.timeout_seconds,
+            memory=spec.memory,
+        )
+        assert function.role is not None
+        self._grant(function.role, spec)
+        return function
+
+    def _grant(self, role: iam.IRole, spec: StepSpec) -> None:
+        """Add the spec's permissions to its role; acknowledge exactly the wildcards each one explains."""
+        for permission in spec.permissions(self.resources):
+            if isinstance(permission, Grant):
+                permission.apply(role)
+                findings = wildcard_findings(self, permission.actions, permission.resources)
+                reason = permission.why
+            else:
+                statement = iam.PolicyStatement(
+                    sid=permission.sid,
+                    actions=list(permission.actions),
+                    resources=list(permission.resources),
+                    conditions=dict(permission.conditions) if permission.conditions else None,
+                )
+                role.add_to_principal_policy(statement)
+                findings = wildcard_findings(self, permission.actions, permission.resources)
+                reason = f"{permission.sid}: {permission.why}"
+                if findings and not permission.why:
+                    raise ValueError(f"{spec.id}: statement {permission.sid} has wildcards {findings}: say why")
+            if findings:
+                acknowledge(role, "AwsSolutions-IAM5", reason, findings)
+
+    # --- state machine --------------------------------------------------------------------------
+
+    def _invoke(self, spec: StepSpec, state_name: str | None = None) -> tasks.LambdaInvoke:
+        """A task of ``spec``'s function that receives and returns the whole state, retried on transient errors."""
+        if spec.id not in self.functions:
+            self.functions[spec.id] = self._function(spec)
+        task = tasks.LambdaInvoke(
+            self,
+            f"{state_name or spec.id}State",
+            state_name=state_name or spec.id,
+            lambda_function=self.functions[spec.id],
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            task_timeout=sfn.Timeout.duration(Duration.seconds(spec.timeout_seconds + TASK_SLACK_SECONDS)),
+            comment=spec.description,
+        )
+        task.add_retry(
+            errors=list(RETRY_ERRORS),
+            interval=RETRY_INTERVAL,
+            max_attempts=RETRY_ATTEMPTS,
+            backoff_rate=RETRY_BACKOFF,
+            max_delay=RETRY_MAX_DELAY,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        return task
+
+    def _step(self, spec: StepSpec) -> tasks.LambdaInvoke:
+        """A step whose every error is recorded (``error``, ``failed_step``) and reported."""
+        task = self._invoke(spec)
+        self._failures.append((spec.id, task))
+        return task
+
+    def _polled(self, start: StepSpec, check: StepSpec, section: LoopName) -> _Loop:
+        """``start`` → ``check`` → Choice (``$.<section>.status`` IN_PROGRESS → Wait → ``check``)."""
+        first, poll = self._step(start), self._step(check)
+        wait = sfn.Wait(
+            self, f"Wait for {section}", time=sfn.WaitTime.duration(Duration.seconds(self.config.runs.poll_seconds))
+        )
+        choice = sfn.Choice(self, f"{section.capitalize()} still in progress?")
+        choice.when(sfn.Condition.string_equals(f"$.{section}.status", IN_PROGRESS), wait.next(poll))
+        first.next(poll)
+        poll.next(choice)
+        return _Loop(first, choice)
+
+    def _chain(self) -> sfn.IChainable:
+        """The run, step by step, in the order a run meets them."""
+        start = sfn.Pass(
+            self,
+            "Start",
+            parameters={
+                "input.$": "$",
+                "run": {"name.$": "$$.Execution.Name", "started.$": "$$.Execution.StartTime"},
+            },
+        )
+        validate = self._step(VALIDATE_INPUT)
+        training = self._polled(START_TRAINING, CHECK_TRAINING, "training")
+        evaluate = self._step(EVALUATE)
+        compilation = self._polled(START_COMPILATION, CHECK_COMPILATION, "compilation")
+        registration = self._polled(REGISTER_PACKAGE, CHECK_REGISTRATION, "package")
+        deployment = self._polled(DEPLOY, CHECK_DEPLOYMENT, "deployment")
+        rollback = self._polled(ROLLBACK, CHECK_ROLLBACK, "rollback")
+        notify_success, notify_failure = self._notify(NOTIFY)
+
+        route = sfn.Choice(self, "Train first?", comment="A data set is trained on; a model goes straight to Neo")
+        route.when(sfn.Condition.string_equals("$.source.kind", "dataset"), training.start)
+        route.otherwise(compilation.start)
+        training.choice.otherwise(evaluate)
+        evaluate.next(compilation.start)
+        compilation.choice.otherwise(registration.start)
+        registration.choice.otherwise(deployment.start)
+        deployment.choice.when(sfn.Condition.string_equals("$.deployment.status", SUCCEEDED), notify_success)
+        deployment.choice.otherwise(rollback.start)
+        rollback.choice.otherwise(notify_failure)
+        for name, task in self._failures:
+            recorder = sfn.Pass(self, f"{name} failed", result=sfn.Result.from_string(name), result_path="$.failed_step")
+            task.add_catch(recorder.next(notify_failure), errors=["States.ALL"], result_path="$.error")
+        return start.next(validate).next(route)
+
+    def _notify(self, spec: StepSpec) -> tuple[tasks.LambdaInvoke, tasks.LambdaInvoke]:
+        """The success and failure reports; a failed report still ends the run with a named error."""
+        success, failure = self._invoke(spec, "Notify success"), self._invoke(spec, "Notify failure")
+        success.next(sfn.Succeed(self, "Deployed"))
+        failure.next(sfn.Fail(self, "Run failed", error_path="$.summary.error", cause_path="$.summary.reason"))
+        for task, fail_id, cause in (
+            (
+                success,
+                "Deployed, notification failed",
+                "the application was deployed, but the success notification could not be published",
+            ),
+            (
+                failure,
+                "Notification failed",
+                "the run failed and its failure notification could not be published; the execution "
+                "history holds both errors",
+            ),
+        ):
+            # The catch keeps the state (the run's own error stays in $.error for the execution history).
+            fail = sfn.Fail(self, fail_id, error="NotificationFailed", cause=cause)
+            task.add_catch(fail, errors=["States.ALL"], result_path="$.notify_error")
+        return success, failure
+
+    def _state_machine(self) -> sfn.StateMachine:
+        definition = self._chain()
+        log_group = logs.LogGroup(
+            self, "StateMachineLogs", retention=logs.RetentionDays.ONE_YEAR, removal_policy=RemovalPolicy.DESTROY
+        )
+        return sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=self.resources.state_machine_name,
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            timeout=Duration.seconds(self.config.run_timeout_seconds),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            comment=f"{self.config.prefix}: train, evaluate, compile, register, deploy, roll back, notify",
+        )
+
