@@ -1,1 +1,1 @@
-"""Local mode: an AWS emulator on loopback (moto in server mode plus the project's own extensions)."""
+"""The local AWS: moto in server mode, the project's patches, and a local Panorama service (README.md)."""

@@ -1,5 +1,9 @@
 """``AWS::Panorama::Package`` in moto's CloudFormation, backed by the local Panorama service.
 
+The stacks declare the application's packages as ``AWS::Panorama::Package`` resources and pass
+their ids on; moto has no such type (it would skip the resource and leave its Ref unresolved), so
+this model creates them in the local service and the real templates deploy unchanged.
+
 moto finds resource types among ``CloudFormationModel.__subclasses__()`` and caches that table on
 first use (``moto.cloudformation.parsing.get_model_map``); :func:`install_cloudformation_model`
 binds the backend and clears the cache, so call it before the first stack is created (calling it
@@ -45,7 +49,7 @@ def install_cloudformation_model(backend: PanoramaBackend) -> None:
         cached.cache_clear()
 
 
-def installed_backend() -> PanoramaBackend:
+def _installed_backend() -> PanoramaBackend:
     """The backend CloudFormation creates packages in (raises until one is installed)."""
     if _backend is None:
         raise RuntimeError("no local Panorama backend: call install_cloudformation_model(backend) first")
@@ -56,7 +60,7 @@ def _tags(properties: dict[str, Any]) -> dict[str, str]:
     return {str(tag["Key"]): str(tag["Value"]) for tag in properties.get("Tags") or []}
 
 
-class PanoramaPackage(CloudFormationModel):
+class _PanoramaPackage(CloudFormationModel):
     """One ``AWS::Panorama::Package`` of a stack: a package of the local Panorama service."""
 
     def __init__(self, backend: PanoramaBackend, package_id: str) -> None:
@@ -102,22 +106,22 @@ class PanoramaPackage(CloudFormationModel):
         account_id: str,
         region_name: str,
         **kwargs: Any,
-    ) -> PanoramaPackage:
+    ) -> _PanoramaPackage:
         """Create the package (PackageName from the template, else the generated resource name)."""
         properties = cloudformation_json.get("Properties") or {}
-        backend = installed_backend()
+        backend = _installed_backend()
         created = backend.create_package(str(properties.get("PackageName") or resource_name), _tags(properties))
         return cls(backend, created["PackageId"])
 
     @classmethod
     def update_from_cloudformation_json(
         cls,
-        original_resource: PanoramaPackage,
+        original_resource: _PanoramaPackage,
         new_resource_name: str,
         cloudformation_json: dict[str, Any],
         account_id: str,
         region_name: str,
-    ) -> PanoramaPackage:
+    ) -> _PanoramaPackage:
         """Tags change in place; a new PackageName (create-only) replaces the package."""
         properties = cloudformation_json.get("Properties") or {}
         name = str(properties.get("PackageName") or new_resource_name)
@@ -137,7 +141,7 @@ class PanoramaPackage(CloudFormationModel):
         region_name: str,
     ) -> None:
         """Delete by physical id (the PackageId)."""
-        installed_backend().delete_package(resource_name)
+        _installed_backend().delete_package(resource_name)
 
     def delete(self, account_id: str, region_name: str) -> None:
         """Stack deletion: remove the package."""
@@ -146,6 +150,3 @@ class PanoramaPackage(CloudFormationModel):
     def is_created(self) -> bool:
         """Packages are ready as soon as they are created."""
         return True
-
-
-__all__ = ["PanoramaPackage", "install_cloudformation_model", "installed_backend"]

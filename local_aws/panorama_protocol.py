@@ -8,6 +8,10 @@ patterns and enums that botocore leaves to the service), response serialization 
 timestamps as epoch seconds) and modeled errors (status from the error shape, ``x-amzn-ErrorType``,
 a JSON body with ``Message`` and the shape's other members), so a boto3 client raises the modeled
 exception class.
+
+Why the service side validates: botocore checks only part of the model on the client (required
+members, types, minimums); the real service refuses the rest (maximums, patterns, enums, unknown
+members). A local service that skipped those checks would accept what AWS refuses.
 """
 
 from __future__ import annotations
@@ -27,14 +31,14 @@ import botocore.model
 from botocore.validate import ParamValidator
 
 from lambda_handlers.aws.panorama import MODEL_DIR
-from local_aws.panorama_backend import InternalServerException, PanoramaError, ValidationException
+from local_aws.panorama_errors import InternalServerException, PanoramaError, ValidationException
 
 SERVICE = "panorama"
 #: Longest value quoted back in a validation message (longer ones are named by their length).
 _QUOTE_LIMIT = 64
 
 
-class UnknownOperation(PanoramaError):
+class _UnknownOperation(PanoramaError):
     """No operation of the model has this method and path."""
 
     code = "UnknownOperationException"
@@ -49,7 +53,7 @@ class OperationNotImplemented(PanoramaError):
 
 
 @cache
-def service_model() -> Any:
+def _service_model() -> Any:
     """The carried Panorama model as a botocore ``ServiceModel`` (loaded once)."""
     loader = botocore.loaders.Loader(extra_search_paths=[str(MODEL_DIR)], include_default_search_paths=False)
     return botocore.model.ServiceModel(loader.load_service_model(SERVICE, "service-2"), service_name=SERVICE)
@@ -61,7 +65,7 @@ _PARAM = re.compile(r"\{([A-Za-z0-9_]+)(\+?)\}")
 
 
 @dataclass(frozen=True)
-class Route:
+class _Route:
     """One operation's method and path template, compiled two ways.
 
     ``strict`` matches the raw (still percent-encoded) path, where a parameter is one segment;
@@ -88,18 +92,18 @@ def _compile(path: str, lax: bool) -> re.Pattern[str]:
 
 
 @cache
-def routes() -> tuple[Route, ...]:
+def routes() -> tuple[_Route, ...]:
     """Every operation of the model, most specific path first."""
     table = []
-    for name in service_model().operation_names:
-        operation = service_model().operation_model(name)
+    for name in _service_model().operation_names:
+        operation = _service_model().operation_model(name)
         path, _, literal_query = operation.http["requestUri"].partition("?")
         query = tuple(
             (key, value) for key, _, value in (item.partition("=") for item in literal_query.split("&") if item)
         )
         literals = sum(1 for segment in path.split("/") if segment and not _PARAM.fullmatch(segment))
         table.append(
-            Route(operation, operation.http["method"], _compile(path, False), _compile(path, True), query, literals)
+            _Route(operation, operation.http["method"], _compile(path, False), _compile(path, True), query, literals)
         )
     return tuple(sorted(table, key=lambda r: (-r.literal_segments, -len(r.query), r.operation.name)))
 
@@ -107,7 +111,7 @@ def routes() -> tuple[Route, ...]:
 def match(
     method: str, raw_path: str | None, decoded_path: str, query: Mapping[str, list[str]]
 ) -> tuple[Any, dict[str, str]]:
-    """The operation and its decoded path parameters; raises :class:`UnknownOperation`."""
+    """The operation and its decoded path parameters; raises :class:`_UnknownOperation`."""
     for route in routes():
         if route.method != method or any(key not in query for key, _ in route.query):
             continue
@@ -115,7 +119,7 @@ def match(
         if found:
             params = found.groupdict()
             return route.operation, {k: unquote(v) if raw_path is not None else v for k, v in params.items()}
-    raise UnknownOperation(f"no Panorama operation answers {method} {decoded_path}")
+    raise _UnknownOperation(f"no Panorama operation answers {method} {decoded_path}")
 
 
 # --- requests --------------------------------------------------------------------------------------
@@ -235,7 +239,7 @@ def _quote(value: Any) -> str:
     return f" '{text}'" if len(text) <= _QUOTE_LIMIT else ""
 
 
-def constraint_problems(value: Any, shape: Any, path: str = "") -> list[tuple[str, str]]:
+def _constraint_problems(value: Any, shape: Any, path: str = "") -> list[tuple[str, str]]:
     """(member path, message) for each maximum, minimum, pattern and enum that ``value`` breaks, AWS style."""
     problems: list[tuple[str, str]] = []
     kind, meta = shape.type_name, shape.metadata
@@ -246,18 +250,18 @@ def constraint_problems(value: Any, shape: Any, path: str = "") -> list[tuple[st
     if kind == "structure" and isinstance(value, dict):
         for name, member in shape.members.items():
             if value.get(name) is not None:
-                problems += constraint_problems(value[name], member, _wire_path(path, name, member))
+                problems += _constraint_problems(value[name], member, _wire_path(path, name, member))
     elif kind == "list" and isinstance(value, list):
         if "max" in meta and len(value) > meta["max"]:
             failed(f"Member must have length less than or equal to {meta['max']}")
         for index, item in enumerate(value):
-            problems += constraint_problems(item, shape.member, f"{path}.{index + 1}.member")
+            problems += _constraint_problems(item, shape.member, f"{path}.{index + 1}.member")
     elif kind == "map" and isinstance(value, dict):
         if "max" in meta and len(value) > meta["max"]:
             failed(f"Member must have length less than or equal to {meta['max']}")
         for key, item in value.items():
-            problems += constraint_problems(key, shape.key, f"{path}.key")
-            problems += constraint_problems(item, shape.value, f"{path}.{key}")
+            problems += _constraint_problems(key, shape.key, f"{path}.key")
+            problems += _constraint_problems(item, shape.value, f"{path}.{key}")
     elif kind == "string" and isinstance(value, str):
         if shape.enum and value not in shape.enum:
             failed(f"Member must satisfy enum value set: [{', '.join(shape.enum)}]")
@@ -285,7 +289,7 @@ def validate_request(operation: Any, params: dict[str, Any]) -> None:
         raise ValidationException(
             f"Invalid {operation.name} request: {report.generate_report()}", reason="FIELD_VALIDATION_FAILED"
         )
-    problems = constraint_problems(params, shape)
+    problems = _constraint_problems(params, shape)
     if problems:
         count = len(problems)
         raise ValidationException(
@@ -328,7 +332,7 @@ def _check_response(operation: Any, result: dict[str, Any], shape: Any) -> None:
     """Our own answers must follow the model too: a mismatch is a bug of the local service."""
     report = ParamValidator().validate(result, shape)
     problems = [report.generate_report()] if report.has_errors() else []
-    problems += [message for _, message in constraint_problems(result, shape)]
+    problems += [message for _, message in _constraint_problems(result, shape)]
     if problems:
         raise InternalServerException(
             f"the local Panorama service built an invalid {operation.name} response: {'; '.join(problems)}"
@@ -358,25 +362,10 @@ def serialize_error(error: PanoramaError) -> tuple[int, dict[str, str], bytes]:
     body: dict[str, Any] = {"Message": error.message}
     status = error.status
     try:
-        shape = service_model().shape_for(error.code)
+        shape = _service_model().shape_for(error.code)
     except botocore.model.NoShapeFoundError:
         shape = None
     if shape is not None:
         status = int(shape.metadata.get("error", {}).get("httpStatusCode", status))
         body.update(_to_json({k: v for k, v in error.members.items() if k in shape.members}, shape))
     return status, headers, json.dumps(body).encode("utf-8")
-
-
-__all__ = [
-    "OperationNotImplemented",
-    "Route",
-    "UnknownOperation",
-    "constraint_problems",
-    "match",
-    "parse_request",
-    "routes",
-    "serialize_error",
-    "serialize_response",
-    "service_model",
-    "validate_request",
-]

@@ -18,14 +18,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from local_aws.emulator import DEFAULT_REGION, EmulatorState, clean_environment, launch, read_state, terminate
-from panopipe.config import PipelineConfig
+from local_aws.emulator_process import DEFAULT_REGION, EmulatorState, clean_environment, launch, read_state, terminate
+from panopipe.config import EnvironmentConfig
 from panopipe.local_state import STATE_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 LOCAL_ACCOUNT = "123456789012"  # moto's account
-PANORAMA_WRAP = "local_aws.panorama:wrap"
 
 
 class LocalModeError(Exception):
@@ -41,9 +40,9 @@ class Deployment:
     seconds: dict[str, float]
 
 
-def panorama_devices(config: PipelineConfig) -> str:
-    """``PANOPIPE_PANORAMA_DEVICES`` for the config's devices (names, or ``id:<device id>``)."""
-    return ",".join(device.name if device.name else f"id:{device.id}" for device in config.devices)
+def panorama_devices(config: EnvironmentConfig) -> list[str]:
+    """The local Panorama service's devices for the config's devices (names, or ``id:<device id>``)."""
+    return [device.name if device.name else f"id:{device.id}" for device in config.devices]
 
 
 def cli_environment(endpoint: str, region: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -59,7 +58,7 @@ def cli_environment(endpoint: str, region: str, base: Mapping[str, str] | None =
 
 def up(
     config_path: Path,
-    config: PipelineConfig,
+    config: EnvironmentConfig,
     *,
     poll_seconds: int = 1,
     state_file: Path = STATE_FILE,
@@ -75,9 +74,9 @@ def up(
     state = read_state(state_file)
     started = state is None
     if state is None:
-        os.environ["PANOPIPE_PANORAMA_DEVICES"] = panorama_devices(config)
         try:
-            state = launch(state_file, region=config.region or DEFAULT_REGION, wrap=PANORAMA_WRAP)
+            region = config.region or DEFAULT_REGION
+            state = launch(state_file, region=region, panorama_devices=panorama_devices(config))
         except RuntimeError as error:
             raise LocalModeError(str(error)) from None
         say(f"local AWS started at {state.endpoint} (pid {state.pid})")
@@ -99,7 +98,7 @@ def deploy(
     env = cli_environment(endpoint, region)
     with tempfile.TemporaryDirectory() as empty:  # no cdk.json there: bootstrapping needs no synth
         _cdk(["bootstrap", f"aws://{LOCAL_ACCOUNT}/{region}"], Path(empty), env, "bootstrap", seconds, say)
-    overrides = ["-c", f"config={config_path.resolve()}", "-c", f"config.pipeline.poll_seconds={poll_seconds}"]
+    overrides = ["-c", f"config={config_path.resolve()}", "-c", f"config.runs.poll_seconds={poll_seconds}"]
     _cdk(["deploy", "**", "--require-approval", "never", *overrides], ROOT, env, "deploy", seconds, say)
     return seconds
 

@@ -1,6 +1,6 @@
 """Where the local emulator listens, recorded by ``panopipe local up`` for the other commands.
 
-The emulator process writes ``.panopipe/local.json`` (``local_aws.emulator``). While a
+The emulator process writes ``.panopipe/local.json`` (``python -m local_aws.emulator``). While a
 command runs, boto3 is pointed there through the standard variables (``AWS_ENDPOINT_URL``: the
 Panorama service shares the port) with the emulator's fake credentials; without the file, or with a
 dead emulator, nothing changes and the commands use the real account.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from local_aws.emulator import read_state
+from local_aws.emulator_process import read_state
 
 #: In the project, wherever the command runs from (one emulator per checkout).
 STATE_FILE = Path(__file__).resolve().parent.parent / ".panopipe" / "local.json"

@@ -17,8 +17,12 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from lambda_handlers.aws import panorama
 from local_aws import moto_patches
-from local_aws.emulator import Emulator, launch, read_state, terminate
+from local_aws.emulator import Emulator
+from local_aws.emulator_process import launch, read_state, terminate
+from local_aws.lambda_runner import FunctionSpec, LambdaRunner
+from local_aws.panorama_records import device_id_for_name
 
 FUNCTIONS = '''
 import json, os, time
@@ -30,7 +34,8 @@ class Throttled(Exception):
 def echo(event, context):
     print("event", json.dumps(event))
     return {"echo": event, "function": context.function_name, "endpoint": os.environ["AWS_ENDPOINT_URL"],
-            "region": os.environ["AWS_REGION"], "remaining_ms": context.get_remaining_time_in_millis()}
+            "region": os.environ["AWS_REGION"], "remaining_ms": context.get_remaining_time_in_millis(),
+            "trace_disabled": os.environ.get("POWERTOOLS_TRACE_DISABLED")}
 
 def throttled(event, context):
     raise Throttled("slow down")
@@ -182,10 +187,23 @@ def test_function_runs_its_handler_with_environment_and_endpoint(
     assert payload["function"] == "echo-10"
     assert payload["endpoint"] == aws.endpoint and payload["region"] == "us-east-1"
     assert 0 < payload["remaining_ms"] <= 10_000
+    assert payload["trace_disabled"] == "true"  # no X-Ray locally
     import base64
 
     tail = base64.b64decode(response["LogResult"]).decode()
     assert 'event {"a": 1}' in tail and "REPORT RequestId" in tail
+
+
+def test_powertools_tracing_is_off_unless_the_function_sets_it(tmp_path: Path) -> None:
+    runner = LambdaRunner(endpoint="http://localhost:1", cache_dir=tmp_path)
+
+    def environment(variables: dict[str, str]) -> dict[str, str]:
+        function = FunctionSpec(name="f", arn="arn", handler="app.f", code_zip=b"", environment=variables)
+        return runner.environment(function, "request", tmp_path, 0.0)
+
+    assert environment({})["POWERTOOLS_TRACE_DISABLED"] == "true"
+    assert environment({"POWERTOOLS_TRACE_DISABLED": "false"})["POWERTOOLS_TRACE_DISABLED"] == "false"
+    assert environment({"AWS_ENDPOINT_URL": "https://elsewhere"})["AWS_ENDPOINT_URL"] == "http://localhost:1"
 
 
 def test_handler_exception_is_an_unhandled_function_error_named_after_its_class(
@@ -640,9 +658,9 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def test_process_mode_writes_its_state_and_stops_on_sigterm(tmp_path: Path) -> None:
+def test_process_mode_writes_its_state_and_stops_on_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state_file = tmp_path / "local.json"
-    state = launch(state_file, timeout=60)
+    state = launch(state_file, panorama_devices=["lobby", "id:device-x"], timeout=60)
     try:
         assert read_state(state_file) == state
         assert state.endpoint == f"http://localhost:{state.port}"
@@ -657,6 +675,14 @@ def test_process_mode_writes_its_state_and_stops_on_sigterm(tmp_path: Path) -> N
         )
         s3.create_bucket(Bucket="in-the-process")
         assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["in-the-process"]
+        for name, value in state.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        devices = panorama.new_client().list_devices(SortBy="NAME")["Devices"]
+        assert [(d["DeviceId"], d["Name"]) for d in devices] == [
+            ("device-x", "device-x"),
+            (device_id_for_name("lobby"), "lobby"),
+        ]
     finally:
         assert terminate(state_file)
     assert not state_file.exists()

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import tarfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,13 +15,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local_aws.emulator import Emulator
-from local_aws.sagemaker_jobs import (
-    JobTracker,
-    SageMakerSettings,
-    _Job,
-    compilation_target,
-    compiled_model_uri,
-)
+from local_aws.emulator_process import control
+from local_aws.sagemaker_job_artifacts import compilation_target, compiled_model_uri
+from local_aws.sagemaker_job_progress import JobRecord, JobTracker, SageMakerSettings
 
 BUCKET = "aws-panorama-test-artifacts"
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
@@ -92,11 +86,8 @@ def read_tar(s3: Any, uri: str) -> dict[str, bytes]:
         return {member.name: archive.extractfile(member).read() for member in archive.getmembers()}  # type: ignore[union-attr]
 
 
-def control(aws: Emulator, route: str, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(f"{aws.endpoint}/_panopipe/{route}", data=json.dumps(body).encode(), method="POST")
-    with urllib.request.urlopen(request, timeout=5) as response:
-        document: dict[str, Any] = json.load(response)
-        return document
+def job_arn(kind: str, name: str) -> str:
+    return f"arn:aws:sagemaker:us-east-1:123456789012:{kind}-job/{name}"
 
 
 def test_training_job_progresses_and_writes_its_model_artifact(sagemaker: Any, s3: Any) -> None:
@@ -119,7 +110,7 @@ def test_training_job_progresses_and_writes_its_model_artifact(sagemaker: Any, s
 
 def test_training_metrics_follow_metric_definitions_and_run_time_requests(aws: Emulator, sagemaker: Any) -> None:
     definitions = [{"Name": "val_acc", "Regex": "val_acc=([0-9.]+)"}]
-    control(aws, "sagemaker/metrics", {"job": "train-low", "metrics": {"val_acc": 0.42}})
+    control(aws.endpoint, "sagemaker/metrics", {"job": "train-low", "metrics": {"val_acc": 0.42}})
     create_training_job(sagemaker, "train-low", definitions)
     create_training_job(sagemaker, "train-default", definitions)
     for name, expected in (("train-low", 0.42), ("train-default", 0.93)):
@@ -131,16 +122,29 @@ def test_training_metrics_follow_metric_definitions_and_run_time_requests(aws: E
         ]
 
 
-def test_duplicate_training_job_name_is_resource_in_use(sagemaker: Any) -> None:
+def test_a_taken_job_name_is_resource_in_use_like_in_sagemaker(sagemaker: Any) -> None:
+    """moto replaces the job; SageMaker refuses, whatever the first job's status (here: still running)."""
     create_training_job(sagemaker, "train-twice")
     with pytest.raises(ClientError) as error:
         create_training_job(sagemaker, "train-twice")
     assert error.value.response["Error"]["Code"] == "ResourceInUse"
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert error.value.response["Error"]["Message"] == (
+        "Training job names must be unique within an AWS account and region, and a training job with this "
+        f"name already exists ({job_arn('training', 'train-twice')})"
+    )
+    create_compilation_job(sagemaker, "neo-twice", f"s3://{BUCKET}/nowhere/model.tar.gz")
+    with pytest.raises(ClientError) as error:
+        create_compilation_job(sagemaker, "neo-twice", f"s3://{BUCKET}/elsewhere/model.tar.gz")
+    assert error.value.response["Error"]["Code"] == "ResourceInUse"
+    assert f"({job_arn('compilation', 'neo-twice')})" in error.value.response["Error"]["Message"]
+    job = sagemaker.describe_compilation_job(CompilationJobName="neo-twice")
+    assert job["InputConfig"]["S3Uri"] == f"s3://{BUCKET}/nowhere/model.tar.gz"  # the first job, not replaced
 
 
 def test_training_job_fails_by_name_or_on_request(aws: Emulator, sagemaker: Any, s3: Any) -> None:
     create_training_job(sagemaker, "doomed-run")
-    control(aws, "sagemaker/fail", {"job": "train-requested", "reason": "AlgorithmError: out of memory"})
+    control(aws.endpoint, "sagemaker/fail", {"job": "train-requested", "reason": "AlgorithmError: out of memory"})
     create_training_job(sagemaker, "train-requested-1")
     for _ in range(3):
         doomed = sagemaker.describe_training_job(TrainingJobName="doomed-run")
@@ -211,7 +215,7 @@ def test_neo_output_names() -> None:
 
 def test_jobs_also_run_for_a_minimum_time() -> None:
     tracker = JobTracker(SageMakerSettings(in_progress_describes=0, in_progress_seconds=0.2))
-    job = _Job("training", "timed", time.monotonic(), [])
+    job = JobRecord("training", "timed", time.monotonic(), [])
     job.describes = 5
     assert tracker.still_running(job)
     time.sleep(0.25)

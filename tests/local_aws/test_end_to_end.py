@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 
 from lambda_handlers.aws import panorama as panorama_client
 from local_aws.emulator import Emulator
-from local_aws.panorama import request_failed_deployments
-from local_aws.sagemaker_jobs import SageMakerSettings
+from local_aws.panorama_backend import PanoramaBackend
+from local_aws.panorama_records import Progress
+from local_aws.sagemaker_job_progress import SageMakerSettings
 from panopipe import local_mode, runs
 from panopipe.cli import app
 from panopipe.config import load_config
@@ -36,15 +37,12 @@ LOOPS = ("training", "compilation", "package", "deployment")
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulator, runs.Target]]:
-    from local_aws import panorama
-
     patch = pytest.MonkeyPatch()
-    patch.setenv("PANOPIPE_PANORAMA_DEVICES", DEVICE)
-    patch.setenv("PANOPIPE_PANORAMA_DESCRIBES", "2")  # every Panorama status lasts two polls
+    panorama = PanoramaBackend(devices=[DEVICE], progress=Progress(2, 2, 2))  # every status lasts two polls
     sagemaker = SageMakerSettings(in_progress_describes=3)  # StartTraining's own describe counts too
     cache = tmp_path_factory.mktemp("lambda")
     try:
-        with Emulator(wrap=panorama.wrap, sagemaker=sagemaker, lambda_cache_dir=cache) as aws:
+        with Emulator(panorama=panorama, sagemaker=sagemaker, lambda_cache_dir=cache) as aws:
             for name, value in aws.env().items():
                 patch.setenv(name, value)
             local_mode.deploy(aws.endpoint, "us-east-1", CONFIG, poll_seconds=1, say=lambda _: None)
@@ -112,7 +110,7 @@ def test_three_runs_deploy_roll_back_and_replace(deployed: tuple[Emulator, runs.
     assert "run SUCCEEDED" in watched.stdout
 
     # 2. the device fails the next deployment: the run rolls back to run 1's manifest, and fails
-    request_failed_deployments(aws.endpoint, DEVICE, 1, reason="camera stream unreachable")
+    aws.panorama.fail_next_deployments(DEVICE, 1, reason="camera stream unreachable")
     second = _wait(target, runs.start(target, {"model": model}, "model-run-fails"))
     assert second.status == "FAILED" and second.error == "DeploymentFailed", (second.error, second.cause)
     assert "camera stream unreachable" in (second.cause or "")

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from moto.moto_server.werkzeug_app import MotoRequestHandler
-from werkzeug.serving import make_server
 
 from lambda_handlers.aws import panorama
-from local_aws.panorama import PanoramaBackend, moto_app_with_panorama
+from local_aws.emulator import Emulator
+from local_aws.panorama_backend import PanoramaBackend
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 ATTRIBUTES = (
@@ -51,22 +49,11 @@ def _template(tags: dict[str, str]) -> str:
 @pytest.fixture
 def backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[PanoramaBackend]:
     backend = PanoramaBackend(ACCOUNT, REGION)
-    server = make_server(
-        "127.0.0.1", 0, moto_app_with_panorama(backend), threaded=True, request_handler=MotoRequestHandler
-    )
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{server.server_port}"
-    for name, value in {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ENDPOINT_URL_PANORAMA": endpoint,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    yield backend
-    server.shutdown()
+    with Emulator(panorama=backend) as aws:
+        for name, value in aws.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        yield backend
 
 
 def test_a_stack_creates_updates_and_deletes_a_panorama_package(backend: PanoramaBackend) -> None:

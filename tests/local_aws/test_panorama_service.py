@@ -1,15 +1,15 @@
-"""The local Panorama service through a real boto3 client (carried model) on moto's port, S3 in moto.
+"""The local Panorama service through a real boto3 client (carried model) on the emulator's port, S3 in moto.
 
-One server for the module: moto's app with the Panorama middleware, on 127.0.0.1 and a free port;
-each test starts from an empty backend (devices kept) and its own artifacts bucket.
+One emulator for the module (the service mounted on moto's port, as ``panopipe local up`` runs it);
+each test starts from a reset emulator (Panorama's devices kept) and its own artifacts bucket.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,10 +18,6 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.moto_server.werkzeug_app import MotoRequestHandler
-from panopipe.application import application_spec
-from werkzeug.serving import BaseWSGIServer, make_server
-from werkzeug.test import Client
 
 from lambda_handlers import deployment as dep
 from lambda_handlers import package_registration as reg
@@ -30,21 +26,16 @@ from lambda_handlers.artifacts import last_good_key, read_json
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.errors import PackageRegistrationFailed
 from lambda_handlers.settings import use_settings
-from local_aws.panorama import (
-    FAIL_DEPLOYMENTS_PATH,
-    MAX_VERSIONS_PER_PACKAGE,
-    PanoramaBackend,
-    Progress,
-    S3ClientStore,
-    backend_from_environment,
-    device_id_for_name,
-    is_panorama_request,
-    moto_app_with_panorama,
-    panorama_wsgi_app,
-    request_failed_deployments,
-)
+from local_aws.emulator import Emulator
+from local_aws.emulator_process import control
+from local_aws.panorama_backend import PanoramaBackend
+from local_aws.panorama_packages import MAX_VERSIONS_PER_PACKAGE
 from local_aws.panorama_protocol import match, routes
+from local_aws.panorama_records import Progress, device_id_for_name
+from local_aws.panorama_service import is_panorama_request
+from panopipe import local_mode
 from panopipe.config import load_config
+from panopipe.config.panorama_spec import application_spec
 from panorama_app.manifest import documents, validation
 from tests.conftest import ROOT
 from tests.handlers.conftest import make_settings
@@ -60,45 +51,30 @@ TEMPLATE_KEY = "panorama/application-manifest.json"
 
 
 @dataclass
-class Emulator:
+class Service:
     backend: PanoramaBackend
     endpoint: str
     session: boto3.Session
     panorama: Any
 
 
-def _serve(app: Any) -> tuple[BaseWSGIServer, str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_port}"
-
-
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    """moto with the Panorama service on one port; this process's clients point at it."""
-    backend = PanoramaBackend(ACCOUNT, REGION, devices=[{"name": DEVICE_NAME}, {"id": OTHER_DEVICE}])
-    server, endpoint = _serve(moto_app_with_panorama(backend))
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ENDPOINT_URL_PANORAMA": endpoint,
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-        }.items():
+def emulator() -> Iterator[Service]:
+    """The emulator with the Panorama service on moto's port; this process's clients point at it."""
+    backend = PanoramaBackend(ACCOUNT, REGION, devices=[DEVICE_NAME, f"id:{OTHER_DEVICE}"])
+    with Emulator(panorama=backend) as aws, pytest.MonkeyPatch.context() as patch:
+        for name, value in aws.env().items():
             patch.setenv(name, value)
         patch.delenv("AWS_PROFILE", raising=False)
         session = boto3.Session(region_name=REGION)
         patch.setattr(boto3, "DEFAULT_SESSION", session)
-        yield Emulator(backend, endpoint, session, panorama.new_client(REGION))
-    server.shutdown()
+        yield Service(backend, aws.endpoint, session, panorama.new_client(REGION))
 
 
 @pytest.fixture
-def env(emulator: Emulator) -> Iterator[Emulator]:
-    """An empty Panorama state (devices kept); the handlers' shared clients are the emulator's."""
-    emulator.backend.reset()
+def env(emulator: Service) -> Iterator[Service]:
+    """An empty local AWS (Panorama's devices kept); the handlers' shared clients are the emulator's."""
+    control(emulator.endpoint, "reset", {})
     emulator.backend.progress = Progress()
     clients.reset()
     panorama.use_client(emulator.panorama)
@@ -108,12 +84,12 @@ def env(emulator: Emulator) -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def pano(env: Emulator) -> Any:
+def pano(env: Service) -> Any:
     return env.panorama
 
 
 @pytest.fixture
-def s3(env: Emulator) -> Any:
+def s3(env: Service) -> Any:
     return clients.s3()
 
 
@@ -197,6 +173,30 @@ def _error(info: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
     return info.value.response["Error"]["Code"], info.value.response["Error"]["Message"]
 
 
+SIGNED = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/{}/aws4_request, SignedHeaders=host, Signature=0"
+
+
+def _raw(endpoint: str, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any, Any]:
+    """(status, headers, JSON body) of a request no SDK would send, signed for Panorama (not checked)."""
+    request = urllib.request.Request(
+        endpoint + path,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": SIGNED.format("panorama"), "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, json.loads(error.read() or b"null")
+
+
+def _fail_deployments(endpoint: str, device: str, count: int = 1, reason: str | None = None) -> int:
+    """The emulator's control route, as another process (the CLI, a test) uses it."""
+    body: dict[str, Any] = {"device": device, "count": count, **({"reason": reason} if reason else {})}
+    return int(control(endpoint, "panorama/fail-deployments", body)["pendingFailures"])
+
+
 # --- the model drives routing ----------------------------------------------------------------------
 
 
@@ -214,30 +214,16 @@ def test_every_operation_of_the_model_routes_to_itself() -> None:
 
 
 def test_requests_are_dispatched_by_the_signing_service() -> None:
-    signed = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/{}/aws4_request, SignedHeaders=host, Signature=0"
-    assert is_panorama_request({"HTTP_AUTHORIZATION": signed.format("panorama"), "PATH_INFO": "/packages"})
-    assert not is_panorama_request({"HTTP_AUTHORIZATION": signed.format("s3"), "PATH_INFO": "/packages"})
+    assert is_panorama_request({"HTTP_AUTHORIZATION": SIGNED.format("panorama"), "PATH_INFO": "/packages"})
+    assert not is_panorama_request({"HTTP_AUTHORIZATION": SIGNED.format("s3"), "PATH_INFO": "/packages"})
     assert not is_panorama_request({"PATH_INFO": "/devices"})
-    assert is_panorama_request({"PATH_INFO": FAIL_DEPLOYMENTS_PATH})
 
 
-def test_a_wrap_configured_from_the_environment() -> None:
-    backend = backend_from_environment(
-        {
-            "PANOPIPE_PANORAMA_DEVICES": "local-device-1, id:device-x",
-            "AWS_REGION": "eu-west-1",
-            "PANOPIPE_PANORAMA_DESCRIBES": "0",
-        }
-    )
-    assert (backend.region, backend.account_id, backend.progress) == ("eu-west-1", ACCOUNT, Progress(0, 0, 0))
-    assert [(d["DeviceId"], d["Name"]) for d in backend.list_devices(sort_by="NAME")] == [
-        ("device-x", "device-x"),
-        (DEVICE_ID, DEVICE_NAME),
-    ]
-    from_config = PanoramaBackend(devices=CONFIG.devices)  # the pipeline config's DeviceConfig objects
-    assert [(d["DeviceId"], d["Name"]) for d in from_config.list_devices()] == [(DEVICE_ID, DEVICE_NAME)]
-    with pytest.raises(ValueError, match="PANOPIPE_PANORAMA_DESCRIBES"):
-        backend_from_environment({"PANOPIPE_PANORAMA_DESCRIBES": "1,2"})
+def test_the_configs_devices_are_the_local_appliances() -> None:
+    backend = PanoramaBackend(devices=local_mode.panorama_devices(CONFIG))  # what `panopipe local up` starts
+    assert [(d["DeviceId"], d["Name"]) for d in backend.list_devices()] == [(DEVICE_ID, DEVICE_NAME)]
+    with pytest.raises(ValueError, match="id:<device id>"):
+        PanoramaBackend(devices=["id:"])
 
 
 # --- devices ---------------------------------------------------------------------------------------
@@ -305,7 +291,7 @@ def test_register_model_runs_the_whole_package_sequence(pano: Any, s3: Any, buck
     ],
 )
 def test_a_bad_package_json_fails_registration_asynchronously(
-    pano: Any, s3: Any, breakage: str, expected: str, env: Emulator
+    pano: Any, s3: Any, breakage: str, expected: str, env: Service
 ) -> None:
     env.backend.progress = Progress(registration_describes=2)
     package = pano.create_package(PackageName="bad_package" if breakage != "name" else "other_name")
@@ -373,7 +359,7 @@ def test_the_21st_version_of_a_package_is_refused_until_one_is_deregistered(pano
 
 
 def test_an_instance_deploys_asynchronously_and_replaces_the_previous_one(
-    pano: Any, s3: Any, bucket: str, env: Emulator
+    pano: Any, s3: Any, bucket: str, env: Service
 ) -> None:
     pano.create_package(PackageName=SPEC.code_package)  # what the stack's AWS::Panorama::Package makes
     registration = _registered_model(pano, s3, bucket)
@@ -422,13 +408,11 @@ def test_an_instance_deploys_asynchronously_and_replaces_the_previous_one(
         pano.remove_application_instance(ApplicationInstanceId="applicationInstance-nope")
 
 
-def test_injected_failures_fail_the_next_deployments_on_a_device(
-    pano: Any, s3: Any, bucket: str, env: Emulator
-) -> None:
+def test_injected_failures_fail_the_next_deployments_on_a_device(pano: Any, s3: Any, bucket: str, env: Service) -> None:
     pano.create_package(PackageName=SPEC.code_package)
     graph = _graph(_registered_model(pano, s3, bucket).patch_version)
     assert env.backend.fail_next_deployments(DEVICE_NAME, 1, reason="camera stream unreachable") == 1
-    assert request_failed_deployments(env.endpoint, DEVICE_ID, 1) == 2  # a separate process's way
+    assert _fail_deployments(env.endpoint, DEVICE_ID, 1) == 2  # a separate process's way
 
     failed = _create(pano, graph)
     assert _statuses(pano, failed, 3)[-1] == "DEPLOYMENT_FAILED"
@@ -440,7 +424,7 @@ def test_injected_failures_fail_the_next_deployments_on_a_device(
     assert _statuses(pano, _create(pano, _graph(None, OTHER_DEVICE), OTHER_DEVICE), 3)[-1] == "DEPLOYMENT_SUCCEEDED"
 
     with pytest.raises(urllib.error.HTTPError) as info:
-        request_failed_deployments(env.endpoint, "no-such-device")
+        _fail_deployments(env.endpoint, "no-such-device")
     assert info.value.code == 404
 
 
@@ -499,7 +483,7 @@ def test_create_application_instance_refuses_what_the_service_refuses(pano: Any,
     assert "status REGISTER_PENDING, not REGISTER_COMPLETED" in _error(info)[1]
 
 
-def test_requests_are_validated_against_the_model(pano: Any, env: Emulator) -> None:
+def test_requests_are_validated_against_the_model(pano: Any, env: Service) -> None:
     with pytest.raises(pano.exceptions.ValidationException) as info:  # botocore checks no maximum, the service does
         pano.list_application_instances(MaxResults=26)
     assert "less than or equal to 25" in _error(info)[1]
@@ -513,37 +497,22 @@ def test_requests_are_validated_against_the_model(pano: Any, env: Emulator) -> N
         pano.list_packages()
     assert _error(not_served)[0] == "NotImplementedException"
 
-    raw = Client(panorama_wsgi_app(env.backend))  # what no SDK sends: an unknown field, a missing one
-    response = raw.post("/packages", json={"PackageName": "p", "Bogus": 1})
-    assert response.status_code == 400 and response.headers["x-amzn-ErrorType"] == "ValidationException"
-    assert response.json is not None and "unknown field(s) in the request body: Bogus" in response.json["Message"]
-    assert response.json["Fields"] == [{"Name": "Bogus", "Message": "unknown field"}]
-    response = raw.post("/packages", json={})
-    assert (
-        response.json is not None and 'Missing required parameter in input: "PackageName"' in response.json["Message"]
-    )
-    response = raw.get("/no/such/path")
-    assert response.status_code == 404 and response.headers["x-amzn-ErrorType"] == "UnknownOperationException"
-
-
-def test_a_separate_server_with_an_s3_client_store(env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    backend = PanoramaBackend(ACCOUNT, "eu-west-1", store=S3ClientStore(clients.s3()))
-    server, endpoint = _serve(panorama_wsgi_app(backend))
-    try:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_PANORAMA", endpoint)
-        created = panorama.new_client("eu-west-1").create_package(PackageName="elsewhere")
-        bucket = created["StorageLocation"]["Bucket"]
-        assert bucket == f"panorama-local-storage-{ACCOUNT}-eu-west-1"
-        clients.s3().head_bucket(Bucket=bucket)  # made in the emulator's S3
-    finally:
-        server.shutdown()
+    # what no SDK sends: an unknown field, a missing one, an unknown path
+    status, headers, body = _raw(env.endpoint, "POST", "/packages", {"PackageName": "p", "Bogus": 1})
+    assert status == 400 and headers["x-amzn-ErrorType"] == "ValidationException"
+    assert "unknown field(s) in the request body: Bogus" in body["Message"]
+    assert body["Fields"] == [{"Name": "Bogus", "Message": "unknown field"}]
+    status, headers, body = _raw(env.endpoint, "POST", "/packages", {})
+    assert status == 400 and 'Missing required parameter in input: "PackageName"' in body["Message"]
+    status, headers, body = _raw(env.endpoint, "GET", "/no/such/path")
+    assert status == 404 and headers["x-amzn-ErrorType"] == "UnknownOperationException"
 
 
 # --- the pipeline's own handlers, end to end -------------------------------------------------------
 
 
 def test_the_pipeline_handlers_register_deploy_replace_and_roll_back(
-    pano: Any, s3: Any, bucket: str, env: Emulator, monkeypatch: pytest.MonkeyPatch
+    pano: Any, s3: Any, bucket: str, env: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     graph = documents.graph(SPEC, ACCOUNT)  # the stored template, as stacks/application.py renders it
     template = {
@@ -565,7 +534,7 @@ def test_the_pipeline_handlers_register_deploy_replace_and_roll_back(
         runs = {}
         for run in ("run-1", "run-2", "run-3"):
             if run == "run-3":
-                request_failed_deployments(env.endpoint, DEVICE_NAME, 1, "model failed to load")
+                _fail_deployments(env.endpoint, DEVICE_NAME, 1, "model failed to load")
             _put(s3, bucket, f"runs/{run}/model.tar.gz", f"model of {run}".encode())
             state: dict[str, Any] = {
                 "run": {"name": run, "started": "2026-01-01T00:00:00Z"},

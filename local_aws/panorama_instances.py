@@ -1,0 +1,373 @@
+"""Application instances of the local Panorama service: deployments that take several polls, and fail.
+
+CreateApplicationInstance in AWS validates the application manifest (the graph) and its overrides
+against the registered packages, then deploys asynchronously: the instance is DEPLOYMENT_PENDING,
+then DEPLOYMENT_IN_PROGRESS, then DEPLOYMENT_SUCCEEDED or DEPLOYMENT_FAILED, and an instance it
+replaces becomes REMOVAL_SUCCEEDED when the device swaps the applications (whatever the outcome).
+The pipeline's deploy, check and rollback steps depend on all of that, so the local service checks
+the graph with the same rules (``panorama_app.manifest``), refuses unknown devices, replaced
+instances and unregistered or incomplete package versions (ValidationException: the operation models
+no ResourceNotFoundException), advances statuses per describe (``Progress``), and can make the next
+deployments on a device fail (:meth:`InstanceOperations.fail_next_deployments`), which is how tests
+and ``make local`` show a rollback. RemoveApplicationInstance is immediate.
+
+The code package is never registered by the pipeline locally (its container image needs Docker):
+when a graph names a package that exists (the stack's ``AWS::Panorama::Package``) but has no version
+at all, without a patch version, and wires its node with edges (a code node), the service registers
+that version itself (REGISTER_COMPLETED, a synthetic patch version) and skips its port checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from local_aws.panorama_devices import DeviceOperations
+from local_aws.panorama_errors import ResourceNotFoundException, ValidationException
+from local_aws.panorama_packages import PackageOperations
+from local_aws.panorama_records import (
+    DEPLOYMENT_FAILED,
+    DEPLOYMENT_IN_PROGRESS,
+    DEPLOYMENT_PENDING,
+    DEPLOYMENT_SUCCEEDED,
+    REGISTER_COMPLETED,
+    REMOVAL_SUCCEEDED,
+    InstanceRecord,
+    PackageRecord,
+    VersionRecord,
+    now,
+    random_id,
+    short_text,
+)
+from panorama_app.manifest.rules import ManifestError
+from panorama_app.manifest.validation import validate_graph, validate_overrides
+
+_SYSTEM_PACKAGES = "panorama::"  # AWS's own packages (cameras, parameters): never in an account
+_PARAMETER_TYPES = frozenset({"boolean", "float32", "int32", "string"})
+_DEPLOYING = frozenset({DEPLOYMENT_PENDING, "DEPLOYMENT_REQUESTED", DEPLOYMENT_IN_PROGRESS})
+#: ListApplicationInstances' StatusFilter → the statuses it selects.
+_STATUS_FILTERS = {
+    "DEPLOYMENT_SUCCEEDED": frozenset({DEPLOYMENT_SUCCEEDED}),
+    "DEPLOYMENT_ERROR": frozenset({"DEPLOYMENT_ERROR"}),
+    "DEPLOYMENT_FAILED": frozenset({DEPLOYMENT_FAILED}),
+    "REMOVAL_SUCCEEDED": frozenset({REMOVAL_SUCCEEDED}),
+    "REMOVAL_FAILED": frozenset({"REMOVAL_FAILED"}),
+    "PROCESSING_DEPLOYMENT": _DEPLOYING,
+    "PROCESSING_REMOVAL": frozenset({"REMOVAL_PENDING", "REMOVAL_REQUESTED", "REMOVAL_IN_PROGRESS"}),
+}
+_DEFAULT_FAILURE = "the application failed to start on the device (failure injected in the local Panorama service)"
+
+
+class InstanceOperations(PackageOperations, DeviceOperations):
+    """The application-instance operations, and failure injection for deployments."""
+
+    def fail_next_deployments(self, device: str, count: int = 1, reason: str | None = None) -> int:
+        """Make the next ``count`` deployments on ``device`` (id or name) end DEPLOYMENT_FAILED.
+
+        ``count`` 0 cancels what is pending. Returns how many failures are pending for the device.
+        """
+        if count < 0:
+            raise ValueError("count must be 0 or more")
+        with self._lock:
+            device_id = self._device(device, by_name=True).device_id
+            if count == 0:
+                self._failures.pop(device_id, None)
+                return 0
+            pending = self._failures.setdefault(device_id, [])
+            pending.extend([short_text(reason or _DEFAULT_FAILURE)] * count)
+            return len(pending)
+
+    def create_application_instance(
+        self,
+        *,
+        manifest: str,
+        device_id: str,
+        name: str | None = None,
+        description: str | None = None,
+        overrides: str | None = None,
+        runtime_role_arn: str | None = None,
+        replaces: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str:
+        """CreateApplicationInstance: check the manifest, overrides, packages, device and replaced instance.
+
+        The instance then moves through DEPLOYMENT_PENDING → DEPLOYMENT_IN_PROGRESS → DEPLOYMENT_SUCCEEDED
+        (or DEPLOYMENT_FAILED when a failure was injected for the device) as it is described.
+        """
+        graph = _json_document(manifest, "ManifestPayload.PayloadData")
+        override_document = _json_document(overrides, "ManifestOverridesPayload.PayloadData") if overrides else None
+        with self._lock:
+            if device_id not in self._devices:
+                raise ValidationException(
+                    f"DefaultRuntimeContextDevice {device_id}: no such device "
+                    f"(devices: {', '.join(sorted(self._devices)) or 'none'})",
+                    reason="FIELD_VALIDATION_FAILED",
+                    fields=[("DefaultRuntimeContextDevice", "device not found")],
+                )
+            replaced = self._instances.get(replaces) if replaces else None
+            if replaces and replaced is None:
+                raise ValidationException(
+                    f"ApplicationInstanceIdToReplace {replaces}: no such application instance",
+                    reason="FIELD_VALIDATION_FAILED",
+                    fields=[("ApplicationInstanceIdToReplace", "application instance not found")],
+                )
+            if replaced is not None and (replaced.device_id != device_id or replaced.status == REMOVAL_SUCCEEDED):
+                raise ValidationException(
+                    f"ApplicationInstanceIdToReplace {replaces}: it runs on {replaced.device_id} "
+                    f"({replaced.status}); only an instance of device {device_id} that is not removed can be replaced",
+                    reason="FIELD_VALIDATION_FAILED",
+                    fields=[("ApplicationInstanceIdToReplace", "not replaceable")],
+                )
+            uses = self._check_manifests(graph, override_document)
+            instance_id = random_id("applicationInstance-")
+            pending = self._failures.get(device_id)
+            instance = InstanceRecord(
+                instance_id=instance_id,
+                arn=f"arn:aws:panorama:{self.region}:{self.account_id}:applicationInstance/{instance_id}",
+                name=name or instance_id,
+                description=description,
+                device_id=device_id,
+                created=now(),
+                role_arn=runtime_role_arn,
+                replaces=replaces,
+                tags=dict(tags or {}),
+                contexts=_runtime_contexts(graph) or (name or instance_id,),
+                uses=uses,
+                fail_reason=pending.pop(0) if pending else None,
+            )
+            if pending is not None and not pending:
+                del self._failures[device_id]
+            self._instances[instance_id] = instance
+            return instance_id
+
+    def _check_manifests(self, graph: Any, overrides: Any | None) -> frozenset[tuple[str, str, str]]:
+        """Validate graph and overrides; every package of ours must be registered and complete."""
+        try:
+            validate_graph(graph, account_id=self.account_id)
+        except ManifestError as error:
+            raise _manifest_rejected("ManifestPayload", error) from error
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValidationException(f"ManifestPayload: not a nodeGraph document ({error!r})") from error
+        packages, uses, problems = {}, set(), []
+        for entry in graph["nodeGraph"]["packages"]:
+            account, _, package_name = str(entry["name"]).partition("::")
+            if f"{account}::" == _SYSTEM_PACKAGES:
+                continue
+            version, patch = str(entry["version"]), entry.get("patchVersion")
+            what = f"package {entry['name']} version {version}" + (f" patch {patch}" if patch else "")
+            package = self._package_by_name(package_name) if account == self.account_id else None
+            if package is None:
+                problems.append(f"{what}: no such package in account {self.account_id}")
+                continue
+            found = self._resolve_version(package, version, patch, graph)
+            if found is None:
+                problems.append(f"{what}: not registered")
+            elif found.status != REGISTER_COMPLETED:
+                problems.append(f"{what}: status {found.status}, not {REGISTER_COMPLETED}")
+            else:
+                uses.add((package.package_id, version, found.patch))
+                if found.manifest is not None:
+                    packages[package_name] = found.manifest
+        if problems:
+            raise ValidationException(
+                "ManifestPayload: " + "; ".join(problems), arguments={"ManifestPayload": "packages"}
+            )
+        try:
+            validate_graph(graph, packages=packages, account_id=self.account_id)
+            if overrides is not None:
+                validate_overrides(overrides, graph)
+        except ManifestError as error:
+            raise _manifest_rejected(
+                "ManifestPayload" if error.document == "graph.json" else "ManifestOverridesPayload", error
+            ) from error
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValidationException(
+                f"ManifestOverridesPayload: not a nodeGraphOverrides document ({error!r})"
+            ) from error
+        replaced = {o["replace"] for o in (overrides or {}).get("nodeGraphOverrides", {}).get("nodeOverrides", [])}
+        mandatory = [
+            n["name"] for n in graph["nodeGraph"]["nodes"] if n.get("overrideMandatory") and n["name"] not in replaced
+        ]
+        if mandatory:
+            raise ValidationException(
+                f"ManifestOverridesPayload: node(s) {', '.join(mandatory)} must be overridden (overrideMandatory)"
+            )
+        return frozenset(uses)
+
+    def _resolve_version(
+        self, package: PackageRecord, version: str, patch: str | None, graph: Any
+    ) -> VersionRecord | None:
+        """The version a graph entry names; the code package is registered here when it has none.
+
+        The pipeline never registers the code package (its container image needs Docker), so a package
+        of the stack (made by CloudFormation) with no version at all, named without a patch version,
+        whose node the graph wires with edges (a code node: a model node has none) is registered now.
+        """
+        patch = patch or package.latest.get(version)
+        if patch is not None:
+            return package.versions.get((version, patch))
+        if package.versions or not _is_code_package(graph, f"{self.account_id}::{package.name}"):
+            return None
+        note = json.dumps({"localAutoRegistered": {"package": package.name, "version": version}}, sort_keys=True)
+        auto = VersionRecord(
+            version=version,
+            patch=hashlib.sha256(note.encode()).hexdigest(),
+            registered=now(),
+            pending=0,
+            outcome=REGISTER_COMPLETED,
+            outcome_description=None,
+            manifest=None,
+            status=REGISTER_COMPLETED,
+            description="registered by the local Panorama service (the code package is not built locally)",
+        )
+        package.versions[(version, auto.patch)] = auto
+        package.latest[version] = auto.patch
+        return auto
+
+    def _advance(self, instance: InstanceRecord) -> None:
+        if instance.status not in _DEPLOYING:
+            return
+        instance.describes += 1
+        progress = self.progress
+        if instance.describes <= progress.pending_describes:
+            status, text = DEPLOYMENT_PENDING, "deployment requested"
+        elif instance.describes <= progress.pending_describes + progress.in_progress_describes:
+            status, text = DEPLOYMENT_IN_PROGRESS, f"installing on device {instance.device_id}"
+        else:
+            if instance.fail_reason:
+                status, text = DEPLOYMENT_FAILED, instance.fail_reason
+            else:
+                status, text = DEPLOYMENT_SUCCEEDED, f"running on device {instance.device_id}"
+            replaced = self._instances.get(instance.replaces or "")
+            if replaced is not None and replaced.status != REMOVAL_SUCCEEDED:
+                # the device swapped the applications: the old one is gone whatever the new one does
+                replaced.status = REMOVAL_SUCCEEDED
+                replaced.status_description = f"replaced by {instance.instance_id}"
+                replaced.updated = now()
+        if status != instance.status:
+            instance.status, instance.status_description, instance.updated = status, text, now()
+
+    def _instance(self, instance_id: str) -> InstanceRecord:
+        found = self._instances.get(instance_id)
+        if found is None:
+            raise ResourceNotFoundException(
+                f"application instance {instance_id} not found", instance_id, "ApplicationInstance"
+            )
+        return found
+
+    def _instance_view(self, instance: InstanceRecord, full: bool) -> dict[str, Any]:
+        device = self._devices.get(instance.device_id)
+        reported = {
+            DEPLOYMENT_IN_PROGRESS: ("RUNNING", "INSTALL_IN_PROGRESS"),
+            DEPLOYMENT_SUCCEEDED: ("RUNNING", "RUNNING"),
+            DEPLOYMENT_FAILED: ("RUNNING", "LAUNCH_ERROR"),
+            REMOVAL_SUCCEEDED: ("REMOVED", "STOPPED"),
+        }.get(instance.status)
+        view: dict[str, Any] = {
+            "ApplicationInstanceId": instance.instance_id,
+            "Arn": instance.arn,
+            "Name": instance.name,
+            "Description": instance.description,
+            "DefaultRuntimeContextDevice": instance.device_id,
+            "DefaultRuntimeContextDeviceName": device.name if device else None,
+            "CreatedTime": instance.created,
+            "Status": instance.status,
+            "StatusDescription": instance.status_description,
+            "HealthStatus": {DEPLOYMENT_SUCCEEDED: "RUNNING", DEPLOYMENT_FAILED: "ERROR"}.get(
+                instance.status, "NOT_AVAILABLE"
+            ),
+            "RuntimeContextStates": [
+                {
+                    "DesiredState": reported[0],
+                    "DeviceReportedStatus": reported[1],
+                    "DeviceReportedTime": instance.updated,
+                    "RuntimeContextName": context,
+                }
+                for context in instance.contexts
+            ]
+            if reported
+            else [],
+            "Tags": dict(instance.tags),
+        }
+        if full:
+            view.update(
+                {
+                    "ApplicationInstanceIdToReplace": instance.replaces,
+                    "LastUpdatedTime": instance.updated,
+                    "RuntimeRoleArn": instance.role_arn,
+                }
+            )
+        return {k: v for k, v in view.items() if v is not None}
+
+    def describe_application_instance(self, instance_id: str) -> dict[str, Any]:
+        """DescribeApplicationInstance; each call moves a deployment one step on."""
+        with self._lock:
+            instance = self._instance(instance_id)
+            self._advance(instance)
+            return self._instance_view(instance, full=True)
+
+    def remove_application_instance(self, instance_id: str) -> None:
+        """RemoveApplicationInstance: the instance is REMOVAL_SUCCEEDED (at once, locally)."""
+        with self._lock:
+            instance = self._instance(instance_id)
+            if instance.status != REMOVAL_SUCCEEDED:
+                instance.status, instance.status_description = REMOVAL_SUCCEEDED, "removed"
+                instance.updated = now()
+
+    def list_application_instances(
+        self, device_id: str | None = None, status_filter: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Instances, oldest first, of one device and/or a status group (listing does not advance them)."""
+        selected = _STATUS_FILTERS.get(status_filter) if status_filter else None
+        with self._lock:
+            return [
+                self._instance_view(i, full=False)
+                for i in sorted(self._instances.values(), key=lambda i: (i.created, i.instance_id))
+                if (device_id is None or i.device_id == device_id) and (selected is None or i.status in selected)
+            ]
+
+
+def _json_document(text: str, member: str) -> Any:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValidationException(f"{member} is not JSON: {error}", fields=[(member, "not JSON")]) from error
+    if not isinstance(document, dict):
+        raise ValidationException(f"{member} must be a JSON object", fields=[(member, "not a JSON object")])
+    return document
+
+
+def _manifest_rejected(member: str, error: ManifestError) -> ValidationException:
+    return ValidationException(
+        f"{member}: invalid {error.document}: {'; '.join(error.problems)}",
+        reason="FIELD_VALIDATION_FAILED",
+        fields=[(member, problem) for problem in error.problems],
+    )
+
+
+def _graph_nodes_with_edges(graph: Any) -> set[str]:
+    wired = set()
+    for edge in graph["nodeGraph"].get("edges", []):
+        wired |= {str(edge["producer"]).partition(".")[0], str(edge["consumer"]).partition(".")[0]}
+    return wired
+
+
+def _is_code_package(graph: Any, package: str) -> bool:
+    wired = _graph_nodes_with_edges(graph)
+    return any(
+        n["name"] in wired and str(n["interface"]).rsplit(".", 1)[0] == package for n in graph["nodeGraph"]["nodes"]
+    )
+
+
+def _runtime_contexts(graph: Any) -> tuple[str, ...]:
+    """Names of the graph's code nodes (our packages' nodes with edges): what the device reports on."""
+    wired = _graph_nodes_with_edges(graph)
+    return tuple(
+        str(n["name"])
+        for n in graph["nodeGraph"]["nodes"]
+        if n["name"] in wired
+        and n["interface"] not in _PARAMETER_TYPES
+        and not str(n["interface"]).startswith(_SYSTEM_PACKAGES)
+    )

@@ -1,0 +1,71 @@
+"""The duplicate-job-name check in-process, around moto's ``mock_aws`` (what handler tests install)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from local_aws.sagemaker_job_names import refuse_duplicate_job_names
+
+ROLE = "arn:aws:iam::123456789012:role/sagemaker"
+
+
+@pytest.fixture
+def sagemaker(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        yield boto3.client(
+            "sagemaker", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+
+
+def _train(sagemaker: Any, name: str) -> None:
+    sagemaker.create_training_job(
+        TrainingJobName=name,
+        AlgorithmSpecification={"TrainingImage": "image:1", "TrainingInputMode": "File"},
+        RoleArn=ROLE,
+        OutputDataConfig={"S3OutputPath": "s3://bucket/out/"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+    )
+
+
+def _compile(sagemaker: Any, name: str, model: str) -> None:
+    sagemaker.create_compilation_job(
+        CompilationJobName=name,
+        RoleArn=ROLE,
+        InputConfig={"S3Uri": model, "DataInputConfig": '{"data":[1,3,224,224]}', "Framework": "MXNET"},
+        OutputConfig={"S3OutputLocation": "s3://bucket/compiled/", "TargetDevice": "jetson_xavier"},
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+    )
+
+
+def _code(error: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
+    return error.value.response["Error"]["Code"], error.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def test_mock_aws_refuses_a_taken_job_name_while_the_check_is_installed(sagemaker: Any) -> None:
+    with refuse_duplicate_job_names():
+        _train(sagemaker, "train-once")
+        with pytest.raises(ClientError) as error:
+            _train(sagemaker, "train-once")
+        assert _code(error) == ("ResourceInUse", 400)
+        assert "a training job with this name already exists" in error.value.response["Error"]["Message"]
+        _compile(sagemaker, "neo-once", "s3://bucket/first.tar.gz")
+        with pytest.raises(ClientError) as error:
+            _compile(sagemaker, "neo-once", "s3://bucket/second.tar.gz")
+        assert _code(error) == ("ResourceInUse", 400)
+        described = sagemaker.describe_compilation_job(CompilationJobName="neo-once")
+        assert described["InputConfig"]["S3Uri"] == "s3://bucket/first.tar.gz"
+
+
+def test_plain_moto_is_back_after_the_check(sagemaker: Any) -> None:
+    with refuse_duplicate_job_names():
+        _train(sagemaker, "before")
+    _train(sagemaker, "before")  # moto 5.2.5 replaces the job: the patch is gone
