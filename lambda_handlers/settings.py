@@ -217,7 +217,7 @@ def current() -> StepSettings:
     return _current
 
 
-def use(replacement: StepSettings | None) -> None:
+def install(replacement: StepSettings | None) -> None:
     """Replace the parsed settings (tests)."""
     global _current
     _current = replacement

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from panopipe.config import DEFAULT_CONFIG_PATH, ConfigError, PipelineConfig, load_config
+from panopipe.config import DEFAULT_CONFIG_PATH, ConfigError, EnvironmentConfig, load_config
 
 app = typer.Typer(
     add_completion=False,
@@ -31,7 +31,7 @@ errors = Console(stderr=True, soft_wrap=True)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the environment's config file")]
 
 
-def _config(path: Path) -> PipelineConfig:
+def _config(path: Path) -> EnvironmentConfig:
     try:
         return load_config(path)
     except ConfigError as error:
@@ -47,7 +47,7 @@ def _fail(message: str) -> None:
 @app.command()
 def validate(config: Annotated[Path, typer.Argument(help="config file")] = Path(DEFAULT_CONFIG_PATH)) -> None:
     """Check a config file and the Panorama manifests it generates (graph, overrides, descriptors)."""
-    from panopipe.application import application_spec
+    from panopipe.config.panorama_spec import application_spec
     from panorama_app.manifest import documents
     from panorama_app.manifest.rules import ManifestError
     from panorama_app.manifest.validation import payload, validate_descriptor
@@ -104,7 +104,7 @@ def run(
                 source = {"model": model} if model else {"training_job": training_job}
                 arn = runs.start(target, source)
             else:
-                folder, prefix = dataset or _sample_dataset(), loaded.pipeline.dataset_prefix
+                folder, prefix = dataset or _sample_dataset(), loaded.runs.dataset_prefix
                 version = runs.upload_dataset(target, folder, name, prefix)
                 run_name = runs.dataset_run_name(target, name, version, prefix)
                 arn = runs.start(target, {"dataset": f"s3://{target.data_bucket}/{prefix}{name}/"}, run_name)

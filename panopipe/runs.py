@@ -15,9 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lambda_handlers.names import READY_MARKER, execution_name
-from panopipe.config import PipelineConfig
-from panopipe.naming import bucket_name, resource_prefix
+from lambda_handlers.domain import DEFAULT_DATASET_PREFIX, READY_MARKER
+from lambda_handlers.names import execution_name
+from panopipe.config import EnvironmentConfig
+from panopipe.naming import bucket_name
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 
@@ -41,9 +42,9 @@ def _client(service: str, region: str | None = None) -> Any:
     return boto3.client(service, region_name=region)
 
 
-def find_target(config: PipelineConfig) -> Target:
+def find_target(config: EnvironmentConfig) -> Target:
     """The deployed state machine (stack output) and data bucket of ``config``'s environment."""
-    stack = f"{resource_prefix(config.project, config.environment)}-pipeline"
+    stack = f"{config.prefix}-pipeline"
     cloudformation = _client("cloudformation", config.region)
     try:
         described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
@@ -58,10 +59,10 @@ def find_target(config: PipelineConfig) -> Target:
     return Target(arn, data, region)
 
 
-def upload_dataset(target: Target, directory: Path, name: str, prefix: str = "datasets/") -> str:
+def upload_dataset(target: Target, directory: Path, name: str, prefix: str = DEFAULT_DATASET_PREFIX) -> str:
     """Upload a local data set folder (``train/``, ``validation/``) and its ``_READY`` marker last.
 
-    ``prefix`` is the config's ``pipeline.dataset_prefix``: where the trigger rule listens.
+    ``prefix`` is the config's ``runs.dataset_prefix``: where the trigger rule listens.
 
     Returns the version of the marker (VersionId, or ETag when unversioned): the run's identity.
     """
@@ -84,7 +85,7 @@ def start(target: Target, run_input: dict[str, Any], name: str | None = None) ->
     return str(sfn.start_execution(**kwargs)["executionArn"])
 
 
-def dataset_run_name(target: Target, name: str, version: str, prefix: str = "datasets/") -> str:
+def dataset_run_name(target: Target, name: str, version: str, prefix: str = DEFAULT_DATASET_PREFIX) -> str:
     """The execution name the trigger gives this data set version (so the two never both run)."""
     return execution_name(target.data_bucket, f"{prefix}{name}/", version)
 
@@ -157,18 +158,26 @@ def progress(target: Target, arn: str, sfn: Any = None) -> Progress:
             step = Step(details.get("name", "?"), kind.removesuffix("StateEntered"), event["timestamp"])
             result.steps.append(step)
             open_steps[step.name] = step
-            if step.kind == "Pass" and step.name.endswith(" failed"):  # a Catch's recorder: "<step> failed"
-                result.failed_step = step.name.removesuffix(" failed")
         elif kind.endswith("StateExited"):
-            name = (event.get("stateExitedEventDetails") or {}).get("name", "?")
+            details = event.get("stateExitedEventDetails") or {}
+            name = details.get("name", "?")
             if name in open_steps:
                 open_steps.pop(name).exited = event["timestamp"]
-    if result.failed_step is None and any(step.name == "Rollback" for step in result.steps):
-        result.failed_step = "CheckDeployment"  # the devices failed (no Catch recorder on that path)
+            result.failed_step = _failed_step(details.get("output")) or result.failed_step
     if described.get("output"):
         result.output = json.loads(described["output"])
     result.error, result.cause = described.get("error"), described.get("cause")
     return result
+
+
+def _failed_step(state_json: str | None) -> str | None:
+    """The run state's ``failed_step`` (set by a Catch, or by the deployment's check step), if any."""
+    try:
+        state = json.loads(state_json or "{}")
+    except ValueError:
+        return None
+    step = state.get("failed_step") if isinstance(state, dict) else None
+    return str(step) if step else None
 
 
 def follow(target: Target, arn: str, interval: float = 1.0, timeout: float | None = None) -> Iterator[Progress]:

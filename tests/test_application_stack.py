@@ -1,4 +1,4 @@
-"""The application stack: Panorama packages, the stored manifest template, alarms, notifications."""
+"""The application stack: Panorama packages, the stored manifest template, the runtime role's output."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def test_outputs_reach_the_pipeline(synthesized: Synthesized) -> None:
     assert outputs["ModelPackageName"]["Value"] == "panopipe_prod_people_classifier"
     assert outputs["CodePackageId"]["Value"] == {"Fn::GetAtt": ["ApplicationCodePackageAFFBCE09", "PackageId"]}
     assert outputs["ManifestTemplateKey"]["Value"] == "panorama/application-manifest.json"
-    assert "Fn::GetStackOutput" in json.dumps(outputs["RuntimeRoleArn"]["Value"])
+    assert outputs["RuntimeRoleArn"]["Value"] == {"Fn::GetAtt": ["PanoramaRuntimeRole992472C7", "Arn"]}
+    assert "NotificationTopicArn" in synthesized.template("example", "Pipeline")["Outputs"]
 
 
 def test_manifest_template_is_stored_with_the_account_filled_at_deploy_time(synthesized: Synthesized) -> None:
@@ -54,56 +55,17 @@ def test_manifest_template_is_stored_with_the_account_filled_at_deploy_time(synt
 def test_template_writer_is_a_python_function_with_its_own_narrow_role(synthesized: Synthesized) -> None:
     function = _one(synthesized, "dev", "AWS::Lambda::Function")["Properties"]
     assert function["Runtime"] == "python3.14"
-    assert function["Handler"] == "lambda_handlers.manifest_template.handler"
+    assert function["Handler"] == "lambda_handlers.manifest_template.on_event"
+    assert function["TracingConfig"] == {"Mode": "Active"}
     policies = synthesized.resources("dev", "Application", "AWS::IAM::Policy")
-    statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    (policy,) = [p for k, p in policies.items() if k.startswith("ApplicationTemplateWriterRole")]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
     s3 = next(s for s in statements if "s3:PutObject" in s["Action"])
     assert s3["Resource"]["Fn::Join"][1][-1] == "/panorama/application-manifest.json"
-    assert not [s for s in statements if s["Resource"] == "*"]
+    stars = [s["Action"] for s in statements if s["Resource"] == "*"]
+    assert stars == [["xray:PutTelemetryRecords", "xray:PutTraceSegments"]], "only active tracing's X-Ray writes"
     assert not [
         r
         for r in synthesized.resources("dev", "Application").values()
         if r["Type"].startswith("Custom::") and r["Type"] != "Custom::PanoramaManifestTemplate"
     ]
-
-
-def test_alarms_per_device_use_metrics_insights_and_notify(synthesized: Synthesized) -> None:
-    alarms = synthesized.resources("example", "Application", "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 4  # two devices x (ApplicationErrors, DeviceActive)
-    expressions = sorted(a["Properties"]["Metrics"][0]["Expression"] for a in alarms.values())
-    assert expressions == [
-        "SELECT SUM(ApplicationErrors) FROM SCHEMA(PanoramaDeviceMetrics, ApplicationInstanceId, "
-        "ApplicationInstanceName) WHERE ApplicationInstanceName = 'panopipe-prod-device-abcdefghijklmnopqrstuvwxyz'",
-        "SELECT SUM(ApplicationErrors) FROM SCHEMA(PanoramaDeviceMetrics, ApplicationInstanceId, "
-        "ApplicationInstanceName) WHERE ApplicationInstanceName = 'panopipe-prod-warehouse-appliance-2'",
-        "SELECT SUM(DeviceActive) FROM SCHEMA(PanoramaDeviceMetrics, DeviceId, DeviceName) "
-        "WHERE DeviceId = 'device-abcdefghijklmnopqrstuvwxyz'",
-        "SELECT SUM(DeviceActive) FROM SCHEMA(PanoramaDeviceMetrics, DeviceId, DeviceName) "
-        "WHERE DeviceName = 'warehouse-appliance-2'",
-    ]
-    topic = next(iter(synthesized.resources("example", "Application", "AWS::SNS::Topic")))
-    for alarm in alarms.values():
-        props = alarm["Properties"]
-        assert props["AlarmActions"] == [{"Ref": topic}]
-        assert props["OKActions"] == [{"Ref": topic}]
-        offline = "DeviceActive" in props["Metrics"][0]["Expression"]
-        assert props["TreatMissingData"] == ("breaching" if offline else "notBreaching")
-        assert props["ComparisonOperator"] == ("LessThanThreshold" if offline else "GreaterThanOrEqualToThreshold")
-
-
-def test_topic_is_kms_encrypted_tls_only_and_cloudwatch_may_use_its_key(synthesized: Synthesized) -> None:
-    topic = _one(synthesized, "example", "AWS::SNS::Topic")["Properties"]
-    assert "KmsMasterKeyId" in topic
-    assert topic["TopicName"] == "panopipe-prod-notifications"
-    policy = _one(synthesized, "example", "AWS::SNS::TopicPolicy")["Properties"]["PolicyDocument"]["Statement"]
-    assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in policy)
-    key = _one(synthesized, "example", "AWS::KMS::Key")["Properties"]
-    cloudwatch = [s for s in key["KeyPolicy"]["Statement"] if s.get("Sid") == "AllowCloudWatchAlarmsToPublish"]
-    assert cloudwatch[0]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
-    subscription = _one(synthesized, "example", "AWS::SNS::Subscription")["Properties"]
-    assert subscription == {
-        "Protocol": "email",
-        "Endpoint": "ml-platform@example.com",
-        "TopicArn": {"Ref": next(iter(synthesized.resources("example", "Application", "AWS::SNS::Topic")))},
-    }
-    assert not synthesized.resources("dev", "Application", "AWS::SNS::Subscription")  # no e-mail in dev.yaml

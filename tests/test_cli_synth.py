@@ -54,7 +54,6 @@ def test_pinned_cdk_cli_synthesizes_the_app_without_credentials(tmp_path: Path) 
     assert templates == [
         "panopipedevApplication5BB9C5CE.template.json",
         "panopipedevPipeline3517A391.template.json",
-        "panopipedevServiceRolesBC7FE632.template.json",
         "panopipedevStorageDA011C86.template.json",
     ]
 

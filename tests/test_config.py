@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from panopipe.config import ConfigError, PipelineConfig, load_config, parse_config
+from panopipe.config import ConfigError, EnvironmentConfig, load_config, parse_config
 from tests.conftest import ROOT
 
 DEV = yaml.safe_load((ROOT / "config" / "dev.yaml").read_text())
@@ -54,33 +54,33 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str, str]] = {
         "must be a string, a number or true/false",
     ),
     "schedule-not-an-expression": (
-        {"pipeline.schedule": "every monday"},
-        "pipeline.schedule",
+        {"runs.schedule": "every monday"},
+        "runs.schedule",
         "must be an EventBridge schedule: rate(<n> minutes|hours|days) or cron(<6 fields>)",
     ),
     "dataset-prefix-without-slash": (
-        {"pipeline.dataset_prefix": "datasets"},
-        "pipeline.dataset_prefix",
+        {"runs.dataset_prefix": "datasets"},
+        "runs.dataset_prefix",
         "ending in /",
     ),
     "keep-more-versions-than-the-quota": (
-        {"pipeline.keep_package_versions": 25},
-        "pipeline.keep_package_versions",
+        {"runs.keep_package_versions": 25},
+        "runs.keep_package_versions",
         "less than or equal to 20",
     ),
     "training-timeout-shorter-than-the-job": (
-        {"pipeline.training_timeout_seconds": 600},
-        "pipeline.training_timeout_seconds",
+        {"runs.training_timeout_seconds": 600},
+        "runs.training_timeout_seconds",
         "must be at least the training job's own limit (7200 s",
     ),
     "compilation-timeout-shorter-than-the-job": (
-        {"pipeline.compilation_timeout_seconds": 300},
-        "pipeline.compilation_timeout_seconds",
+        {"runs.compilation_timeout_seconds": 300},
+        "runs.compilation_timeout_seconds",
         "must be at least compilation.max_runtime_seconds (900)",
     ),
     "run-timeout-shorter-than-its-loops": (
-        {"pipeline.run_timeout_seconds": 3600},
-        "pipeline.run_timeout_seconds",
+        {"runs.run_timeout_seconds": 3600},
+        "runs.run_timeout_seconds",
         "must cover every wait loop at its timeout",
     ),
     "no-compilation-target": ({"compilation": {"target_device": None}}, "compilation", "needs a Neo target"),
@@ -296,7 +296,7 @@ def test_yaml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["config/dev.yaml", "config/example.yaml", "tests/configs/script.yaml"])
 def test_shipped_configs_are_valid(name: str) -> None:
     config = load_config(ROOT / name, base_dir=ROOT)
-    assert isinstance(config, PipelineConfig)
+    assert isinstance(config, EnvironmentConfig)
 
 
 def test_config_is_frozen() -> None:
@@ -319,21 +319,39 @@ def test_defaults() -> None:
 
 def test_example_documents_every_field() -> None:
     """config/example.yaml is the reference: it must mention every field the model accepts."""
-    from panopipe.config import _allowed_fields
+    from panopipe.config.problems import allowed_fields
 
     text = (ROOT / "config" / "example.yaml").read_text()
-    for fields in _allowed_fields().values():
+    for fields in allowed_fields().values():
         for field in fields:
             assert re.search(rf"^\s*(#\s*)?(-\s*)?{field}:|#.*\b{field}:", text, re.M), field
 
 
 def test_overrides_set_fields_on_top_of_the_file_and_follow_its_rules() -> None:
     path = ROOT / "config" / "dev.yaml"
-    assert load_config(path, base_dir=ROOT, overrides={"pipeline.poll_seconds": 2}).pipeline.poll_seconds == 2
+    assert load_config(path, base_dir=ROOT, overrides={"runs.poll_seconds": 2}).runs.poll_seconds == 2
     with pytest.raises(ConfigError) as caught:
-        load_config(path, base_dir=ROOT, overrides={"pipeline.poll_seconds": 0})
+        load_config(path, base_dir=ROOT, overrides={"runs.poll_seconds": 0})
     assert [str(p) for p in caught.value.problems] == [
-        "pipeline.poll_seconds = 0: Input should be greater than or equal to 1"
+        "runs.poll_seconds = 0: Input should be greater than or equal to 1"
     ]
     with pytest.raises(ConfigError, match="instance_type is not a section"):
         load_config(path, base_dir=ROOT, overrides={"training.instance_type.x": 1})
+
+
+def test_the_renamed_runs_section_is_named_when_the_old_name_is_used() -> None:
+    data = copy.deepcopy(DEV)
+    data["pipeline"] = {"poll_seconds": 5}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, base_dir=ROOT)
+    assert [str(p) for p in caught.value.problems] == [
+        "pipeline = '<section>': this section is now called runs: (same fields)"
+    ]
+
+
+def test_prefix_and_settings_sections_are_computed_from_the_config() -> None:
+    config = parse_config(DEV, base_dir=ROOT)
+    assert config.prefix == "panopipe-dev"
+    dumped = config.model_dump(mode="json")
+    assert dumped["prefix"] == "panopipe-dev" and dumped["training_timeout_seconds"] == config.training_timeout_seconds
+    assert dumped["training"]["hyperparameters"]["epochs"] == 10, "a read-only mapping dumps as a plain object"

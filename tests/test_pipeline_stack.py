@@ -2,22 +2,59 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from lambda_handlers import settings as env
-from lambda_handlers.settings import Settings
+from lambda_handlers import settings
+from lambda_handlers.settings import StepSettings, parse
 from panopipe.config import load_config
-from panopipe.handler_settings import handler_settings
-from stacks.pipeline import RETRY_ERRORS, STEP_BY_ID, STEPS, TASK_SLACK_SECONDS, TRIGGER
+from panopipe.config.step_settings import step_settings_json
+from stacks.steps.state_machine import RETRY_ERRORS, TASK_SLACK_SECONDS
+from stacks.steps.step_spec import StepSpec
+from stacks.steps.trigger_spec import TRIGGER
 from tests.conftest import ROOT, STAGE_CONFIGS, Synthesized
+
+def _steps() -> tuple[StepSpec, ...]:
+    """The step specs in the order a run meets them (the state machine's own order)."""
+    from stacks.steps import (
+        compilation_spec,
+        deployment_spec,
+        notify_spec,
+        package_registration_spec,
+        rollback_spec,
+        training_spec,
+        validate_input_spec,
+    )
+
+    return (
+        validate_input_spec.VALIDATE_INPUT,
+        training_spec.START_TRAINING,
+        training_spec.CHECK_TRAINING,
+        training_spec.EVALUATE,
+        compilation_spec.START_COMPILATION,
+        compilation_spec.CHECK_COMPILATION,
+        package_registration_spec.REGISTER_PACKAGE,
+        package_registration_spec.CHECK_REGISTRATION,
+        deployment_spec.DEPLOY,
+        deployment_spec.CHECK_DEPLOYMENT,
+        rollback_spec.ROLLBACK,
+        rollback_spec.CHECK_ROLLBACK,
+        notify_spec.NOTIFY,
+    )
+
+
+STEPS = _steps()
+STEP_BY_ID = {s.id: s for s in STEPS}
+#: Every function's role may write X-Ray traces (active tracing): no resource-level permission.
+XRAY = {"xray:PutTraceSegments": "active tracing", "xray:PutTelemetryRecords": "active tracing"}
 
 #: Every statement whose Resource is "*", with the reason it cannot be narrower.
 STAR_RESOURCES = {
+    **{(s.id, action): why for s in (*STEPS, TRIGGER) for action, why in XRAY.items()},
+    ("SageMakerExecution", "ecr:GetAuthorizationToken"): "no resource-level permission",
     ("RegisterPackage", "panorama:CreatePackage"): "no resource-level permission",
     ("Deploy", "panorama:CreateApplicationInstance"): "no resource-level permission",
     ("Deploy", "panorama:ListApplicationInstances"): "List action: no resource-level permission",
@@ -60,7 +97,7 @@ def definition(synthesized: Synthesized, stage: str = "dev") -> dict[str, Any]:
 
 def functions(synthesized: Synthesized, stage: str = "dev") -> dict[str, dict[str, Any]]:
     """Step functions by step id (the handler path names the step's module and function)."""
-    by_handler = {f"lambda_handlers.{s.module}.{s.function}": s.id for s in (*STEPS, TRIGGER)}
+    by_handler = {s.handler_path: s.id for s in (*STEPS, TRIGGER)}
     found = {}
     for resource in synthesized.resources(stage, "Pipeline", "AWS::Lambda::Function").values():
         found[by_handler[resource["Properties"]["Handler"]]] = resource["Properties"]
@@ -133,7 +170,7 @@ def test_wait_loops_poll_at_the_configured_interval(synthesized: Synthesized) ->
         "Wait for rollback",
         "Wait for training",
     ]
-    poll = load_config(STAGE_CONFIGS["dev"], base_dir=ROOT).pipeline.poll_seconds
+    poll = load_config(STAGE_CONFIGS["dev"], base_dir=ROOT).runs.poll_seconds
     for name, wait in waits.items():
         assert wait["Seconds"] == poll, name
         check = states[wait["Next"]]
@@ -194,9 +231,18 @@ def test_state_machine_is_standard_logged_and_traced(synthesized: Synthesized) -
 
 
 @pytest.mark.parametrize("step", [*STEPS, TRIGGER], ids=lambda s: s.id)
-def test_every_handler_exists_and_is_callable(step: Any) -> None:
-    module = importlib.import_module(f"lambda_handlers.{step.module}")
-    assert callable(getattr(module, step.function))
+def test_every_handler_is_its_modules_function_of_the_states_name(step: StepSpec) -> None:
+    module, function = step.handler_path.rsplit(".", 1)
+    assert module == step.handler.__module__ and module.startswith("lambda_handlers.")
+    assert "".join(w.capitalize() for w in function.split("_")) == step.id
+    assert callable(step.handler)
+
+
+def test_the_state_machine_chains_every_spec_in_run_order(synthesized: Synthesized) -> None:
+    """Each spec is one state (Notify twice: success and failure); nothing in the chain lacks a spec."""
+    states = definition(synthesized)["States"]
+    tasks = [name for name, state in states.items() if state["Type"] == "Task"]
+    assert sorted(tasks) == sorted([s.id for s in STEPS if s is not STEP_BY_ID["Notify"]] + ["Notify failure", "Notify success"])
 
 
 def test_each_function_gets_only_its_variables_and_the_settings(synthesized: Synthesized) -> None:
@@ -206,18 +252,40 @@ def test_each_function_gets_only_its_variables_and_the_settings(synthesized: Syn
     for step in (*STEPS, TRIGGER):
         props = found[step.id]
         variables = props["Environment"]["Variables"]
-        assert set(variables) == {*step.variables, env.STEP_SETTINGS, "POWERTOOLS_SERVICE_NAME"}, step.id
+        assert set(variables) == {*step.variables, settings.STEP_SETTINGS, "POWERTOOLS_SERVICE_NAME"}, step.id
         if step.id != "StartTraining":
-            assert env.TRAINING_SOURCE not in variables
-        assert Settings.from_json(variables[env.STEP_SETTINGS]) == handler_settings(config)
+            assert settings.TRAINING_SOURCE not in variables
+        assert variables[settings.STEP_SETTINGS] == step_settings_json(config)
+        assert variables["POWERTOOLS_SERVICE_NAME"] == config.prefix
         assert props["Runtime"] == "python3.14" and props["Timeout"] <= 900
+        assert props["TracingConfig"] == {"Mode": "Active"}
         assert "AWSLambdaPowertoolsPythonV3-python314-x86_64" in json.dumps(props["Layers"])
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
+def test_the_settings_document_round_trips_into_the_handlers_types(stage: str) -> None:
+    """One serializer (the config's dump) and one strict parser: a field on one side only fails here."""
+    config = load_config(STAGE_CONFIGS[stage], base_dir=ROOT)
+    parsed = parse(StepSettings, json.loads(step_settings_json(config)))
+    assert parsed.prefix == config.prefix and parsed.model.input_shape == config.model.input_shape
+    assert parsed.training.metric.name == config.training.metric.name
+    assert parsed.training_timeout_seconds == config.training_timeout_seconds
+
+
+def test_the_parser_refuses_a_field_the_handlers_do_not_declare() -> None:
+    document = json.loads(step_settings_json(load_config(STAGE_CONFIGS["dev"], base_dir=ROOT)))
+    document["model"]["surprise"] = 1
+    with pytest.raises(ValueError, match=r"settings.model: unknown fields \['surprise'\]"):
+        parse(StepSettings, document)
+    del document["model"]["surprise"], document["runs"]["poll_seconds"]
+    with pytest.raises(ValueError, match=r"missing fields \['poll_seconds'\]"):
+        parse(StepSettings, document)
 
 
 def test_settings_fit_the_lambda_environment_limit() -> None:
     """Lambda allows 4 KB of variables per function; the settings are the bulk of it."""
     for path in STAGE_CONFIGS.values():
-        assert len(handler_settings(load_config(path, base_dir=ROOT)).to_json()) < 3000
+        assert len(step_settings_json(load_config(path, base_dir=ROOT))) < 3000
 
 
 def test_the_asset_holds_only_the_handlers_and_the_manifest_builders(synthesized: Synthesized) -> None:
@@ -301,10 +369,10 @@ def test_schedule_from_the_config_passes_the_prefix(synthesized: Synthesized) ->
 
 def test_failed_timed_out_and_aborted_runs_alarm_to_the_topic(synthesized: Synthesized) -> None:
     alarms = synthesized.resources("dev", "Pipeline", "AWS::CloudWatch::Alarm")
-    metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
+    metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values() if "MetricName" in a["Properties"])
     assert metrics == ["ExecutionsAborted", "ExecutionsFailed", "ExecutionsTimedOut"]
-    for alarm in alarms.values():
-        assert "NotificationsTopic" in json.dumps(alarm["Properties"]["AlarmActions"])
+    for alarm in alarms.values():  # the runs' and the devices' (tests/test_application_stack.py)
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "NotificationsTopicAE679CBD"}]
 
 
 def test_dashboard_shows_runs_and_every_step(synthesized: Synthesized) -> None:
@@ -333,10 +401,11 @@ def test_script_mode_uploads_a_deterministic_source_archive(synthesized: Synthes
     assert {(m.mtime, m.uid, m.gid) for m in members} == {(0, 0, 0)}
 
     start = functions(synthesized, "script")["StartTraining"]["Environment"]["Variables"]
-    assert "Fn::" in json.dumps(start[env.TRAINING_SOURCE]), "the asset's S3 URL, resolved at deploy time"
-    assert Settings.from_json(start[env.STEP_SETTINGS]).training.entry_point == "train_detector.py"
+    assert "Fn::" in json.dumps(start[settings.TRAINING_SOURCE]), "the asset's S3 URL, resolved at deploy time"
+    parsed = parse(StepSettings, json.loads(start[settings.STEP_SETTINGS]))
+    assert parsed.training.program == "train_detector.py"
     builtin = functions(synthesized, "dev")["StartTraining"]["Environment"]["Variables"]
-    assert env.TRAINING_SOURCE not in builtin
+    assert settings.TRAINING_SOURCE not in builtin
 
 
 #: What each step's handler calls (lambda_handlers/<module>.py), as IAM actions: its role must allow

@@ -1,4 +1,5 @@
-"""The SageMaker execution role and the Panorama runtime role: trust, path and exact permissions."""
+"""The SageMaker execution role (pipeline stack) and the Panorama runtime role (application stack):
+trust, path and exact permissions."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ import pytest
 from tests.conftest import STAGE_CONFIGS, Synthesized
 
 
-def _role(synthesized: Synthesized, stage: str, prefix: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    resources = synthesized.resources(stage, "ServiceRoles")
+#: Where each role lives, and the start of its logical id.
+SAGEMAKER = ("Pipeline", "SageMakerExecutionRole")
+RUNTIME = ("Application", "PanoramaRuntimeRole")
+
+
+def _role(synthesized: Synthesized, stage: str, where: tuple[str, str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    stack, prefix = where
+    resources = synthesized.resources(stage, stack)
     (role_id,) = [k for k, v in resources.items() if v["Type"] == "AWS::IAM::Role" and k.startswith(prefix)]
     (policy,) = [
         v
@@ -35,7 +42,7 @@ def _trust(role: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
 def test_sagemaker_role_is_trusted_by_sagemaker_in_this_account_only(synthesized: Synthesized, stage: str) -> None:
-    role, _ = _role(synthesized, stage, "RolesSageMakerExecutionRole")
+    role, _ = _role(synthesized, stage, SAGEMAKER)
     assert _trust(role) == {
         "Action": "sts:AssumeRole",
         "Effect": "Allow",
@@ -47,7 +54,7 @@ def test_sagemaker_role_is_trusted_by_sagemaker_in_this_account_only(synthesized
 
 def test_sagemaker_role_permissions_are_exactly_these(synthesized: Synthesized) -> None:
     """Pinned: reads data, reads/writes (never deletes) artifacts, logs, pulls its image. Nothing else."""
-    role, statements = _role(synthesized, "example", "RolesSageMakerExecutionRole")
+    role, statements = _role(synthesized, "example", SAGEMAKER)
     assert role["Properties"]["RoleName"] == "panopipe-prod-sagemaker-execution"
     data = "arn:aws:s3:::aws-panorama-panopipe-prod-data-123456789012-us-west-2"
     artifacts = "arn:aws:s3:::aws-panorama-panopipe-prod-artifacts-123456789012-us-west-2"
@@ -72,7 +79,7 @@ def test_sagemaker_role_permissions_are_exactly_these(synthesized: Synthesized) 
 
 def test_sagemaker_role_never_deletes_or_passes_roles(synthesized: Synthesized) -> None:
     for stage in STAGE_CONFIGS:
-        _, statements = _role(synthesized, stage, "RolesSageMakerExecutionRole")
+        _, statements = _role(synthesized, stage, SAGEMAKER)
         actions = [a for s in statements for a in _actions(s)]
         assert not [a for a in actions if "Delete" in a or a.startswith("iam:") or a.endswith(":*")]
 
@@ -80,7 +87,7 @@ def test_sagemaker_role_never_deletes_or_passes_roles(synthesized: Synthesized) 
 def test_open_region_stack_maps_the_training_image_registry_per_panorama_region(
     synthesized: Synthesized,
 ) -> None:
-    template = synthesized.template("dev", "ServiceRoles")
+    template = synthesized.template("dev", "Pipeline")
     (mapping,) = template["Mappings"].values()
     assert mapping == {
         "ap-southeast-1": {"account": "475088953585"},
@@ -93,14 +100,14 @@ def test_open_region_stack_maps_the_training_image_registry_per_panorama_region(
 
 
 def test_script_mode_role_pulls_the_framework_training_image(synthesized: Synthesized) -> None:
-    _, statements = _role(synthesized, "script", "RolesSageMakerExecutionRole")
+    _, statements = _role(synthesized, "script", SAGEMAKER)
     (pull,) = [s for s in statements if s.get("Sid") == "PullTrainingImage"]
     assert pull["Resource"]["Fn::Join"][1][-1] == "repository/pytorch-training"
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
 def test_panorama_runtime_role(synthesized: Synthesized, stage: str) -> None:
-    role, statements = _role(synthesized, stage, "RolesPanoramaRuntimeRole")
+    role, statements = _role(synthesized, stage, RUNTIME)
     assert role["Properties"]["Path"] == "/service-role/"
     assert _trust(role)["Principal"] == {"Service": "panorama.amazonaws.com"}
     assert _trust(role)["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}

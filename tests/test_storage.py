@@ -133,11 +133,18 @@ def test_old_artifact_versions_expire_after_the_configured_days(synthesized: Syn
 @pytest.mark.parametrize(("stage", "protected"), [("dev", False), ("example", True), ("script", True)])
 def test_termination_protection_outside_dev(synthesized: Synthesized, stage: str, protected: bool) -> None:
     assert synthesized.stacks[f"{stage}/Storage"]["termination_protection"] is protected
-    assert not synthesized.stacks[f"{stage}/ServiceRoles"]["termination_protection"]
+    assert not synthesized.stacks[f"{stage}/Application"]["termination_protection"]
+    assert not synthesized.stacks[f"{stage}/Pipeline"]["termination_protection"]
 
 
 def test_stack_names_and_order(synthesized: Synthesized) -> None:
     assert synthesized.stacks["example/Storage"]["stack_name"] == "panopipe-prod-storage"
-    assert synthesized.stacks["example/ServiceRoles"]["stack_name"] == "panopipe-prod-service-roles"
-    dependencies = synthesized.stacks["example/ServiceRoles"]["dependencies"]
-    assert [d for d in dependencies if not d.endswith(".assets")] == ["examplestageStorageF4A63C57"]
+    assert synthesized.stacks["example/Application"]["stack_name"] == "panopipe-prod-application"
+    assert synthesized.stacks["example/Pipeline"]["stack_name"] == "panopipe-prod-pipeline"
+    application = synthesized.stacks["example/Application"]["dependencies"]
+    assert [d for d in application if not d.endswith(".assets")] == ["examplestageStorageF4A63C57"]
+    pipeline = synthesized.stacks["example/Pipeline"]["dependencies"]
+    assert [d for d in pipeline if not d.endswith(".assets")] == [
+        "examplestageApplicationB24E04F2",
+        "examplestageStorageF4A63C57",
+    ]

@@ -103,7 +103,7 @@ def problems_from(error: ValidationError) -> list[Problem]:
             value, message = MISSING, "required field is missing"
         elif kind == "extra_forbidden":
             section = _location(tuple(p for p in loc[:-1] if not isinstance(p, int)))
-            allowed = _allowed_fields().get(section, [])
+            allowed = allowed_fields().get(section, [])
             message = f"unknown field; allowed here: {', '.join(allowed)}"
         elif kind == "string_pattern_mismatch":
             rule = _PATTERN_RULES.get(str(loc[-1]), "")
@@ -127,7 +127,7 @@ def problems_from(error: ValidationError) -> list[Problem]:
 
 
 @functools.cache
-def _allowed_fields() -> dict[str, list[str]]:
+def allowed_fields() -> dict[str, list[str]]:
     """Field names per section path, for 'unknown field' messages."""
     table: dict[str, list[str]] = {}
 

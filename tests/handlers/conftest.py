@@ -6,7 +6,8 @@ jobs, inputs) belongs in the test module itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import boto3
@@ -15,16 +16,10 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from lambda_handlers.aws import clients, panorama
-from lambda_handlers.settings import (
-    Compilation,
-    Device,
-    Metric,
-    Model,
-    Settings,
-    Timing,
-    Training,
-    use_settings,
-)
+from lambda_handlers.settings import StepSettings, install, parse
+from panopipe.config import load_config
+from panopipe.config.step_settings import step_settings_json
+from tests.conftest import ROOT
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -71,45 +66,21 @@ def sagemaker_backend() -> Any:
     return sagemaker_backends[ACCOUNT][REGION]
 
 
-def make_settings(**overrides: object) -> Settings:
-    """Handler settings like config/dev.yaml's (built-in image classification, Jetson Xavier)."""
-    values: dict[str, object] = {
-        "prefix": "panopipe-dev",
-        "model": Model(
-            name="people_classifier",
-            task="image_classification",
-            framework="MXNET",
-            framework_version="1.8",
-            input_name="data",
-            input_shape=(1, 3, 224, 224),
-            classes=("empty", "person"),
-        ),
-        "training": Training(
-            mode="builtin",
-            instance_type="ml.g4dn.xlarge",
-            instance_count=1,
-            volume_size_gb=50,
-            spot=True,
-            max_runtime_seconds=3600,
-            max_wait_seconds=7200,
-            hyperparameters={"num_classes": "2", "num_training_samples": "400", "epochs": "10"},
-            metric=Metric(name="validation:accuracy", threshold=0.8),
-        ),
-        "compilation": Compilation(max_runtime_seconds=900, target_device="jetson_xavier"),
-        "devices": (Device(name="local-device-1"),),
-        "timing": Timing(poll_seconds=1),
-    }
-    values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+def make_settings(overrides: Mapping[str, Any] | None = None, config: str = "config/dev.yaml") -> StepSettings:
+    """The settings a deployed function gets for ``config`` (dev: built-in image classification, Jetson
+    Xavier, one device by name), with dotted config overrides, through the real serializer and parser."""
+    values = {"runs.poll_seconds": 1, **(overrides or {})}
+    loaded = load_config(ROOT / config, base_dir=ROOT, overrides=values)
+    return parse(StepSettings, json.loads(step_settings_json(loaded)))
 
 
 @pytest.fixture
-def settings() -> Iterator[Settings]:
-    """:func:`make_settings` installed for the handlers; replace with ``use_settings`` in a test."""
+def settings() -> Iterator[StepSettings]:
+    """:func:`make_settings` installed for the handlers; replace with ``install`` in a test."""
     value = make_settings()
-    use_settings(value)
+    install(value)
     yield value
-    use_settings(None)
+    install(None)
 
 
 @pytest.fixture
