@@ -67,7 +67,8 @@ def _waits(progress: runs.Progress) -> dict[str, int]:
 def _instances() -> list[dict[str, Any]]:
     client = panorama_client.new_client("us-east-1")
     (device,) = client.list_devices()["Devices"]
-    return list(client.list_application_instances(DeviceId=device["DeviceId"])["ApplicationInstances"])
+    instances = client.list_application_instances(DeviceId=device["DeviceId"])["ApplicationInstances"]
+    return [dict(instance) for instance in instances]
 
 
 def _running() -> dict[str, Any]:
