@@ -24,12 +24,12 @@ def synthesized_definition(config_path: Path) -> dict[str, Any]:
     import aws_cdk as cdk
 
     from panopipe.config import load_config
-    from stacks.stage import PipelineStage
+    from stacks.stage import EnvironmentStage
     from tests.conftest import cdk_context
 
     with tempfile.TemporaryDirectory() as outdir:
         app = cdk.App(context=cdk_context(), outdir=outdir)
-        stage = PipelineStage(app, "bench", config=load_config(config_path, base_dir=ROOT))
+        stage = EnvironmentStage(app, "bench", config=load_config(config_path, base_dir=ROOT))
         template = cdk.assertions.Template.from_stack(stage.pipeline).to_json()
     (machine,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]

@@ -1,13 +1,15 @@
 """The pipeline's own objects in the artifacts bucket, read and written by several steps.
 
 - ``MANIFEST_TEMPLATE_KEY`` (``panorama/application-manifest.json``): ``{"spec", "graph",
-  "overrides"}`` written at deploy time by ``stacks/application.py`` (read only).
+  "overrides"}`` written at deploy time by the application stack's custom resource
+  (``stacks/panorama_application.py``, ``manifest_template.py``); the steps only read it.
 - ``panorama/package-history/<package name>.json``: the patch versions the pipeline registered,
   oldest first (Panorama has no ListPackageVersions).
 - ``runs/<run>/deployment/<device>.json`` and ``runs/<run>/rollback/<device>.json``: what a run
-  sent to each device (written by ``deployment``).
+  sent to each device (written by ``deployment`` and ``rollback``).
 - ``deployments/<device>/last-good.json``: what each device last ran successfully (written by
-  ``deployment``); the patch versions it pins are never deregistered, so a rollback still works.
+  ``deployment``, read by ``rollback``); the patch versions it pins are never deregistered, so a
+  rollback still works.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from lambda_handlers.errors import InvalidInput
 from lambda_handlers.settings import CODE_PACKAGE_NAME, MODEL_PACKAGE_NAME
 from panorama_app.manifest.rules import ManifestError
 from panorama_app.manifest.spec import ApplicationSpec
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 def history_key(package_name: str) -> str:
@@ -34,7 +39,7 @@ def last_good_key(device: str) -> str:
     return f"deployments/{device}/last-good.json"
 
 
-def read_json(s3: Any, bucket: str, key: str) -> Any:
+def read_json(s3: S3Client, bucket: str, key: str) -> Any:
     """The JSON document stored at ``key``, or None when there is none."""
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -43,7 +48,7 @@ def read_json(s3: Any, bucket: str, key: str) -> Any:
     return json.loads(body)
 
 
-def write_json(s3: Any, bucket: str, key: str, document: Any) -> None:
+def write_json(s3: S3Client, bucket: str, key: str, document: Any) -> None:
     """Store ``document`` as JSON (the bucket's default encryption applies)."""
     body = json.dumps(document, sort_keys=True, indent=1).encode("utf-8")
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
@@ -58,8 +63,8 @@ class ManifestTemplate:
     overrides: dict[str, Any]
 
 
-def load_template(s3: Any, bucket: str, key: str) -> ManifestTemplate:
-    """Read the manifest template that ``stacks/application.py`` stored at deploy time."""
+def load_template(s3: S3Client, bucket: str, key: str) -> ManifestTemplate:
+    """Read the manifest template that ``stacks/panorama_application.py`` stored at deploy time."""
     document = read_json(s3, bucket, key)
     if document is None:
         raise ManifestError("manifest template", [f"s3://{bucket}/{key} does not exist: redeploy the application"])

@@ -8,14 +8,17 @@ derive each state's name. The wrapper turns AWS throttling and server errors int
 :class:`PipelineError` subclasses pass through unchanged.
 
 Logs are structured (Powertools ``Logger``; the service name comes from ``POWERTOOLS_SERVICE_NAME``)
-with the run's name as correlation id; ``Tracer`` records each invocation when the function has
-active tracing (it is inert outside Lambda).
+with the run's name as correlation id; Powertools ``Tracer`` records each invocation (the functions
+have active tracing). The tracer is built on the first invocation, not at import: building one
+imports the X-Ray SDK (~0.12 s), which only a traced invocation needs, and not at all when
+``POWERTOOLS_TRACE_DISABLED`` is set.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -27,7 +30,6 @@ from lambda_handlers.errors import Throttled, TransientError
 from lambda_handlers.state import RunState
 
 logger = Logger()
-tracer = Tracer()
 
 #: Where the run's name is in every step's event (the state machine's first state puts it there).
 RUN_NAME_PATH = "run.name"
@@ -72,6 +74,16 @@ def retryable_errors() -> Iterator[None]:
         raise TransientError(f"{type(error).__name__}: {error}") from error
 
 
+@functools.cache
+def tracer() -> Tracer:
+    """The process's tracer, built on first use."""
+    return Tracer()
+
+
+def _tracing_disabled() -> bool:
+    return os.environ.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def lambda_entry(correlation_id_path: str) -> Callable[[Callable[[Any], Any]], Handler]:
     """Make a Lambda handler of ``function(event)``: logged with its context, traced, errors translated."""
 
@@ -81,15 +93,19 @@ def lambda_entry(correlation_id_path: str) -> Callable[[Callable[[Any], Any]], H
             with retryable_errors():
                 return function(event)
 
-        instrumented = tracer.capture_lambda_handler(capture_response=False)(
-            logger.inject_lambda_context(correlation_id_path=correlation_id_path)(run)
-        )
+        logged = logger.inject_lambda_context(correlation_id_path=correlation_id_path)(run)
+
+        @functools.cache
+        def instrumented() -> Callable[[Any, Any], Any]:
+            if _tracing_disabled():
+                return logged
+            return tracer().capture_lambda_handler(capture_response=False)(logged)  # type: ignore[no-any-return]
 
         @functools.wraps(function)
         def handler(event: Any, context: Any = None) -> Any:
             if context is None:  # a direct call: no Lambda context to log or trace
                 return run(event)
-            return instrumented(event, context)
+            return instrumented()(event, context)
 
         return handler
 

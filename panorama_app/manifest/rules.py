@@ -2,7 +2,7 @@
 
 The official JSON schemas (draft-07) are enforced here as plain tables of field rules, so the same
 checks run in a Lambda function (no jsonschema there), in the local Panorama service and at synth
-time. ``tests/panorama_app/test_manifest_schemas.py`` proves that what the builders produce also
+time. ``tests/panorama_app/test_manifest.py`` proves that what the builders produce also
 validates against the official schema files.
 """
 

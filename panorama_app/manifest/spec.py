@@ -1,6 +1,6 @@
 """What the application is, independent of any deployment: the input of every manifest builder.
 
-``ApplicationSpec`` is made from the pipeline config at synth time (``stacks/application.py``),
+``ApplicationSpec`` is made from the pipeline config at synth time (``panopipe/config/panorama_spec.py``),
 stored as JSON in the artifacts bucket, and read back by the pipeline's deploy step, which fills in
 what is only known then (account id, package patch versions, device id, region).
 """

@@ -66,6 +66,27 @@ def sagemaker_backend() -> Any:
     return sagemaker_backends[ACCOUNT][REGION]
 
 
+def refuse_next_training_job(
+    sagemaker: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    code: str = "ResourceInUse",
+    message: str = "Training job names must be unique",
+) -> Stubber:
+    """Refuse the next CreateTrainingJob of ``sagemaker`` with ``code`` (default: what SageMaker says to a taken name).
+
+    Plain moto silently replaces a same-named training job instead. Once the ``aws`` fixture applies
+    the local_aws fidelity patch (``local_aws.sagemaker_job_names``), moto itself answers ResourceInUse
+    and this Stubber is needed only for other codes. Any further create fails the test; call
+    ``assert_no_pending_responses`` on the result.
+    """
+    other = boto3.client("sagemaker", region_name=REGION)
+    stub = Stubber(other)
+    stub.add_client_error("create_training_job", code, message, 400)
+    stub.activate()
+    monkeypatch.setattr(sagemaker, "create_training_job", other.create_training_job)
+    return stub
+
+
 def make_settings(overrides: Mapping[str, Any] | None = None, config: str = "config/dev.yaml") -> StepSettings:
     """The settings a deployed function gets for ``config`` (dev: built-in image classification, Jetson
     Xavier, one device by name), with dotted config overrides, through the real serializer and parser."""

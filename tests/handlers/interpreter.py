@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from lambda_handlers.settings import use_settings
+from lambda_handlers.settings import install
 
 State = dict[str, Any]
 PAYLOAD_LIMIT = 256 * 1024
@@ -140,7 +140,7 @@ class Interpreter:
         module, _, attribute = function.handler.rpartition(".")
         handler = getattr(importlib.import_module(module), attribute)
         with environment(self.cleared, function.environment):
-            use_settings(None)  # each function parses its own STEP_SETTINGS
+            install(None)  # each function parses its own STEP_SETTINGS
             text = json.dumps(handler(json.loads(json.dumps(data)), None))
         assert len(text.encode()) <= PAYLOAD_LIMIT, f"{name} returned {len(text.encode())} bytes"
         return json.loads(text)  # type: ignore[no-any-return]

@@ -19,13 +19,12 @@ from lambda_handlers.settings import (
     ARTIFACTS_BUCKET,
     ARTIFACTS_KEY_ARN,
     SAGEMAKER_ROLE_ARN,
-    Compilation,
     MissingSetting,
-    Settings,
-    use_settings,
+    StepSettings,
+    install,
 )
 from lambda_handlers.state import IN_PROGRESS, SUCCEEDED
-from tests.handlers.conftest import REGION, sagemaker_backend
+from tests.handlers.conftest import REGION, make_settings, sagemaker_backend
 
 ARTIFACTS = "aws-panorama-panopipe-dev-artifacts-123456789012-us-east-1"
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
@@ -55,15 +54,15 @@ def model_state(**model: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def sagemaker(aws: None, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Any:
+def sagemaker(aws: None, settings: StepSettings, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv(ARTIFACTS_BUCKET, ARTIFACTS)
     monkeypatch.setenv(ARTIFACTS_KEY_ARN, KEY_ARN)
     monkeypatch.setenv(SAGEMAKER_ROLE_ARN, ROLE_ARN)
     return clients.sagemaker()
 
 
-def started(state: dict[str, Any] | None = None) -> dict[str, Any]:
-    return compilation.start_handler(state or model_state(), None)
+def started(state: dict[str, Any] | None = None) -> Any:
+    return compilation.start_compilation(state or model_state())
 
 
 def set_job(**attributes: Any) -> None:
@@ -96,9 +95,10 @@ def test_start_compiles_the_raw_model_for_the_jetson_xavier(sagemaker: Any) -> N
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 900}
 
 
-def test_start_with_a_target_platform_passes_the_compiler_options(sagemaker: Any, settings: Settings) -> None:
-    target = Compilation(max_runtime_seconds=1200, target_platform=PLATFORM, compiler_options=OPTIONS)
-    use_settings(replace(settings, compilation=target))
+def test_start_with_a_target_platform_passes_the_compiler_options(sagemaker: Any) -> None:
+    install(
+        make_settings({"compilation": {"target_platform": {"compiler_options": OPTIONS}, "max_runtime_seconds": 1200}})
+    )
     started(model_state(framework="PYTORCH", framework_version="1.8", input_shape=[1, 3, 512, 512]))
 
     job = sagemaker.describe_compilation_job(CompilationJobName=JOB)
@@ -112,8 +112,9 @@ def test_start_with_a_target_platform_passes_the_compiler_options(sagemaker: Any
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 1200}
 
 
-def test_start_without_a_target_is_a_deployment_fault(sagemaker: Any, settings: Settings) -> None:
-    use_settings(replace(settings, compilation=Compilation(max_runtime_seconds=900, target_device=None)))
+def test_start_without_a_target_is_a_deployment_fault(sagemaker: Any, settings: StepSettings) -> None:
+    # The config refuses this; settings parsed from a stale or hand-edited STEP_SETTINGS could still say it.
+    install(replace(settings, compilation=replace(settings.compilation, target_device=None, target_platform=None)))
 
     with pytest.raises(MissingSetting, match="target_device or a target_platform"):
         started()
@@ -139,7 +140,7 @@ def test_check_polls_until_completed_then_records_the_output(sagemaker: Any) -> 
     state = started()
     for status in ("STARTING", "INPROGRESS"):
         set_job(compilation_job_status=status)
-        state = compilation.check_handler(state, None)
+        state = compilation.check_compilation(state)
         assert state["compilation"]["status"] == IN_PROGRESS
         assert "output_uri" not in state["compilation"]
     assert state["compilation"]["polls"] == 2
@@ -147,7 +148,7 @@ def test_check_polls_until_completed_then_records_the_output(sagemaker: Any) -> 
     set_job(
         compilation_job_status="COMPLETED", model_artifacts={"S3ModelArtifacts": f"{OUTPUT}model-jetson_xavier.tar.gz"}
     )
-    state = compilation.check_handler(state, None)
+    state = compilation.check_compilation(state)
 
     assert state["compilation"]["status"] == SUCCEEDED
     assert state["compilation"]["polls"] == 3
@@ -164,7 +165,7 @@ def test_a_failed_job_raises_its_failure_reason_verbatim(sagemaker: Any) -> None
     set_job(compilation_job_status="FAILED", failure_reason=reason)
 
     with pytest.raises(CompilationFailed) as caught:
-        compilation.check_handler(state, None)
+        compilation.check_compilation(state)
     assert str(caught.value) == f"compilation job {JOB} failed: {reason}"
 
 
@@ -173,7 +174,7 @@ def test_a_stopped_job_fails_the_step(sagemaker: Any) -> None:
     set_job(compilation_job_status="STOPPED", failure_reason="")
 
     with pytest.raises(CompilationFailed, match=f"^compilation job {JOB} was stopped: no FailureReason given$"):
-        compilation.check_handler(state, None)
+        compilation.check_compilation(state)
 
 
 @pytest.fixture
@@ -192,7 +193,7 @@ def test_timeout_stops_the_job_and_fails_the_step(sagemaker: Any, stop_stub: Stu
     stop_stub.add_response("stop_compilation_job", {}, {"CompilationJobName": JOB})
 
     with pytest.raises(StepTimedOut) as caught:
-        compilation.check_handler(state, None)
+        compilation.check_compilation(state)
 
     assert str(caught.value) == f"compilation job {JOB} still INPROGRESS after the 1800 s timeout; stopped it"
     stop_stub.assert_no_pending_responses()
@@ -204,14 +205,14 @@ def test_timeout_while_stopping_does_not_stop_again(sagemaker: Any, stop_stub: S
     state["compilation"]["deadline"] = int(time.time()) - 1
 
     with pytest.raises(StepTimedOut, match=r"still STOPPING .* it is already stopping$"):
-        compilation.check_handler(state, None)  # a stop call would fail: the Stubber has no response queued
+        compilation.check_compilation(state)  # a stop call would fail: the Stubber has no response queued
 
 
 def test_completion_wins_over_a_passed_deadline(sagemaker: Any) -> None:
     state = started()
     state["compilation"]["deadline"] = 0
 
-    assert compilation.check_handler(state, None)["compilation"]["status"] == SUCCEEDED
+    assert compilation.check_compilation(state)["compilation"]["status"] == SUCCEEDED
 
 
 def test_timeout_is_reported_even_when_the_stop_is_refused(sagemaker: Any, stop_stub: Stubber) -> None:
@@ -222,4 +223,4 @@ def test_timeout_is_reported_even_when_the_stop_is_refused(sagemaker: Any, stop_
     stop_stub.add_client_error("stop_compilation_job", "ValidationException", "job is not in progress")
 
     with pytest.raises(StepTimedOut, match="could not stop it \\(ValidationException\\)"):
-        compilation.check_handler(state, None)
+        compilation.check_compilation(state)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -12,11 +11,14 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from lambda_handlers import app_instances
 from lambda_handlers import deployment as dep
+from lambda_handlers import rollback as rb
 from lambda_handlers import settings as cfg
+from lambda_handlers.app_instances import CREATE_INTERVAL_SECONDS, ROLLBACK_TAG, RUN_TAG
 from lambda_handlers.artifacts import last_good_key, read_json, write_json
 from lambda_handlers.errors import InvalidInput
-from lambda_handlers.settings import Device, Settings, Timing, use_settings
+from lambda_handlers.settings import StepSettings, install
 from lambda_handlers.state import SKIPPED
 from panorama_app.manifest import documents, validation
 from panorama_app.manifest.spec import Parameter
@@ -37,7 +39,7 @@ PACKAGE = {
 }
 BY_ID, BY_NAME = "device-111", "lobby-appliance"
 NAME_ID = "device-222"
-DEVICES = (Device(id=BY_ID), Device(name=BY_NAME))
+DEVICES = [{"id": BY_ID}, {"name": BY_NAME}]
 
 
 @pytest.fixture
@@ -53,17 +55,17 @@ def s3(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.fixture
-def two_devices() -> Iterator[Settings]:
-    value = make_settings(devices=DEVICES, timing=Timing(poll_seconds=1, deployment_timeout_seconds=900))
-    use_settings(value)
-    yield value
-    use_settings(None)
+def two_devices(settings: StepSettings) -> StepSettings:
+    """One device by id, one by name; deployments time out after 900 s."""
+    value = make_settings({"devices": DEVICES, "runs.deployment_timeout_seconds": 900})
+    install(value)  # the settings fixture uninstalls it
+    return value
 
 
 @pytest.fixture
 def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     waited: list[float] = []
-    monkeypatch.setattr(dep, "pause", waited.append)
+    monkeypatch.setattr(app_instances, "pause", waited.append)
     return waited
 
 
@@ -124,7 +126,7 @@ def _create_params(device_id: str, label: str, replaced: str | None, tags: dict[
 
 
 def test_deploy_replaces_the_running_instance_on_each_device(
-    s3: Any, stub: Stubber, two_devices: Settings, pauses: list[float]
+    s3: Any, stub: Stubber, two_devices: StepSettings, pauses: list[float]
 ) -> None:
     _list_devices(stub)
     old = SPEC.instance_name(BY_ID)
@@ -148,17 +150,17 @@ def test_deploy_replaces_the_running_instance_on_each_device(
     stub.add_response(
         "create_application_instance",
         {"ApplicationInstanceId": "ai-new-1"},
-        _create_params(BY_ID, BY_ID, "ai-current", {dep.RUN_TAG: RUN}),
+        _create_params(BY_ID, BY_ID, "ai-current", {RUN_TAG: RUN}),
     )
     stub.add_response("list_application_instances", {"ApplicationInstances": []}, {"DeviceId": NAME_ID})
     stub.add_response(
         "create_application_instance",
         {"ApplicationInstanceId": "ai-new-2"},
-        _create_params(NAME_ID, BY_NAME, None, {dep.RUN_TAG: RUN}),
+        _create_params(NAME_ID, BY_NAME, None, {RUN_TAG: RUN}),
     )
     before = int(time.time())
 
-    result = dep.deploy_handler(_state(), None)
+    result = dep.deploy(_state())
 
     section = result["deployment"]
     assert section["status"] == "IN_PROGRESS" and section["polls"] == 0
@@ -183,7 +185,7 @@ def test_deploy_replaces_the_running_instance_on_each_device(
             "manifest_key": f"runs/{RUN}/deployment/{BY_NAME}.json",
         },
     ]
-    assert pauses == [dep.CREATE_INTERVAL_SECONDS], "one pause between the two creates"
+    assert pauses == [CREATE_INTERVAL_SECONDS], "one pause between the two creates"
     sent = read_json(s3, ARTIFACTS, f"runs/{RUN}/deployment/{BY_NAME}.json")
     assert sent["manifest"] == _graph(NAME_ID) and sent["overrides"] == OVERRIDES
     assert sent["package"] == PACKAGE and sent["instance_name"] == SPEC.instance_name(BY_NAME)
@@ -195,12 +197,12 @@ def test_deploy_replaces_the_running_instance_on_each_device(
 
 
 def test_deploy_retried_adopts_the_instances_of_this_run(
-    s3: Any, stub: Stubber, two_devices: Settings, pauses: list[float]
+    s3: Any, stub: Stubber, two_devices: StepSettings, pauses: list[float]
 ) -> None:
     _list_devices(stub)
     for device_id, label, new, old in ((BY_ID, BY_ID, "ai-new-1", "ai-current"), (NAME_ID, BY_NAME, "ai-new-2", None)):
         name = SPEC.instance_name(label)
-        listed = [_instance(new, name, "DEPLOYMENT_IN_PROGRESS", device=device_id, Tags={dep.RUN_TAG: RUN})]
+        listed = [_instance(new, name, "DEPLOYMENT_IN_PROGRESS", device=device_id, Tags={RUN_TAG: RUN})]
         if old:
             listed.append(_instance(old, name, "DEPLOYMENT_SUCCEEDED", device=device_id))
         stub.add_response("list_application_instances", {"ApplicationInstances": listed}, {"DeviceId": device_id})
@@ -209,7 +211,7 @@ def test_deploy_retried_adopts_the_instances_of_this_run(
             described["ApplicationInstanceIdToReplace"] = old
         stub.add_response("describe_application_instance", described, {"ApplicationInstanceId": new})
 
-    result = dep.deploy_handler(_state(), None)
+    result = dep.deploy(_state())
 
     devices = result["deployment"]["devices"]
     assert [(d["instance_id"], d["replaced"]) for d in devices] == [("ai-new-1", "ai-current"), ("ai-new-2", None)]
@@ -217,30 +219,25 @@ def test_deploy_retried_adopts_the_instances_of_this_run(
 
 
 def test_an_unknown_device_name_is_refused_before_anything_is_created(
-    s3: Any, stub: Stubber, two_devices: Settings
+    s3: Any, stub: Stubber, two_devices: StepSettings
 ) -> None:
     stub.add_response("list_devices", {"Devices": [{"DeviceId": "device-999", "Name": "warehouse"}]}, {})
     with pytest.raises(InvalidInput, match=r"no appliance named 'lobby-appliance' \(ListDevices finds: warehouse\)"):
-        dep.deploy_handler(_state(), None)
+        dep.deploy(_state())
 
 
 def test_a_manifest_over_the_payload_limit_is_refused_before_calling_the_api(
-    s3: Any, stub: Stubber, monkeypatch: pytest.MonkeyPatch
+    s3: Any, stub: Stubber, settings: StepSettings
 ) -> None:
-    use_settings(make_settings(devices=(Device(id=BY_ID),)))
-    try:
-        big = Parameter("notes", "string", "x" * 52_000, "Notes", "Operator notes.")
-        spec = replace(SPEC, parameters=(*SPEC.parameters, big))
-        document = template_document(SPEC)
-        document["spec"] = json.loads(spec.to_json())
-        s3.put_object(Bucket=ARTIFACTS, Key=TEMPLATE_KEY, Body=json.dumps(document).encode())
-        too_long = (
-            r"(?s)manifest for device device-111: .*payload is 5\d{4} characters; the service accepts at most 51200"
-        )
-        with pytest.raises(InvalidInput, match=too_long):
-            dep.deploy_handler(_state(), None)
-    finally:
-        use_settings(None)
+    install(make_settings({"devices": [{"id": BY_ID}]}))
+    big = Parameter("notes", "string", "x" * 52_000, "Notes", "Operator notes.")
+    spec = replace(SPEC, parameters=(*SPEC.parameters, big))
+    document = template_document(SPEC)
+    document["spec"] = json.loads(spec.to_json())
+    s3.put_object(Bucket=ARTIFACTS, Key=TEMPLATE_KEY, Body=json.dumps(document).encode())
+    too_long = r"(?s)manifest for device device-111: .*payload is 5\d{4} characters; the service accepts at most 51200"
+    with pytest.raises(InvalidInput, match=too_long):
+        dep.deploy(_state())
 
 
 def test_overrides_over_the_payload_limit_are_refused(s3: Any) -> None:
@@ -249,8 +246,8 @@ def test_overrides_over_the_payload_limit_are_refused(s3: Any) -> None:
 
 
 def test_the_stored_template_of_the_application_stack_is_read(s3: Any) -> None:
-    """The real writer's output (stacks/application.py), with the account CloudFormation substitutes."""
-    from stacks.application import manifest_template
+    """The real writer's output (stacks/panorama_application.py), with the account CloudFormation substitutes."""
+    from stacks.panorama_application import manifest_template
 
     body = manifest_template(SPEC).replace("${AWS::AccountId}", ACCOUNT)
     s3.put_object(Bucket=ARTIFACTS, Key=TEMPLATE_KEY, Body=body.encode())
@@ -309,19 +306,20 @@ def _describe(stub: Stubber, instance_id: str, status: str, **extra: Any) -> Non
     )
 
 
-def test_check_in_progress_then_succeeded_records_last_good(s3: Any, stub: Stubber, two_devices: Settings) -> None:
+def test_check_in_progress_then_succeeded_records_last_good(s3: Any, stub: Stubber, two_devices: StepSettings) -> None:
     _store_sent(s3)
     _describe(stub, "ai-new-1", "DEPLOYMENT_IN_PROGRESS")
     _describe(stub, "ai-new-2", "DEPLOYMENT_SUCCEEDED")
     _describe(stub, "ai-new-1", "DEPLOYMENT_SUCCEEDED")  # the second poll asks only about device 1
 
-    first = dep.check_handler(_state(deployment=_deployed()), None)
+    first = dep.check_deployment(_state(deployment=_deployed()))
     assert first["deployment"]["status"] == "IN_PROGRESS" and first["deployment"]["polls"] == 1
     assert [d["status"] for d in first["deployment"]["devices"]] == ["IN_PROGRESS", "SUCCEEDED"]
     assert read_json(s3, ARTIFACTS, last_good_key(BY_ID)) is None
-    second = dep.check_handler(first, None)
+    second = dep.check_deployment(first)
 
     assert second["deployment"]["status"] == "SUCCEEDED" and second["deployment"]["polls"] == 2
+    assert "failed_step" not in first and "failed_step" not in second
     good = read_json(s3, ARTIFACTS, last_good_key(BY_NAME))
     assert good == {
         "instance_id": "ai-new-2",
@@ -335,7 +333,9 @@ def test_check_in_progress_then_succeeded_records_last_good(s3: Any, stub: Stubb
     assert read_json(s3, ARTIFACTS, last_good_key(BY_ID))["instance_id"] == "ai-new-1"
 
 
-def test_check_a_failed_deployment_is_a_status_with_the_reason(s3: Any, stub: Stubber, two_devices: Settings) -> None:
+def test_check_a_failed_deployment_is_a_status_with_the_reason(
+    s3: Any, stub: Stubber, two_devices: StepSettings
+) -> None:
     _store_sent(s3)
     _describe(
         stub,
@@ -353,9 +353,10 @@ def test_check_a_failed_deployment_is_a_status_with_the_reason(s3: Any, stub: St
     )
     _describe(stub, "ai-new-2", "DEPLOYMENT_SUCCEEDED")
 
-    result = dep.check_handler(_state(deployment=_deployed()), None)
+    result = dep.check_deployment(_state(deployment=_deployed()))
 
     assert result["deployment"]["status"] == "FAILED"
+    assert result["failed_step"] == "CheckDeployment", "the step that saw the devices fail (the run then rolls back)"
     failed = result["deployment"]["devices"][0]
     assert failed["status"] == "FAILED"
     assert failed["status_description"] == (
@@ -365,21 +366,21 @@ def test_check_a_failed_deployment_is_a_status_with_the_reason(s3: Any, stub: St
 
 
 def test_check_past_the_deadline_times_out_what_is_still_in_progress(
-    s3: Any, stub: Stubber, two_devices: Settings
+    s3: Any, stub: Stubber, two_devices: StepSettings
 ) -> None:
     _store_sent(s3)
     _describe(stub, "ai-new-2", "DEPLOYMENT_PENDING")
 
-    result = dep.check_handler(
+    result = dep.check_deployment(
         _state(deployment=_deployed(deadline_in=-1, statuses=("SUCCEEDED", "IN_PROGRESS"))), None
     )
 
-    assert result["deployment"]["status"] == "TIMED_OUT"
+    assert result["deployment"]["status"] == "TIMED_OUT" and result["failed_step"] == "CheckDeployment"
     assert [d["status"] for d in result["deployment"]["devices"]] == ["SUCCEEDED", "TIMED_OUT"]
     assert result["deployment"]["devices"][1]["status_description"] == "still DEPLOYMENT_PENDING after 900 s"
 
 
-def test_check_an_instance_that_disappeared_failed(s3: Any, stub: Stubber, two_devices: Settings) -> None:
+def test_check_an_instance_that_disappeared_failed(s3: Any, stub: Stubber, two_devices: StepSettings) -> None:
     stub.add_client_error(
         "describe_application_instance",
         "ResourceNotFoundException",
@@ -387,8 +388,8 @@ def test_check_an_instance_that_disappeared_failed(s3: Any, stub: Stubber, two_d
         404,
         modeled_fields={"Message": "not found", "ResourceId": "ai-new-2", "ResourceType": "application-instance"},
     )
-    result = dep.check_handler(_state(deployment=_deployed(statuses=("SUCCEEDED", "IN_PROGRESS"))), None)
-    assert result["deployment"]["status"] == "FAILED"
+    result = dep.check_deployment(_state(deployment=_deployed(statuses=("SUCCEEDED", "IN_PROGRESS"))))
+    assert result["deployment"]["status"] == "FAILED" and result["failed_step"] == "CheckDeployment"
     assert result["deployment"]["devices"][1]["status_description"] == "application instance ai-new-2 no longer exists"
 
 
@@ -412,7 +413,7 @@ def _failed_deployment() -> dict[str, Any]:
 
 
 def test_rollback_restores_the_last_good_deployment_and_skips_a_device_without_one(
-    s3: Any, stub: Stubber, two_devices: Settings, pauses: list[float]
+    s3: Any, stub: Stubber, two_devices: StepSettings, pauses: list[float]
 ) -> None:
     write_json(s3, ARTIFACTS, last_good_key(BY_ID), GOOD)
     stub.add_response(
@@ -431,11 +432,11 @@ def test_rollback_restores_the_last_good_deployment_and_skips_a_device_without_o
             "ManifestOverridesPayload": {"PayloadData": GOOD["overrides"]},
             "RuntimeRoleArn": ROLE,
             "ApplicationInstanceIdToReplace": "ai-new-1",
-            "Tags": {dep.ROLLBACK_TAG: RUN},
+            "Tags": {ROLLBACK_TAG: RUN},
         },
     )
 
-    result = dep.rollback_handler(_state(deployment=_failed_deployment()), None)
+    result = rb.rollback(_state(deployment=_failed_deployment()))
 
     rollback = result["rollback"]
     assert rollback["status"] == "IN_PROGRESS" and rollback["polls"] == 0
@@ -449,21 +450,21 @@ def test_rollback_restores_the_last_good_deployment_and_skips_a_device_without_o
         "status_description": f"rollback to run {GOOD['run']} requested",
         "manifest_key": f"runs/{RUN}/rollback/{BY_ID}.json",
     }
-    assert skipped["status"] == SKIPPED and skipped["status_description"] == dep.NO_EARLIER_GOOD
+    assert skipped["status"] == SKIPPED and skipped["status_description"] == rb.NO_EARLIER_GOOD
     assert skipped["instance_id"] is None and skipped["replaced"] is None, "nothing replaced, nothing claimed"
     assert read_json(s3, ARTIFACTS, f"runs/{RUN}/rollback/{BY_ID}.json") == {**GOOD, "rollback_of": RUN}
     assert pauses == []
 
 
 def test_rollback_without_any_earlier_good_deployment_is_reported_as_skipped(
-    s3: Any, stub: Stubber, two_devices: Settings
+    s3: Any, stub: Stubber, two_devices: StepSettings
 ) -> None:
-    result = dep.rollback_handler(_state(deployment=_failed_deployment()), None)
+    result = rb.rollback(_state(deployment=_failed_deployment()))
     assert result["rollback"]["status"] == SKIPPED, "nothing was restored: not a successful rollback"
     assert [d["status"] for d in result["rollback"]["devices"]] == [SKIPPED, SKIPPED]
 
 
-def test_rollback_keeps_an_earlier_instance_that_still_runs(s3: Any, stub: Stubber, two_devices: Settings) -> None:
+def test_rollback_keeps_an_earlier_instance_that_still_runs(s3: Any, stub: Stubber, two_devices: StepSettings) -> None:
     write_json(s3, ARTIFACTS, last_good_key(BY_ID), GOOD)
     stub.add_response(
         "list_application_instances",
@@ -476,14 +477,14 @@ def test_rollback_keeps_an_earlier_instance_that_still_runs(s3: Any, stub: Stubb
         {"DeviceId": BY_ID},
     )
     deployment = _deployed(statuses=("FAILED", "SUCCEEDED"))
-    result = dep.rollback_handler(_state(deployment=deployment), None)
+    result = rb.rollback(_state(deployment=deployment))
     (kept,) = result["rollback"]["devices"]
     assert result["rollback"]["status"] == "SUCCEEDED"
     assert kept["instance_id"] == "ai-current" and "still runs" in kept["status_description"]
 
 
 def test_rollback_retried_adopts_its_instance(
-    s3: Any, stub: Stubber, two_devices: Settings, pauses: list[float]
+    s3: Any, stub: Stubber, two_devices: StepSettings, pauses: list[float]
 ) -> None:
     write_json(s3, ARTIFACTS, last_good_key(BY_ID), GOOD)
     stub.add_response(
@@ -491,18 +492,18 @@ def test_rollback_retried_adopts_its_instance(
         {
             "ApplicationInstances": [
                 _instance("ai-new-1", GOOD["instance_name"], "DEPLOYMENT_FAILED"),
-                _instance("ai-restored", GOOD["instance_name"], "DEPLOYMENT_REQUESTED", Tags={dep.ROLLBACK_TAG: RUN}),
+                _instance("ai-restored", GOOD["instance_name"], "DEPLOYMENT_REQUESTED", Tags={ROLLBACK_TAG: RUN}),
             ]
         },
         {"DeviceId": BY_ID},
     )
-    result = dep.rollback_handler(_state(deployment=_deployed(statuses=("FAILED", "SUCCEEDED"))), None)
+    result = rb.rollback(_state(deployment=_deployed(statuses=("FAILED", "SUCCEEDED"))))
     assert result["rollback"]["devices"][0]["instance_id"] == "ai-restored"
     assert result["rollback"]["status"] == "IN_PROGRESS"
 
 
 def test_check_rollback_polls_the_rollback_and_leaves_last_good_alone(
-    s3: Any, stub: Stubber, two_devices: Settings
+    s3: Any, stub: Stubber, two_devices: StepSettings
 ) -> None:
     write_json(s3, ARTIFACTS, last_good_key(BY_ID), GOOD)
     rollback: dict[str, Any] = {
@@ -525,7 +526,7 @@ def test_check_rollback_polls_the_rollback_and_leaves_last_good_alone(
                 "instance_id": None,
                 "replaced": "ai-new-2",
                 "status": SKIPPED,
-                "status_description": dep.NO_EARLIER_GOOD,
+                "status_description": rb.NO_EARLIER_GOOD,
                 "manifest_key": None,
             },
         ],
@@ -534,7 +535,7 @@ def test_check_rollback_polls_the_rollback_and_leaves_last_good_alone(
 
     state = _state(deployment=_failed_deployment(), rollback=rollback)
 
-    result = dep.check_rollback_handler(state, None)
+    result = rb.check_rollback(state)
 
     assert result["rollback"]["status"] == "SUCCEEDED" and result["rollback"]["polls"] == 1
     assert result["rollback"]["devices"][1] == rollback["devices"][1], "a skipped device is not polled"

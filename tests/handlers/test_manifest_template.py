@@ -10,9 +10,9 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from lambda_handlers import manifest_template
+from tests.handlers.conftest import REGION
 
 BUCKET = "aws-panorama-panopipe-dev-artifacts-123456789012-us-east-1"
 
@@ -39,14 +39,12 @@ def responses() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        monkeypatch.setattr(manifest_template, "_s3", None)
-        yield client
+def s3(aws: None) -> Any:
+    """A versioned artifacts bucket in moto; the handler's shared S3 client is created inside it."""
+    client = boto3.client("s3", region_name=REGION)
+    client.create_bucket(Bucket=BUCKET)
+    client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    return client
 
 
 def _event(url: str, request: str, body: str = '{"spec": {}}', bucket: str = BUCKET) -> dict[str, Any]:
@@ -63,8 +61,8 @@ def _event(url: str, request: str, body: str = '{"spec": {}}', bucket: str = BUC
 
 def test_create_then_update_write_new_versions(s3: Any, responses: tuple[str, list[dict[str, Any]]]) -> None:
     url, received = responses
-    manifest_template.handler(_event(url, "Create", '{"v": 1}'), None)
-    manifest_template.handler(_event(url, "Update", '{"v": 2}'), None)
+    manifest_template.on_event(_event(url, "Create", '{"v": 1}'))
+    manifest_template.on_event(_event(url, "Update", '{"v": 2}'))
     assert [r["Status"] for r in received] == ["SUCCESS", "SUCCESS"]
     assert received[0]["PhysicalResourceId"] == f"s3://{BUCKET}/panorama/application-manifest.json"
     assert received[1]["Data"]["VersionId"]
@@ -76,8 +74,8 @@ def test_create_then_update_write_new_versions(s3: Any, responses: tuple[str, li
 
 def test_delete_keeps_the_object(s3: Any, responses: tuple[str, list[dict[str, Any]]]) -> None:
     url, received = responses
-    manifest_template.handler(_event(url, "Create"), None)
-    manifest_template.handler(_event(url, "Delete"), None)
+    manifest_template.on_event(_event(url, "Create"))
+    manifest_template.on_event(_event(url, "Delete"))
     assert [r["Status"] for r in received] == ["SUCCESS", "SUCCESS"]
     assert s3.get_object(Bucket=BUCKET, Key="panorama/application-manifest.json")
 
@@ -86,7 +84,7 @@ def test_failure_is_reported_to_cloudformation_with_the_reason(
     s3: Any, responses: tuple[str, list[dict[str, Any]]]
 ) -> None:
     url, received = responses
-    manifest_template.handler(_event(url, "Create", bucket="aws-panorama-missing-bucket"), None)
+    manifest_template.on_event(_event(url, "Create", bucket="aws-panorama-missing-bucket"))
     (response,) = received
     assert response["Status"] == "FAILED"
     assert "NoSuchBucket" in response["Reason"]

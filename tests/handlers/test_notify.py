@@ -13,14 +13,14 @@ from lambda_handlers import notify
 from lambda_handlers import settings as cfg
 from lambda_handlers.aws import clients
 from lambda_handlers.errors import Throttled
-from lambda_handlers.settings import Settings
+from lambda_handlers.settings import StepSettings
 
 RUN = "ds-people-0123456789ab"
 PATCH = "a" * 64
 
 
 @pytest.fixture
-def inbox(aws: None, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Any:
+def inbox(aws: None, settings: StepSettings, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A topic in moto with a queue subscribed; returns a function reading the published messages."""
     sns = boto3.client("sns", region_name="us-east-1")
     sqs = boto3.client("sqs", region_name="us-east-1")
@@ -77,7 +77,7 @@ def _devices(*statuses: tuple[str, str, str]) -> list[dict[str, Any]]:
 def test_success_is_reported_with_jobs_metric_package_and_instances(inbox: Any) -> None:
     deployment = {"status": "SUCCEEDED", "devices": _devices(("lobby", "SUCCEEDED", "DEPLOYMENT_SUCCEEDED"))}
 
-    result = notify.handler(_state(deployment=deployment), None)
+    result = notify.notify(_state(deployment=deployment))
 
     (published,) = inbox()
     assert published["Subject"] == f"[panopipe-dev] run {RUN} SUCCEEDED"
@@ -113,7 +113,7 @@ def test_a_caught_error_is_reported_with_the_step_and_the_lambda_message(inbox: 
     )
     del state["compilation"], state["package"]
 
-    result = notify.handler(state, None)
+    result = notify.notify(state)
 
     (published,) = inbox()
     assert published["Subject"] == f"[panopipe-dev] run {RUN} FAILED"
@@ -129,7 +129,8 @@ def test_a_plain_text_cause_is_the_reason() -> None:
     assert notify.error_reason({"Error": "States.Timeout", "Cause": "Task timed out after 900 seconds"}) == (
         "Task timed out after 900 seconds"
     )
-    assert notify.error_reason({"Error": "States.TaskFailed"}) == "States.TaskFailed"
+    no_cause: Any = {"Error": "States.TaskFailed"}  # a Catch may carry no Cause
+    assert notify.error_reason(no_cause) == "States.TaskFailed"
 
 
 def test_a_failed_deployment_reports_the_devices_and_both_outcomes_of_the_rollback(inbox: Any) -> None:
@@ -150,10 +151,14 @@ def test_a_failed_deployment_reports_the_devices_and_both_outcomes_of_the_rollba
     }
     rollback["devices"][0].update(instance_id="ai-restored", replaced="ai-1")
 
-    result = notify.handler(_state(deployment=deployment, rollback=rollback), None)
+    # check_deployment records itself as the failed step
+    state = _state(deployment=deployment, rollback=rollback, failed_step="CheckDeployment")
+
+    result = notify.notify(state)
 
     summary = result["summary"]
     assert summary["status"] == "FAILED" and summary["error"] == "DeploymentFailed"
+    assert summary["failed_step"] == "CheckDeployment"
     assert summary["reason"] == (
         "deployment FAILED: lobby: FAILED - DEPLOYMENT_FAILED: Model compilation failed "
         "(device reported: model_node INSTALL_ERROR)"
@@ -161,6 +166,7 @@ def test_a_failed_deployment_reports_the_devices_and_both_outcomes_of_the_rollba
     assert summary["rollback"] == "SUCCEEDED"
     (published,) = inbox()
     body = published["Message"]
+    assert "Failed step: CheckDeployment" in body
     assert "Deployment: FAILED" in body and "Rollback: SUCCEEDED" in body
     assert "  - lobby (device-1): instance ai-restored replacing ai-1: SUCCEEDED - DEPLOYMENT_SUCCEEDED" in body
     assert "  - dock (device-2): instance ai-2: SUCCEEDED - DEPLOYMENT_SUCCEEDED" in body
@@ -168,8 +174,9 @@ def test_a_failed_deployment_reports_the_devices_and_both_outcomes_of_the_rollba
 
 def test_a_timed_out_deployment_is_reported_as_step_timed_out(inbox: Any) -> None:
     deployment = {"status": "TIMED_OUT", "devices": _devices(("lobby", "TIMED_OUT", "still DEPLOYMENT_PENDING"))}
-    result = notify.handler(_state(deployment=deployment, rollback={"status": "SUCCEEDED", "devices": []}), None)
-    assert result["summary"]["error"] == "StepTimedOut"
+    rollback = {"status": "SUCCEEDED", "devices": []}
+    result = notify.notify(_state(deployment=deployment, rollback=rollback, failed_step="CheckDeployment"))
+    assert result["summary"]["error"] == "StepTimedOut" and result["summary"]["failed_step"] == "CheckDeployment"
     assert result["summary"]["reason"] == "deployment TIMED_OUT: lobby: TIMED_OUT - still DEPLOYMENT_PENDING"
 
 
@@ -181,7 +188,7 @@ def test_the_subject_stays_within_the_sns_limit() -> None:
 def test_a_failure_to_publish_raises(inbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(cfg.TOPIC_ARN, "arn:aws:sns:us-east-1:123456789012:no-such-topic")
     with pytest.raises(Exception, match="NotFound"):
-        notify.handler(_state(), None)
+        notify.notify(_state())
 
 
 def test_throttling_becomes_throttled(inbox: Any) -> None:
@@ -189,4 +196,4 @@ def test_throttling_becomes_throttled(inbox: Any) -> None:
     with Stubber(sns) as stubber:
         stubber.add_client_error("publish", "Throttling", "Rate exceeded", 400)
         with pytest.raises(Throttled, match="Publish throttled"):
-            notify.handler(_state(), None)
+            notify.notify(_state())

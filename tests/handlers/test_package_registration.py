@@ -5,23 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
-from moto import mock_aws
 
 from lambda_handlers import artifacts as artifacts_store
 from lambda_handlers import package_registration as reg
 from lambda_handlers import settings as cfg
 from lambda_handlers.aws import panorama
 from lambda_handlers.errors import InvalidInput, PackageRegistrationFailed, StepTimedOut, Throttled
-from lambda_handlers.settings import Device, Settings, use_settings
-from panopipe.application import application_spec
+from lambda_handlers.settings import StepSettings, install
+from lambda_handlers.state import PackageSection
 from panopipe.config import load_config
+from panopipe.config.panorama_spec import application_spec
 from panorama_app.manifest import documents
 from panorama_app.manifest.spec import ApplicationSpec
 from tests.conftest import ROOT
@@ -41,14 +40,12 @@ SPEC = application_spec(load_config(ROOT / "config" / "dev.yaml", base_dir=ROOT)
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        for bucket in (ARTIFACTS, STORE):
-            client.create_bucket(Bucket=bucket)
-        client.put_object(Bucket=ARTIFACTS, Key="runs/r1/output/model.tar.gz", Body=MODEL)
-        yield client
+def s3(aws: None) -> Any:
+    client = boto3.client("s3", region_name="us-east-1")
+    for bucket in (ARTIFACTS, STORE):
+        client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=ARTIFACTS, Key="runs/r1/output/model.tar.gz", Body=MODEL)
+    return client
 
 
 def test_new_package_is_created_then_the_version_registered(s3: Any, stub: Stubber) -> None:
@@ -124,7 +121,7 @@ def _described(status: str, description: str | None = None) -> dict[str, Any]:
     return response
 
 
-REGISTRATION = {
+REGISTRATION: PackageSection = {
     "package_id": "pkg-1",
     "package_name": SPEC.model_package,
     "package_version": "1.0",
@@ -147,12 +144,12 @@ def test_failed_registration_raises_with_the_service_description(stub: Stubber) 
 
 
 def test_old_patch_versions_beyond_the_window_are_deregistered(stub: Stubber) -> None:
-    history = ["p1", "p2", "p3", "p4", "abc"]
+    history = [{"package_version": "1.0", "patch_version": p} for p in ("p1", "p2", "p3", "p4", "abc")]
     for patch in ("p1", "p2"):
         stub.add_response(
             "deregister_package_version", {}, {"PackageId": "pkg-1", "PackageVersion": "1.0", "PatchVersion": patch}
         )
-    assert reg.deregister_beyond(REGISTRATION, history, keep=3) == ["p1", "p2"]
+    assert reg.deregister_oldest(REGISTRATION, history, keep=3) == history[:2]
 
 
 def test_stubber_rejects_a_request_the_real_api_would_reject() -> None:
@@ -160,7 +157,8 @@ def test_stubber_rejects_a_request_the_real_api_would_reject() -> None:
     client = panorama.new_client("us-east-1")
     with Stubber(client) as stubber, pytest.raises(Exception, match=r"Unknown parameter|Parameter validation failed"):
         stubber.add_response("register_package_version", {})
-        client.register_package_version(PackageId="pkg-1", PackageVersion="1.0", PatchVersion="abc", Latest=True)
+        # Latest (not MarkLatest) is the mistake the carried model must catch; the typed client flags it too.
+        client.register_package_version(PackageId="pkg-1", PackageVersion="1.0", PatchVersion="abc", Latest=True)  # type: ignore[call-arg]
 
 
 # --- step handlers ---------------------------------------------------------------------------------
@@ -171,7 +169,7 @@ MODEL_URI = f"s3://{ARTIFACTS}/runs/{RUN}/output/model.tar.gz"
 
 
 def template_document(spec: ApplicationSpec, account: str = ACCOUNT) -> dict[str, Any]:
-    """What stacks/application.py stores (after CloudFormation substituted the account id)."""
+    """What stacks/panorama_application.py stores (after CloudFormation substituted the account id)."""
     graph = documents.graph(spec, account)
     overrides = documents.camera_overrides(spec, account, graph)
     return {"spec": json.loads(spec.to_json()), "graph": graph, "overrides": overrides}
@@ -246,13 +244,13 @@ def _register_responses(stub: Stubber, conflict: bool = False, exists: bool = Tr
 
 
 def test_register_step_registers_the_raw_model_with_the_input_of_the_run(
-    artifacts: Any, stub: Stubber, settings: Settings
+    artifacts: Any, stub: Stubber, settings: StepSettings
 ) -> None:
     _register_responses(stub)
     state = _run_state(framework="pytorch", input_name="input0", input_shape=[1, 3, 512, 512])
     before = int(time.time())
 
-    result = reg.register_handler(state, None)
+    result = reg.register_package(state)
 
     package = result["package"]
     assert package["status"] == "IN_PROGRESS" and package["polls"] == 0 and package["deregistered"] == []
@@ -272,29 +270,29 @@ def test_register_step_registers_the_raw_model_with_the_input_of_the_run(
 
 
 def test_register_step_retried_adopts_the_identical_registered_patch(
-    artifacts: Any, stub: Stubber, settings: Settings
+    artifacts: Any, stub: Stubber, settings: StepSettings
 ) -> None:
     _register_responses(stub)
     _register_responses(stub, conflict=True)
-    first = reg.register_handler(_run_state(), None)
-    second = reg.register_handler(_run_state(), None)
+    first = reg.register_package(_run_state())
+    second = reg.register_package(_run_state())
     assert second["package"]["patch_version"] == first["package"]["patch_version"]
     assert second["package"]["status"] == "IN_PROGRESS"
 
 
 def test_conflict_for_a_patch_that_does_not_exist_is_not_adopted(
-    artifacts: Any, stub: Stubber, settings: Settings
+    artifacts: Any, stub: Stubber, settings: StepSettings
 ) -> None:
     _register_responses(stub, conflict=True, exists=False)
     with pytest.raises(ClientError, match="ConflictException"):
-        reg.register_handler(_run_state(), None)
+        reg.register_package(_run_state())
 
 
 def test_register_step_rejects_a_model_uri_that_is_not_an_s3_object(
-    artifacts: Any, stub: Stubber, settings: Settings
+    artifacts: Any, stub: Stubber, settings: StepSettings
 ) -> None:
     with pytest.raises(InvalidInput, match="not an S3 object URI"):
-        reg.register_handler(_run_state(s3_uri="https://example.com/model.tar.gz"), None)
+        reg.register_package(_run_state(s3_uri="https://example.com/model.tar.gz"))
 
 
 def _package_state(deadline_in: int = 600, **values: Any) -> dict[str, Any]:
@@ -317,17 +315,17 @@ PARAMS = {"PackageId": "pkg-1", "PackageVersion": "1.0", "PatchVersion": "abc"}
 
 
 def test_check_step_pending_then_completed_records_the_patch_once(
-    artifacts: Any, stub: Stubber, settings: Settings
+    artifacts: Any, stub: Stubber, settings: StepSettings
 ) -> None:
     stub.add_response("describe_package_version", _described("REGISTER_PENDING"), PARAMS)
     for _ in range(2):
         stub.add_response("describe_package_version", _described("REGISTER_COMPLETED"), PARAMS)
 
-    pending = reg.check_handler(_package_state(), None)
+    pending = reg.check_registration(_package_state())
     assert pending["package"]["status"] == "IN_PROGRESS" and pending["package"]["polls"] == 3
-    done = reg.check_handler(pending, None)
+    done = reg.check_registration(pending)
     assert done["package"]["status"] == "SUCCEEDED" and done["package"]["deregistered"] == []
-    reg.check_handler(pending, None)  # a retried check appends nothing twice
+    reg.check_registration(pending)  # a retried check appends nothing twice
 
     history = json.loads(
         artifacts.get_object(Bucket=ARTIFACTS, Key=artifacts_store.history_key(SPEC.model_package))["Body"].read()
@@ -336,80 +334,74 @@ def test_check_step_pending_then_completed_records_the_patch_once(
 
 
 def test_check_step_deregisters_beyond_the_window_but_spares_a_last_good_patch(
-    artifacts: Any, stub: Stubber, monkeypatch: pytest.MonkeyPatch
+    artifacts: Any, stub: Stubber, settings: StepSettings
 ) -> None:
-    use_settings(make_settings(keep_package_versions=3, devices=(Device(id="device-1"),)))
-    try:
-        old = [("0.9", "p0"), ("1.0", "p1"), ("1.0", "p2"), ("1.0", "p3"), ("1.0", "p4")]
-        artifacts_store.write_json(
-            artifacts,
-            ARTIFACTS,
-            artifacts_store.history_key(SPEC.model_package),
-            {"patches": [{"package_version": v, "patch_version": p} for v, p in old]},
-        )
-        artifacts_store.write_json(
-            artifacts,
-            ARTIFACTS,
-            artifacts_store.last_good_key("device-1"),
-            {"package": {**REGISTRATION, "patch_version": "p1"}, "manifest": "{}", "overrides": "{}"},
-        )
-        stub.add_response("describe_package_version", _described("REGISTER_COMPLETED"), PARAMS)
-        p0 = {"PackageId": "pkg-1", "PackageVersion": "0.9", "PatchVersion": "p0"}
-        # p0 was deregistered by hand already: counts as removed
-        panorama_error(stub, "deregister_package_version", "ResourceNotFoundException", "Gone", 404, p0, "p0")
-        stub.add_response(
-            "deregister_package_version", {}, {"PackageId": "pkg-1", "PackageVersion": "1.0", "PatchVersion": "p2"}
-        )
+    install(make_settings({"runs.keep_package_versions": 3, "devices": [{"id": "device-1"}]}))
+    old = [("0.9", "p0"), ("1.0", "p1"), ("1.0", "p2"), ("1.0", "p3"), ("1.0", "p4")]
+    artifacts_store.write_json(
+        artifacts,
+        ARTIFACTS,
+        artifacts_store.history_key(SPEC.model_package),
+        {"patches": [{"package_version": v, "patch_version": p} for v, p in old]},
+    )
+    artifacts_store.write_json(
+        artifacts,
+        ARTIFACTS,
+        artifacts_store.last_good_key("device-1"),
+        {"package": {**REGISTRATION, "patch_version": "p1"}, "manifest": "{}", "overrides": "{}"},
+    )
+    stub.add_response("describe_package_version", _described("REGISTER_COMPLETED"), PARAMS)
+    p0 = {"PackageId": "pkg-1", "PackageVersion": "0.9", "PatchVersion": "p0"}
+    # p0 was deregistered by hand already: counts as removed
+    panorama_error(stub, "deregister_package_version", "ResourceNotFoundException", "Gone", 404, p0, "p0")
+    stub.add_response(
+        "deregister_package_version", {}, {"PackageId": "pkg-1", "PackageVersion": "1.0", "PatchVersion": "p2"}
+    )
 
-        done = reg.check_handler(_package_state(), None)
+    done = reg.check_registration(_package_state())
 
-        assert done["package"]["status"] == "SUCCEEDED"
-        assert done["package"]["deregistered"] == ["p0", "p2"]
-        key = artifacts_store.history_key(SPEC.model_package)
-        history = json.loads(artifacts.get_object(Bucket=ARTIFACTS, Key=key)["Body"].read())
-        assert [e["patch_version"] for e in history["patches"]] == ["p1", "p3", "p4", "abc"]
-    finally:
-        use_settings(None)
+    assert done["package"]["status"] == "SUCCEEDED"
+    assert done["package"]["deregistered"] == ["p0", "p2"]
+    key = artifacts_store.history_key(SPEC.model_package)
+    history = json.loads(artifacts.get_object(Bucket=ARTIFACTS, Key=key)["Body"].read())
+    assert [e["patch_version"] for e in history["patches"]] == ["p1", "p3", "p4", "abc"]
 
 
-def test_check_step_raises_for_a_failed_registration(artifacts: Any, stub: Stubber, settings: Settings) -> None:
+def test_check_step_raises_for_a_failed_registration(artifacts: Any, stub: Stubber, settings: StepSettings) -> None:
     stub.add_response("describe_package_version", _described("FAILED", "Asset not found"), PARAMS)
     with pytest.raises(PackageRegistrationFailed, match="patch abc: Asset not found"):
-        reg.check_handler(_package_state(), None)
+        reg.check_registration(_package_state())
 
 
-def test_check_step_times_out(artifacts: Any, stub: Stubber, settings: Settings) -> None:
+def test_check_step_times_out(artifacts: Any, stub: Stubber, settings: StepSettings) -> None:
     stub.add_response("describe_package_version", _described("REGISTER_PENDING"), PARAMS)
     with pytest.raises(StepTimedOut, match="still REGISTER_PENDING after 1800 s"):
-        reg.check_handler(_package_state(deadline_in=-1), None)
+        reg.check_registration(_package_state(deadline_in=-1))
 
 
-def test_check_step_throttling_becomes_throttled(artifacts: Any, stub: Stubber, settings: Settings) -> None:
+def test_check_step_throttling_becomes_throttled(artifacts: Any, stub: Stubber, settings: StepSettings) -> None:
     stub.add_client_error("describe_package_version", "ThrottlingException", "slow down", 429)
     with pytest.raises(Throttled):
-        reg.check_handler(_package_state(), None)
+        reg.check_registration(_package_state())
 
 
 def test_a_patch_the_service_refuses_to_deregister_stays_in_the_history(
-    artifacts: Any, stub: Stubber, monkeypatch: pytest.MonkeyPatch
+    artifacts: Any, stub: Stubber, settings: StepSettings
 ) -> None:
-    use_settings(make_settings(keep_package_versions=1))
-    try:
-        key = artifacts_store.history_key(SPEC.model_package)
-        artifacts_store.write_json(
-            artifacts, ARTIFACTS, key, {"patches": [{"package_version": "1.0", "patch_version": "p1"}]}
-        )
-        stub.add_response("describe_package_version", _described("REGISTER_COMPLETED"), PARAMS)
-        p1 = {**PARAMS, "PatchVersion": "p1"}
-        panorama_error(stub, "deregister_package_version", "ConflictException", "In use", 409, p1, "p1")
+    install(make_settings({"runs.keep_package_versions": 1}))
+    key = artifacts_store.history_key(SPEC.model_package)
+    artifacts_store.write_json(
+        artifacts, ARTIFACTS, key, {"patches": [{"package_version": "1.0", "patch_version": "p1"}]}
+    )
+    stub.add_response("describe_package_version", _described("REGISTER_COMPLETED"), PARAMS)
+    p1 = {**PARAMS, "PatchVersion": "p1"}
+    panorama_error(stub, "deregister_package_version", "ConflictException", "In use", 409, p1, "p1")
 
-        done = reg.check_handler(_package_state(), None)
+    done = reg.check_registration(_package_state())
 
-        assert done["package"]["status"] == "SUCCEEDED" and done["package"]["deregistered"] == []
-        history = json.loads(artifacts.get_object(Bucket=ARTIFACTS, Key=key)["Body"].read())
-        assert [e["patch_version"] for e in history["patches"]] == ["p1", "abc"]
-    finally:
-        use_settings(None)
+    assert done["package"]["status"] == "SUCCEEDED" and done["package"]["deregistered"] == []
+    history = json.loads(artifacts.get_object(Bucket=ARTIFACTS, Key=key)["Body"].read())
+    assert [e["patch_version"] for e in history["patches"]] == ["p1", "abc"]
 
 
 def test_a_template_naming_other_packages_than_the_stack_is_refused(

@@ -18,25 +18,29 @@ import types
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from lambda_handlers import deployment, names, training
+from lambda_handlers import app_instances, names, rollback, training
 from lambda_handlers import settings as cfg
 from lambda_handlers import state as handler_state
+from lambda_handlers.app_instances import ROLLBACK_TAG, RUN_TAG
 from lambda_handlers.artifacts import history_key, last_good_key, read_json, split_s3_uri, write_json
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.errors import TransientError
-from lambda_handlers.settings import Settings, use_settings
+from lambda_handlers.settings import StepSettings, install, parse
 from panorama_app.manifest import documents, validation
 from panorama_app.manifest.spec import ApplicationSpec
 from tests.conftest import Synthesized
-from tests.handlers.conftest import ACCOUNT, REGION, sagemaker_backend
+from tests.handlers.conftest import ACCOUNT, REGION, refuse_next_training_job, sagemaker_backend
 from tests.handlers.interpreter import Execution, Function, Interpreter
 from tests.test_pipeline_stack import definition
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker.type_defs import DescribeCompilationJobResponseTypeDef
 
 State = dict[str, Any]
 Hook = Callable[[State], None]
@@ -66,6 +70,8 @@ LOCATION = {
     **{f"{kind}PrefixLocation": f"{ACCOUNT}/nodePackages/pkg-1/{kind.lower()}" for kind in ("Binary", "Manifest")},
     **{f"{kind}PrefixLocation": f"{ACCOUNT}/nodePackages/pkg-1/{kind.lower()}" for kind in ("Generated", "Repo")},
 }
+#: Every variable a handler reads (the names ``lambda_handlers.settings`` defines): cleared around each call.
+HANDLER_VARIABLES = {value for name, value in vars(cfg).items() if name.isupper() and isinstance(value, str)}
 CHECKS = {
     "training": "CheckTraining",
     "compilation": "CheckCompilation",
@@ -94,7 +100,7 @@ class Machine:
     functions: dict[str, Function]
     template_key: str
     template: State
-    settings: Settings
+    settings: StepSettings
     spec: ApplicationSpec
 
 
@@ -116,7 +122,7 @@ def machine(synthesized: Synthesized) -> Machine:
         functions,
         props["Key"],
         template,
-        Settings.from_json(step_settings.pop()),
+        parse(StepSettings, json.loads(step_settings.pop())),
         ApplicationSpec.from_json(json.dumps(template["spec"])),
     )
 
@@ -271,7 +277,7 @@ class World:
             "ManifestPayload": {"PayloadData": ANY},
             "ManifestOverridesPayload": {"PayloadData": ANY},
             "RuntimeRoleArn": ROLE,
-            "Tags": {deployment.RUN_TAG: RUN},
+            "Tags": {RUN_TAG: RUN},
         }
         if running:
             params["ApplicationInstanceIdToReplace"] = running[0]["ApplicationInstanceId"]
@@ -309,7 +315,7 @@ def world(
     aws: None, machine: Machine, panorama_client: tuple[Any, list[tuple[str, State]]], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[World]:
     monkeypatch.setenv("AWS_REGION", REGION)  # the Lambda runtime sets it
-    s3, sns, sqs = clients.s3(), clients.sns(), clients.client("sqs")
+    s3, sns, sqs = clients.s3(), clients.sns(), boto3.client("sqs", region_name=REGION)
     for bucket in (DATA, ARTIFACTS, STORE):
         s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=ARTIFACTS, Key=machine.template_key, Body=json.dumps(machine.template).encode())
@@ -323,9 +329,9 @@ def world(
     client, calls = panorama_client
     calls.clear()
     every_variable = {name for function in machine.functions.values() for name in function.environment}
-    interpreter = Interpreter(machine.definition, machine.functions, cleared=tuple(every_variable | set(cfg.ALL)))
+    interpreter = Interpreter(machine.definition, machine.functions, cleared=tuple(every_variable | HANDLER_VARIABLES))
     monkeypatch.setattr(handler_state, "time", types.SimpleNamespace(time=interpreter.now))
-    monkeypatch.setattr(deployment, "pause", lambda seconds: None)
+    monkeypatch.setattr(app_instances, "pause", lambda seconds: None)
     try:
         with Stubber(client) as stub:
             panorama.use_client(client)
@@ -335,7 +341,7 @@ def world(
             stub.assert_no_pending_responses()
     finally:
         panorama.use_client(None)
-        use_settings(None)
+        install(None)
 
 
 def loop(section: str, polls: int) -> list[str]:
@@ -348,9 +354,9 @@ def training_jobs() -> list[str]:
     return [s["TrainingJobName"] for s in clients.sagemaker().list_training_jobs()["TrainingJobSummaries"]]
 
 
-def compilation_job() -> State:
+def compilation_job() -> DescribeCompilationJobResponseTypeDef:
     name = names.job_name("panopipe-dev", "neo", RUN)
-    return clients.sagemaker().describe_compilation_job(CompilationJobName=name)  # type: ignore[no-any-return]
+    return clients.sagemaker().describe_compilation_job(CompilationJobName=name)
 
 
 def deploys_after_compilation(polls: int) -> list[str]:
@@ -621,7 +627,7 @@ def test_a_failed_deployment_is_rolled_back_to_the_last_good_one_and_the_run_fai
             }
         ],
     )
-    failed = instance("ai-new", name, "DEPLOYMENT_FAILED", Tags={deployment.RUN_TAG: RUN})
+    failed = instance("ai-new", name, "DEPLOYMENT_FAILED", Tags={RUN_TAG: RUN})
     world.stub.add_response(
         "list_application_instances",
         {"ApplicationInstances": [failed, instance("ai-good", name, "REMOVAL_SUCCEEDED")]},
@@ -638,7 +644,7 @@ def test_a_failed_deployment_is_rolled_back_to_the_last_good_one_and_the_run_fai
             "ManifestOverridesPayload": {"PayloadData": good["overrides"]},
             "RuntimeRoleArn": ROLE,
             "ApplicationInstanceIdToReplace": "ai-new",
-            "Tags": {deployment.ROLLBACK_TAG: RUN},
+            "Tags": {ROLLBACK_TAG: RUN},
         },
     )
     world.stub_instance("ai-rollback", 1, "DEPLOYMENT_SUCCEEDED")
@@ -658,13 +664,14 @@ def test_a_failed_deployment_is_rolled_back_to_the_last_good_one_and_the_run_fai
         "Notify failure",
         "Run failed",
     ]
-    assert run.output is not None
+    assert run.output is not None and run.output["failed_step"] == "CheckDeployment"
     (restored,) = run.output["rollback"]["devices"]
     assert (restored["instance_id"], restored["replaced"], restored["status"]) == ("ai-rollback", "ai-new", "SUCCEEDED")
     assert read_json(world.s3, ARTIFACTS, last_good_key(DEVICE)) == good, "a failed deployment never becomes last good"
     (message,) = world.messages()
     text = message["Message"]
     assert message["Subject"] == f"[panopipe-dev] run {RUN} FAILED"
+    assert "Failed step: CheckDeployment" in text
     assert "Error: DeploymentFailed" in text and "Model package failed to load" in text
     assert "Rollback: SUCCEEDED" in text and "instance ai-rollback replacing ai-new: SUCCEEDED" in text
 
@@ -700,7 +707,7 @@ def test_a_loop_past_its_deadline_times_out_and_stops_the_job(world: World, monk
         run = world.run({"model": MODEL_URI})
 
         stop.assert_no_pending_responses()
-    timeout = world.machine.settings.timing.compilation_timeout_seconds
+    timeout = world.machine.settings.runs.compilation_timeout_seconds
     poll = world.machine.definition["States"]["Wait for compilation"]["Seconds"]
     assert (run.status, run.error) == ("FAILED", "StepTimedOut")
     assert run.cause == f"compilation job {job} still INPROGRESS after the {timeout} s timeout; stopped it"
@@ -712,7 +719,7 @@ def test_a_deployment_past_its_deadline_is_rolled_back(world: World) -> None:
     world.put_model()
     world.compile(0)
     world.stub_registration(0)
-    timeout = world.machine.settings.timing.deployment_timeout_seconds
+    timeout = world.machine.settings.runs.deployment_timeout_seconds
     poll = world.machine.definition["States"]["Wait for deployment"]["Seconds"]
     world.stub_deployment(timeout // poll, final="DEPLOYMENT_IN_PROGRESS")
 
@@ -728,21 +735,26 @@ def test_a_deployment_past_its_deadline_is_rolled_back(world: World) -> None:
         "Notify failure",
         "Run failed",
     ]
-    assert run.output is not None
+    assert run.output is not None and run.output["failed_step"] == "CheckDeployment"
     (skipped,) = run.output["rollback"]["devices"]
-    assert (skipped["status"], skipped["status_description"]) == ("SKIPPED", deployment.NO_EARLIER_GOOD)
+    assert (skipped["status"], skipped["status_description"]) == ("SKIPPED", rollback.NO_EARLIER_GOOD)
     assert len(world.requests("CreateApplicationInstance")) == 1, "nothing to roll back to: nothing created"
 
 
 # --- idempotency ----------------------------------------------------------------------------------------
 
 
-def test_start_steps_rerun_with_the_same_input_start_nothing_twice(world: World) -> None:
+def test_start_steps_rerun_with_the_same_input_start_nothing_twice(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     world.train(0)
     invoke = world.interpreter.invoke
     state = invoke("ValidateInput", {"input": {"dataset": DATASET}, "run": {"name": RUN, "started": "t"}})
 
-    trained = [invoke("StartTraining", state) for _ in range(2)]
+    trained = [invoke("StartTraining", state)]
+    refused = refuse_next_training_job(clients.sagemaker(), monkeypatch)  # moto itself will, with the fidelity patch
+    trained.append(invoke("StartTraining", state))
+    refused.assert_no_pending_responses()
     assert trained[0] == trained[1], "the rerun adopts the job, and its deadline counts from its creation"
     assert training_jobs() == [names.job_name("panopipe-dev", "train", RUN)]
 
@@ -767,9 +779,7 @@ def test_start_steps_rerun_with_the_same_input_start_nothing_twice(world: World)
     state = invoke("CheckRegistration", registered)
 
     world.stub_deploy()
-    tagged = instance(
-        "ai-new", world.spec.instance_name(DEVICE), "DEPLOYMENT_IN_PROGRESS", Tags={deployment.RUN_TAG: RUN}
-    )
+    tagged = instance("ai-new", world.spec.instance_name(DEVICE), "DEPLOYMENT_IN_PROGRESS", Tags={RUN_TAG: RUN})
     world.stub_deploy((tagged,), adopted=True)
     deployed = [invoke("Deploy", state) for _ in range(2)]
     assert deployed[0]["deployment"]["devices"] == deployed[1]["deployment"]["devices"]
@@ -780,16 +790,19 @@ def test_start_steps_rerun_with_the_same_input_start_nothing_twice(world: World)
 def test_a_start_step_retried_after_its_job_was_created_adopts_it(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = training.start_handler
+    real, sagemaker = training.start_training, clients.sagemaker()
     lost: list[Exception] = [TransientError("ReadTimeoutError: the response to CreateTrainingJob was lost")]
+    refused: list[Stubber] = []
 
     def flaky(event: State, context: Any = None) -> State:
-        result = real(event, context)
+        result: State = real(event, context)
         if lost:
+            # The retry's create finds the job: ResourceInUse (moto itself will, with the fidelity patch).
+            refused.append(refuse_next_training_job(sagemaker, monkeypatch))
             raise lost.pop()
         return result
 
-    monkeypatch.setattr(training, "start_handler", flaky)
+    monkeypatch.setattr(training, "start_training", flaky)
     world.train(1)
     world.compile(0)
     world.stub_registration(0)
@@ -799,4 +812,6 @@ def test_a_start_step_retried_after_its_job_was_created_adopts_it(
 
     assert run.status == "SUCCEEDED", run.cause
     assert run.retries == Counter({"StartTraining": 1}) and run.invocations["StartTraining"] == 2
+    (retried,) = refused
+    retried.assert_no_pending_responses()
     assert training_jobs() == [names.job_name("panopipe-dev", "train", RUN)]

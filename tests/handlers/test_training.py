@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from lambda_handlers import names, training
@@ -21,13 +22,12 @@ from lambda_handlers.settings import (
     SAGEMAKER_ROLE_ARN,
     TRAINING_IMAGE,
     TRAINING_SOURCE,
-    Metric,
     MissingSetting,
-    Settings,
-    use_settings,
+    StepSettings,
+    install,
 )
-from lambda_handlers.state import IN_PROGRESS, SUCCEEDED
-from tests.handlers.conftest import REGION, sagemaker_backend
+from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, RunState
+from tests.handlers.conftest import REGION, make_settings, refuse_next_training_job, sagemaker_backend
 
 DATA = "aws-panorama-panopipe-dev-data-123456789012-us-east-1"
 ARTIFACTS = "aws-panorama-panopipe-dev-artifacts-123456789012-us-east-1"
@@ -36,9 +36,11 @@ ROLE_ARN = "arn:aws:iam::123456789012:role/panopipe-dev-sagemaker-execution"
 IMAGE = "811284229777.dkr.ecr.us-east-1.amazonaws.com/image-classification:1"
 RUN = "ds-d1-0123456789ab"
 JOB = names.job_name("panopipe-dev", "train", RUN)
+#: dev's training wait loop: the spot job's max wait (2 x 3600 s runtime) + 30 min.
+TRAINING_TIMEOUT = 2 * 3600 + 1800
 
 
-def dataset_state(data_type: str = "S3Prefix") -> dict[str, Any]:
+def dataset_state(data_type: str = "S3Prefix") -> RunState:
     suffix = {"S3Prefix": "/", "ManifestFile": ".manifest"}[data_type]
     return {
         "input": {"dataset": f"s3://{DATA}/datasets/d1/"},
@@ -55,7 +57,7 @@ def dataset_state(data_type: str = "S3Prefix") -> dict[str, Any]:
 
 
 @pytest.fixture
-def sagemaker(aws: None, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Any:
+def sagemaker(aws: None, settings: StepSettings, monkeypatch: pytest.MonkeyPatch) -> Any:
     for name, value in (
         (ARTIFACTS_BUCKET, ARTIFACTS),
         (ARTIFACTS_KEY_ARN, KEY_ARN),
@@ -66,20 +68,23 @@ def sagemaker(aws: None, settings: Settings, monkeypatch: pytest.MonkeyPatch) ->
     return clients.sagemaker()
 
 
-def script_settings(settings: Settings, **training_overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "mode": "script",
-        "entry_point": "detector/train_detector.py",
-        "spot": False,
-        "hyperparameters": {"epochs": "20", "lr": "0.001"},
-        "metric": Metric(name="validation:mAP", threshold=0.5),
-    }
-    values.update(training_overrides)
-    return replace(settings, training=replace(settings.training, **values))
+def script_settings() -> StepSettings:
+    """dev's settings with a script-mode detector: its entry point in a source directory, no spot."""
+    return make_settings(
+        {
+            "training.mode": "script",
+            "training.algorithm": None,
+            "training.source_dir": "tests",
+            "training.entry_point": "fixtures/train_detector.py",  # in the source directory
+            "training.spot": False,
+            "training.hyperparameters": {"epochs": 20, "lr": 0.001},
+            "training.metric": {"name": "validation:mAP", "threshold": 0.5},
+        }
+    )
 
 
-def started(state: dict[str, Any] | None = None) -> dict[str, Any]:
-    return training.start_handler(state or dataset_state(), None)
+def started(state: Any = None) -> Any:
+    return training.start_training(state or dataset_state())
 
 
 def set_job(**attributes: Any) -> Any:
@@ -103,7 +108,7 @@ def test_start_creates_a_spot_job_with_checkpoints_kms_and_both_channels(sagemak
         "deadline": state["training"]["deadline"],
         "polls": 0,
     }
-    assert before - 1 + 6 * 3600 <= state["training"]["deadline"] <= time.time() + 6 * 3600 + 1
+    assert before - 1 + TRAINING_TIMEOUT <= state["training"]["deadline"] <= time.time() + TRAINING_TIMEOUT + 1
     assert state["source"] == dataset_state()["source"]  # the rest of the state travels on unchanged
     job = sagemaker.describe_training_job(TrainingJobName=JOB)
     assert job["RoleArn"] == ROLE_ARN
@@ -128,16 +133,21 @@ def test_start_creates_a_spot_job_with_checkpoints_kms_and_both_channels(sagemak
         }
         for channel in ("train", "validation")
     ]
-    assert job["HyperParameters"] == {
+    assert job["HyperParameters"] == {  # the config's, as strings
         "num_classes": "2",
         "num_training_samples": "400",
         "epochs": "10",
+        "augmentation_type": "crop_color_transform",
         "image_shape": "3,224,224",  # from the model's input shape
     }
 
 
-def test_max_wait_never_below_max_runtime(sagemaker: Any, settings: Settings) -> None:
-    use_settings(replace(settings, training=replace(settings.training, max_runtime_seconds=5000, max_wait_seconds=60)))
+def test_max_wait_never_below_max_runtime(sagemaker: Any, settings: StepSettings) -> None:
+    # The config refuses such a spot job; settings from a stale or hand-edited STEP_SETTINGS could still say it.
+    short_wait = replace(
+        settings.training, max_runtime_seconds=5000, max_wait_seconds=60, effective_max_wait_seconds=60
+    )
+    install(replace(settings, training=short_wait))
     started()
 
     stopping = sagemaker.describe_training_job(TrainingJobName=JOB)["StoppingCondition"]
@@ -166,9 +176,9 @@ def uploaded_source(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_script_mode_runs_the_entry_point_from_the_source_archive(
-    sagemaker: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    sagemaker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_settings(script_settings(settings))
+    install(script_settings())
     uploaded_source(monkeypatch)
     started()
 
@@ -176,7 +186,7 @@ def test_script_mode_runs_the_entry_point_from_the_source_archive(
     assert job["HyperParameters"] == {
         "epochs": "20",
         "lr": "0.001",
-        "sagemaker_program": "detector/train_detector.py",
+        "sagemaker_program": "fixtures/train_detector.py",
         "sagemaker_submit_directory": f"s3://{ARTIFACTS}/code/3f2a9c/sourcedir.tar.gz",
         "sagemaker_region": REGION,
     }
@@ -188,10 +198,10 @@ def test_script_mode_runs_the_entry_point_from_the_source_archive(
     assert all("ContentType" not in channel for channel in job["InputDataConfig"])
 
 
-def test_script_mode_defines_the_gate_metric(settings: Settings) -> None:
+def test_script_mode_defines_the_gate_metric() -> None:
     # moto replaces MetricDefinitions with its own on create, so the request is checked before it is sent.
     request = training.training_request(
-        script_settings(settings),
+        script_settings(),
         dataset_state(),
         image=IMAGE,
         role_arn=ROLE_ARN,
@@ -210,9 +220,9 @@ def test_script_mode_defines_the_gate_metric(settings: Settings) -> None:
 
 
 def test_script_mode_without_a_source_archive_is_a_deployment_fault(
-    sagemaker: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    sagemaker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_settings(script_settings(settings))
+    install(script_settings())
     monkeypatch.delenv(TRAINING_SOURCE, raising=False)
 
     with pytest.raises(MissingSetting, match="TRAINING_SOURCE"):
@@ -227,35 +237,32 @@ def test_start_refuses_a_source_that_needs_no_training(sagemaker: Any) -> None:
         started(state)
 
 
-def test_a_retried_start_adopts_the_job_instead_of_starting_another(sagemaker: Any) -> None:
+def test_a_retried_or_concurrent_start_adopts_the_job_instead_of_starting_another(
+    sagemaker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step creates first: a job of the run's name (an earlier attempt's) makes SageMaker answer
+    ResourceInUse, and the step adopts that job, its deadline counted from the job's creation."""
     first = started()
     job = sagemaker_backend().training_jobs[JOB]
     job.training_job_status = "InProgress"
 
+    refused = refuse_next_training_job(sagemaker, monkeypatch)  # moto itself will, with the fidelity patch
+
     second = started()
 
+    refused.assert_no_pending_responses()
     assert second["training"] == first["training"]  # same name, same deadline (counted from the job's creation)
     assert sagemaker_backend().training_jobs[JOB] is job  # not replaced by a second create
     assert [s["TrainingJobName"] for s in sagemaker.list_training_jobs()["TrainingJobSummaries"]] == [JOB]
 
 
-def test_a_concurrent_create_is_adopted(sagemaker: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = started()
-    job = sagemaker_backend().training_jobs[JOB]
-    # The race: our look finds nothing, then the other attempt's job exists when we create. moto
-    # silently replaces same-named training jobs instead of answering ResourceInUse, so that one
-    # answer comes from a Stubber on a second, real client.
-    monkeypatch.setattr(training, "describe_or_none", lambda name: None)
-    other = boto3.client("sagemaker", region_name=REGION)
-    with Stubber(other) as stub:
-        stub.add_client_error("create_training_job", "ResourceInUse", "Training job names must be unique", 400)
-        monkeypatch.setattr(sagemaker, "create_training_job", other.create_training_job)
+def test_a_create_refused_for_another_reason_is_not_adopted(sagemaker: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    refused = refuse_next_training_job(sagemaker, monkeypatch, "ValidationException", "Invalid instance type")
 
-        second = started()
+    with pytest.raises(ClientError, match="ValidationException"):
+        started()
 
-        stub.assert_no_pending_responses()
-    assert second["training"]["job_name"] == first["training"]["job_name"]
-    assert sagemaker_backend().training_jobs[JOB] is job
+    refused.assert_no_pending_responses()
 
 
 # --- check ---------------------------------------------------------------------------------------
@@ -265,7 +272,7 @@ def test_check_polls_until_completed_then_hands_on_the_model(sagemaker: Any) -> 
     state = started()
     set_job(training_job_status="InProgress", secondary_status="Training", model_artifacts=None)
 
-    state = training.check_handler(state, None)
+    state = training.check_training(state)
 
     assert state["training"]["status"] == IN_PROGRESS
     assert state["training"]["polls"] == 1
@@ -274,7 +281,7 @@ def test_check_polls_until_completed_then_hands_on_the_model(sagemaker: Any) -> 
 
     set_job(training_job_status="Completed", secondary_status="Completed")
     set_job(model_artifacts={"S3ModelArtifacts": f"s3://{ARTIFACTS}/runs/{RUN}/training/{JOB}/output/model.tar.gz"})
-    state = training.check_handler(state, None)
+    state = training.check_training(state)
 
     assert state["training"]["status"] == SUCCEEDED
     assert state["training"]["polls"] == 2
@@ -296,7 +303,7 @@ def test_a_failed_job_raises_its_failure_reason(sagemaker: Any) -> None:
     set_job(training_job_status="Failed", failure_reason=reason)
 
     with pytest.raises(TrainingFailed) as caught:
-        training.check_handler(state, None)
+        training.check_training(state)
     assert str(caught.value) == f"training job {JOB} failed: {reason}"
 
 
@@ -305,7 +312,7 @@ def test_a_stopped_job_fails_the_step(sagemaker: Any) -> None:
     set_job(training_job_status="Stopped")
 
     with pytest.raises(TrainingFailed, match=f"^training job {JOB} was stopped: no FailureReason given$"):
-        training.check_handler(state, None)
+        training.check_training(state)
 
 
 @pytest.fixture
@@ -324,9 +331,11 @@ def test_timeout_stops_the_job_and_fails_the_step(sagemaker: Any, stop_stub: Stu
     stop_stub.add_response("stop_training_job", {}, {"TrainingJobName": JOB})
 
     with pytest.raises(StepTimedOut) as caught:
-        training.check_handler(state, None)
+        training.check_training(state)
 
-    assert str(caught.value) == f"training job {JOB} still InProgress after the 21600 s timeout; stopped it"
+    assert (
+        str(caught.value) == f"training job {JOB} still InProgress after the {TRAINING_TIMEOUT} s timeout; stopped it"
+    )
     stop_stub.assert_no_pending_responses()
 
 
@@ -336,24 +345,24 @@ def test_timeout_while_stopping_does_not_stop_again(sagemaker: Any, stop_stub: S
     state["training"]["deadline"] = int(time.time()) - 1
 
     with pytest.raises(StepTimedOut, match=r"still Stopping .* it is already stopping$"):
-        training.check_handler(state, None)  # a stop call would fail: the Stubber has no response queued
+        training.check_training(state)  # a stop call would fail: the Stubber has no response queued
 
 
 def test_completion_wins_over_a_passed_deadline(sagemaker: Any) -> None:
     state = started()
     state["training"]["deadline"] = 0
 
-    assert training.check_handler(state, None)["training"]["status"] == SUCCEEDED
+    assert training.check_training(state)["training"]["status"] == SUCCEEDED
 
 
-def test_throttling_surfaces_as_throttled(aws: None, settings: Settings) -> None:
+def test_throttling_surfaces_as_throttled(aws: None, settings: StepSettings) -> None:
     throttled = boto3.client("sagemaker", region_name=REGION)
     clients._clients["sagemaker"] = throttled
     with Stubber(throttled) as stub:
         stub.add_client_error("describe_training_job", "ThrottlingException", "Rate exceeded", 400)
 
         with pytest.raises(Throttled, match="DescribeTrainingJob throttled: ThrottlingException"):
-            training.check_handler({**dataset_state(), "training": {"job_name": JOB, "deadline": 0, "polls": 0}}, None)
+            training.check_training({**dataset_state(), "training": {"job_name": JOB, "deadline": 0, "polls": 0}})
 
 
 # --- evaluate ------------------------------------------------------------------------------------
@@ -368,7 +377,7 @@ def test_evaluate_records_a_metric_that_meets_the_gate(sagemaker: Any) -> None:
     state = started()
     set_job(final_metric_data_list=metrics(train_progress=100.0, validation_accuracy=0.9300000071525574))
 
-    state = training.evaluate_handler(state, None)
+    state = training.evaluate(state)
 
     assert state["training"]["metric"] == {
         "name": "validation:accuracy",
@@ -383,7 +392,7 @@ def test_evaluate_passes_at_exactly_the_threshold(sagemaker: Any) -> None:
     state = started()
     set_job(final_metric_data_list=metrics(validation_accuracy=0.8))
 
-    assert training.evaluate_handler(state, None)["training"]["metric"]["value"] == 0.8
+    assert training.evaluate(state)["training"]["metric"]["value"] == 0.8
 
 
 def test_evaluate_fails_below_the_threshold(sagemaker: Any) -> None:
@@ -391,18 +400,17 @@ def test_evaluate_fails_below_the_threshold(sagemaker: Any) -> None:
     set_job(final_metric_data_list=metrics(validation_accuracy=0.7099999785423279))  # SageMaker's float32
 
     with pytest.raises(MetricBelowThreshold) as caught:
-        training.evaluate_handler(state, None)
+        training.evaluate(state)
     assert str(caught.value) == "metric validation:accuracy = 0.71 below threshold 0.8"
 
 
-def test_evaluate_minimized_metric_fails_above_the_threshold(sagemaker: Any, settings: Settings) -> None:
-    gate = Metric(name="validation:loss", threshold=0.3, goal="minimize")
-    use_settings(replace(settings, training=replace(settings.training, metric=gate)))
+def test_evaluate_minimized_metric_fails_above_the_threshold(sagemaker: Any) -> None:
+    install(make_settings({"training.metric": {"name": "validation:loss", "threshold": 0.3, "goal": "minimize"}}))
     state = started()
     set_job(final_metric_data_list=metrics(validation_loss=0.45))
 
     with pytest.raises(MetricBelowThreshold) as caught:
-        training.evaluate_handler(state, None)
+        training.evaluate(state)
     assert str(caught.value) == "metric validation:loss = 0.45 above threshold 0.3"
 
 
@@ -410,7 +418,7 @@ def test_evaluate_without_the_metric_names_what_was_reported(sagemaker: Any) -> 
     state = started()  # moto reports only train:progress
 
     with pytest.raises(TrainingFailed) as caught:
-        training.evaluate_handler(state, None)
+        training.evaluate(state)
     assert str(caught.value) == (
         f"training job {JOB} reported no final value of metric validation:accuracy (it reported: train:progress); "
         "check training.metric.name, or that the training script prints it"
@@ -418,9 +426,9 @@ def test_evaluate_without_the_metric_names_what_was_reported(sagemaker: Any) -> 
 
 
 def test_a_malformed_source_archive_setting_is_a_deployment_fault(
-    sagemaker: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    sagemaker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_settings(script_settings(settings))
+    install(script_settings())
     monkeypatch.setenv(TRAINING_SOURCE, "not-an-s3-uri")
     with pytest.raises(MissingSetting, match="TRAINING_SOURCE = 'not-an-s3-uri' is not an s3:// object URI"):
         started()

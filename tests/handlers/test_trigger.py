@@ -14,6 +14,7 @@ from botocore.stub import Stubber
 from lambda_handlers import settings as cfg
 from lambda_handlers import trigger
 from lambda_handlers.aws import clients
+from lambda_handlers.domain import DEFAULT_DATASET_PREFIX
 from lambda_handlers.errors import Throttled
 from lambda_handlers.names import execution_name
 
@@ -75,8 +76,8 @@ def test_a_marker_starts_one_run_named_after_the_data_set_version(s3: Any, machi
     version = s3.put_object(Bucket=DATA, Key="datasets/people/_READY", Body=b"")["VersionId"]
     event = _created("datasets/people/_READY", version)
 
-    first = trigger.handler(event)
-    second = trigger.handler(event)
+    first = trigger.trigger(event)
+    second = trigger.trigger(event)
 
     name = execution_name(DATA, "datasets/people/", version)
     assert first["started"] is True and first["name"] == name
@@ -91,7 +92,7 @@ def test_a_marked_folder_with_a_manifest_starts_a_manifest_run(s3: Any, machine:
     s3.put_object(Bucket=DATA, Key="datasets/labelled/train.manifest", Body=b'{"source-ref": "s3://x/1.jpg"}')
     version = s3.put_object(Bucket=DATA, Key="datasets/labelled/_READY", Body=b"")["VersionId"]
 
-    started = trigger.handler(_created("datasets/labelled/_READY", version))
+    started = trigger.trigger(_created("datasets/labelled/_READY", version))
 
     assert started["dataset"] == f"s3://{DATA}/datasets/labelled/train.manifest"
     (execution,) = _executions(machine)
@@ -102,7 +103,7 @@ def test_a_new_version_of_the_marker_starts_a_new_run(s3: Any, machine: str) -> 
     names = set()
     for _ in range(2):
         version = s3.put_object(Bucket=DATA, Key="datasets/people/_READY", Body=b"")["VersionId"]
-        names.add(trigger.handler(_created("datasets/people/_READY", version))["name"])
+        names.add(trigger.trigger(_created("datasets/people/_READY", version))["name"])
     assert len(names) == 2 and len(_executions(machine)) == 2
 
 
@@ -116,13 +117,13 @@ def test_a_new_version_of_the_marker_starts_a_new_run(s3: Any, machine: str) -> 
     ],
 )
 def test_other_objects_are_ignored(s3: Any, machine: str, key: str, bucket: str, reason: str) -> None:
-    result = trigger.handler(_created(key, "v1", bucket=bucket))
+    result = trigger.trigger(_created(key, "v1", bucket=bucket))
     assert result["started"] is False and reason in result["reason"]
     assert _executions(machine) == []
 
 
 def test_an_unrelated_event_is_ignored(machine: str) -> None:
-    result = trigger.handler({"detail-type": "Object Deleted", "source": "aws.s3", "detail": {}})
+    result = trigger.trigger({"detail-type": "Object Deleted", "source": "aws.s3", "detail": {}})
     assert result == {"started": False, "reason": "neither an S3 Object Created nor a scheduled event"}
 
 
@@ -141,9 +142,9 @@ def test_the_schedule_starts_the_newest_marked_data_set_once(
     _put_at(s3, monkeypatch, "elsewhere/gamma/_READY", 9)  # newer, but outside the prefix
     scheduled = {"schedule": {"prefix": "datasets/"}}
 
-    first = trigger.handler(scheduled)
-    second = trigger.handler(scheduled)
-    from_the_marker_event = trigger.handler(_created("datasets/alpha/_READY", newest))
+    first = trigger.trigger(scheduled)
+    second = trigger.trigger(scheduled)
+    from_the_marker_event = trigger.trigger(_created("datasets/alpha/_READY", newest))
 
     assert first["started"] is True and first["name"] == execution_name(DATA, "datasets/alpha/", newest)
     assert second["started"] is False and from_the_marker_event["started"] is False
@@ -151,14 +152,14 @@ def test_the_schedule_starts_the_newest_marked_data_set_once(
 
 
 def test_a_bare_scheduled_event_uses_the_default_prefix(s3: Any, machine: str) -> None:
-    version = s3.put_object(Bucket=DATA, Key=f"{trigger.DEFAULT_PREFIX}people/_READY", Body=b"")["VersionId"]
-    result = trigger.handler({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}})
-    assert result["name"] == execution_name(DATA, f"{trigger.DEFAULT_PREFIX}people/", version)
+    version = s3.put_object(Bucket=DATA, Key=f"{DEFAULT_DATASET_PREFIX}people/_READY", Body=b"")["VersionId"]
+    result = trigger.trigger({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}})
+    assert result["name"] == execution_name(DATA, f"{DEFAULT_DATASET_PREFIX}people/", version)
 
 
 def test_the_schedule_without_any_marker_starts_nothing(s3: Any, machine: str) -> None:
     s3.put_object(Bucket=DATA, Key="datasets/people/train/img-0001.jpg", Body=b"jpg")
-    result = trigger.handler({"schedule": {"prefix": "datasets/"}})
+    result = trigger.trigger({"schedule": {"prefix": "datasets/"}})
     assert result == {"started": False, "reason": f"no _READY marker under s3://{DATA}/datasets/"}
     assert _executions(machine) == []
 
@@ -168,8 +169,8 @@ def test_an_unversioned_bucket_is_identified_by_the_etag_on_both_paths(machine: 
     client.create_bucket(Bucket=DATA)
     etag = client.put_object(Bucket=DATA, Key="datasets/people/_READY", Body=b"v1")["ETag"].strip('"')
 
-    by_event = trigger.handler(_created("datasets/people/_READY", etag=etag))
-    by_schedule = trigger.handler({"schedule": {"prefix": "datasets/"}})
+    by_event = trigger.trigger(_created("datasets/people/_READY", etag=etag))
+    by_schedule = trigger.trigger({"schedule": {"prefix": "datasets/"}})
 
     assert by_event["started"] is True and by_event["name"] == execution_name(DATA, "datasets/people/", etag)
     assert by_schedule["started"] is False and by_schedule["name"] == by_event["name"]
@@ -180,4 +181,4 @@ def test_throttling_becomes_throttled(s3: Any, machine: str) -> None:
     with Stubber(clients.stepfunctions()) as stubber:
         stubber.add_client_error("describe_execution", "ThrottlingException", "Rate exceeded", 400)
         with pytest.raises(Throttled, match="DescribeExecution throttled"):
-            trigger.handler(_created("datasets/people/_READY", "v1"))
+            trigger.trigger(_created("datasets/people/_READY", "v1"))

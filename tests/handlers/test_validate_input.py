@@ -37,8 +37,8 @@ def s3(aws: None, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
     yield client
 
 
-def run(given: Any) -> dict[str, Any]:
-    return validate_input.handler({"input": given, "run": RUN}, None)
+def run(given: Any) -> Any:
+    return validate_input.validate_input({"input": given, "run": RUN})
 
 
 def refused(given: Any) -> str:
@@ -304,7 +304,7 @@ def test_refuses_a_model_that_is_not_an_archive(s3: Any) -> None:
         ),
         (
             {"input_shape": [3, 224, 224]},
-            "input.input_shape = [3, 224, 224]: must be a list of 4 dimensions, [N, C, H, W] or [N, H, W, C]",
+            "input.input_shape = [3, 224, 224]: must have 4 dimensions, [N, C, H, W] or [N, H, W, C]; got 3",
         ),
         (
             {"input_shape": [1, 3, 0, 224]},

@@ -14,8 +14,8 @@ import pytest
 from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 
-from panopipe.application import application_spec
 from panopipe.config import load_config, parse_config
+from panopipe.config.panorama_spec import application_spec
 from panorama_app.manifest import ManifestError, documents
 from panorama_app.manifest.spec import ApplicationSpec
 from panorama_app.manifest.validation import (
