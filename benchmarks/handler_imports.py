@@ -32,9 +32,7 @@ MODULES = (
     "manifest_template",
 )
 _PROBE = "import time; t = time.perf_counter(); import {target}; print(time.perf_counter() - t)"
-_TRACER = (
-    "import lambda_handlers.step as s, time; t = time.perf_counter(); s.tracer(); print(time.perf_counter() - t)"
-)
+_TRACER = "import lambda_handlers.step as s, time; t = time.perf_counter(); s.tracer(); print(time.perf_counter() - t)"
 
 
 def _sample(probe: str) -> float:

@@ -131,6 +131,7 @@ class Pacer:
         self.created = 0
 
     def __call__(self) -> None:
+        """Wait before every create but the first."""
         if self.created:
             pause(CREATE_INTERVAL_SECONDS)
         self.created += 1

@@ -31,7 +31,9 @@ def compilation_job_name(config: StepSettings, run: str) -> str:
     return names.job_name(config.prefix, "neo", run)
 
 
-def compilation_request(config: StepSettings, state: RunState, *, role_arn: str, bucket: str, key_arn: str) -> dict[str, Any]:
+def compilation_request(
+    config: StepSettings, state: RunState, *, role_arn: str, bucket: str, key_arn: str
+) -> dict[str, Any]:
     """The CreateCompilationJob parameters for this run's model (pure: no AWS call)."""
     run = run_name(state)
     model = state["model"]

@@ -162,4 +162,3 @@ def notify(state: RunState) -> RunState:
         Message=message(state, summary),
     )
     return {**state, "summary": {**summary, "message_id": response["MessageId"]}}
-

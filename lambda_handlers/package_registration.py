@@ -27,7 +27,16 @@ from lambda_handlers import settings
 from lambda_handlers.artifacts import history_key, last_good_key, load_template, read_json, split_s3_uri, write_json
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.errors import PackageRegistrationFailed, StepTimedOut
-from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, ModelSection, PackageSection, RunState, loop_started, past, polled
+from lambda_handlers.state import (
+    IN_PROGRESS,
+    SUCCEEDED,
+    ModelSection,
+    PackageSection,
+    RunState,
+    loop_started,
+    past,
+    polled,
+)
 from lambda_handlers.step import logger, step
 from panorama_app.manifest import documents
 from panorama_app.manifest.spec import ApplicationSpec

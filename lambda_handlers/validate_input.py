@@ -32,7 +32,13 @@ from botocore.exceptions import ClientError
 
 from lambda_handlers import settings
 from lambda_handlers.aws import clients
-from lambda_handlers.aws.client_errors import S3_ACCESS_DENIED, S3_NO_BUCKET, S3_NOT_FOUND, SAGEMAKER_NOT_FOUND, error_code
+from lambda_handlers.aws.client_errors import (
+    S3_ACCESS_DENIED,
+    S3_NO_BUCKET,
+    S3_NOT_FOUND,
+    SAGEMAKER_NOT_FOUND,
+    error_code,
+)
 from lambda_handlers.domain import BUCKET_NAME_MARKER, NEO_EDGE_FRAMEWORK_VERSIONS, input_name_problem, layout_problem
 from lambda_handlers.errors import InvalidInput
 from lambda_handlers.state import DatasetSource, ModelSection, RunState

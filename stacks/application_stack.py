@@ -22,7 +22,8 @@ class ApplicationStack(Stack):
         super().__init__(
             scope,
             construct_id,
-            description=f"panorama-pipeline {config.environment}: Panorama application packages, manifest, runtime role",
+            description=f"panorama-pipeline {config.environment}: Panorama application packages, manifest, runtime "
+            "role",
             **kwargs,
         )
         self.application = PanoramaApplication(self, "Application", config=config, storage=storage)

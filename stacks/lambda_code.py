@@ -81,14 +81,19 @@ def python_function(
     timeout_seconds: int = 60,
     memory: int = 256,
 ) -> lambda_.Function:
-    """One of the project's functions: the shared asset, the Powertools layer, active tracing, its own
-    log group (one year) and its own role (``<id>Role``, which may write that log group and nothing else yet).
+    """One of the project's functions, with its own log group and role.
+
+    The shared asset, the Powertools layer, active tracing, a log group kept one year, and a role
+    (``<id>Role``) that may write that log group and traces, and nothing else yet.
     """
     log_group = logs.LogGroup(
         scope, f"{construct_id}Logs", retention=logs.RetentionDays.ONE_YEAR, removal_policy=RemovalPolicy.DESTROY
     )
     role = iam.Role(
-        scope, f"{construct_id}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=role_description
+        scope,
+        f"{construct_id}Role",
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=role_description,
     )
     log_group.grant_write(role)
     function = lambda_.Function(

@@ -1,5 +1,7 @@
-"""Alarms to the pipeline's topic (failed runs, unhealthy application instances, silent devices)
-and a dashboard of runs, step durations and step errors.
+"""Alarms to the pipeline's topic, and a dashboard of runs, step durations and step errors.
+
+Alarms: failed, timed-out and aborted runs; application instances that report errors; devices that
+stop reporting.
 """
 
 from __future__ import annotations

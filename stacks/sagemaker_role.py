@@ -42,7 +42,12 @@ def service_principal(service: str) -> iam.ServicePrincipal:
 
 
 def sagemaker_execution_role(
-    scope: Construct, config: EnvironmentConfig, storage: Storage, buckets: BucketRefs, image: TrainingImage, registry: str
+    scope: Construct,
+    config: EnvironmentConfig,
+    storage: Storage,
+    buckets: BucketRefs,
+    image: TrainingImage,
+    registry: str,
 ) -> iam.Role:
     """The execution role of every SageMaker job the pipeline starts (``registry``: the image's account)."""
     role = iam.Role(

@@ -17,6 +17,7 @@ from stacks.steps.step_spec import StepSpec
 from stacks.steps.trigger_spec import TRIGGER
 from tests.conftest import ROOT, STAGE_CONFIGS, Synthesized
 
+
 def _steps() -> tuple[StepSpec, ...]:
     """The step specs in the order a run meets them (the state machine's own order)."""
     from stacks.steps import (
@@ -242,7 +243,9 @@ def test_the_state_machine_chains_every_spec_in_run_order(synthesized: Synthesiz
     """Each spec is one state (Notify twice: success and failure); nothing in the chain lacks a spec."""
     states = definition(synthesized)["States"]
     tasks = [name for name, state in states.items() if state["Type"] == "Task"]
-    assert sorted(tasks) == sorted([s.id for s in STEPS if s is not STEP_BY_ID["Notify"]] + ["Notify failure", "Notify success"])
+    assert sorted(tasks) == sorted(
+        [s.id for s in STEPS if s is not STEP_BY_ID["Notify"]] + ["Notify failure", "Notify success"]
+    )
 
 
 def test_each_function_gets_only_its_variables_and_the_settings(synthesized: Synthesized) -> None:

@@ -9,7 +9,6 @@ import pytest
 
 from tests.conftest import STAGE_CONFIGS, Synthesized
 
-
 #: Where each role lives, and the start of its logical id.
 SAGEMAKER = ("Pipeline", "SageMakerExecutionRole")
 RUNTIME = ("Application", "PanoramaRuntimeRole")

@@ -11,6 +11,7 @@ from panopipe.config.problems import Problem
 from panopipe.config.schema import GPU_FAMILY_PREFIXES, EnvironmentConfig, Framework, instance_family
 from panopipe.naming import BUCKET_PURPOSES, BucketNameError
 
+
 def cross_field_problems(config: EnvironmentConfig, base_dir: Path) -> list[Problem]:
     """Rules that span sections; run once every field is valid on its own."""
     problems: list[Problem] = []

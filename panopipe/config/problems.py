@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from panopipe.config.schema import CREDENTIAL_FIELDS, EnvironmentConfig
 
+
 @dataclass(frozen=True)
 class Problem:
     """One broken rule: where, what value, which rule."""

@@ -1,4 +1,5 @@
-"""The pipeline's steps on the infrastructure side: one ``<handler module>_spec.py`` per runtime module
-of ``lambda_handlers/`` (its functions' handlers, variables, limits and IAM statements), and the
-state machine construct that chains them (``state_machine.py``).
+"""The pipeline's steps on the infrastructure side, and the state machine that chains them.
+
+One ``<handler module>_spec.py`` per runtime module of ``lambda_handlers/`` (its functions'
+handlers, variables, limits and IAM statements); ``state_machine.py`` chains them.
 """

@@ -23,9 +23,7 @@ from stacks.steps.step_spec import (
 def _deploy(r: StepResources) -> Sequence[Permission]:
     return (
         pass_role(r.runtime_role, "panorama.amazonaws.com"),
-        Allow(
-            "ReadManifestTemplate", ("s3:GetObject",), (r.artifacts.arn_for_objects(r.manifest_template_key),)
-        ),
+        Allow("ReadManifestTemplate", ("s3:GetObject",), (r.artifacts.arn_for_objects(r.manifest_template_key),)),
         *create_instances(r),
         describe_instances(r),  # a retried Deploy describes the instance it created
         write_run_manifests(r),

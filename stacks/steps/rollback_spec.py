@@ -1,4 +1,4 @@
-"""Steps Rollback and CheckRollback (``lambda_handlers/rollback.py``): restore each failed device's last good deployment."""
+"""Steps Rollback and CheckRollback (``lambda_handlers/rollback.py``): restore failed devices' last good deployment."""
 
 from __future__ import annotations
 

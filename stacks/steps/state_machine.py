@@ -222,7 +222,9 @@ class PipelineStateMachine(Construct):
         deployment.choice.otherwise(rollback.start)
         rollback.choice.otherwise(notify_failure)
         for name, task in self._failures:
-            recorder = sfn.Pass(self, f"{name} failed", result=sfn.Result.from_string(name), result_path="$.failed_step")
+            recorder = sfn.Pass(
+                self, f"{name} failed", result=sfn.Result.from_string(name), result_path="$.failed_step"
+            )
             task.add_catch(recorder.next(notify_failure), errors=["States.ALL"], result_path="$.error")
         return start.next(validate).next(route)
 
@@ -265,4 +267,3 @@ class PipelineStateMachine(Construct):
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             comment=f"{self.config.prefix}: train, evaluate, compile, register, deploy, roll back, notify",
         )
-

@@ -36,8 +36,10 @@ KMS_WRITE_ACTIONS = ("kms:ReEncrypt*", "kms:GenerateDataKey*")
 
 @dataclass(frozen=True)
 class Allow:
-    """One IAM statement; ``why`` says why a wildcard in it cannot be narrower (it acknowledges
-    exactly those cdk-nag findings, and a statement with an unexplained wildcard is refused)."""
+    """One IAM statement, and why any wildcard in it cannot be narrower.
+
+    ``why`` acknowledges exactly the statement's cdk-nag findings; an unexplained wildcard is refused.
+    """
 
     sid: str
     actions: tuple[str, ...]

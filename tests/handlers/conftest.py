@@ -17,6 +17,7 @@ from moto import mock_aws
 
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.settings import StepSettings, install, parse
+from local_aws.sagemaker_job_names import refuse_duplicate_job_names
 from panopipe.config import load_config
 from panopipe.config.step_settings import step_settings_json
 from tests.conftest import ROOT
@@ -48,7 +49,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     clients.reset()
-    with mock_aws():
+    with mock_aws(), refuse_duplicate_job_names():  # SageMaker answers ResourceInUse; plain moto replaces
         boto3.DEFAULT_SESSION = _shared_session()  # moto restores its own value on exit
         yield
     clients.reset()
@@ -66,18 +67,10 @@ def sagemaker_backend() -> Any:
     return sagemaker_backends[ACCOUNT][REGION]
 
 
-def refuse_next_training_job(
-    sagemaker: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    code: str = "ResourceInUse",
-    message: str = "Training job names must be unique",
-) -> Stubber:
-    """Refuse the next CreateTrainingJob of ``sagemaker`` with ``code`` (default: what SageMaker says to a taken name).
+def refuse_next_training_job(sagemaker: Any, monkeypatch: pytest.MonkeyPatch, code: str, message: str) -> Stubber:
+    """Refuse the next CreateTrainingJob of ``sagemaker`` with ``code`` (a refusal moto has no reason to make).
 
-    Plain moto silently replaces a same-named training job instead. Once the ``aws`` fixture applies
-    the local_aws fidelity patch (``local_aws.sagemaker_job_names``), moto itself answers ResourceInUse
-    and this Stubber is needed only for other codes. Any further create fails the test; call
-    ``assert_no_pending_responses`` on the result.
+    Any further create fails the test; call ``assert_no_pending_responses`` on the result.
     """
     other = boto3.client("sagemaker", region_name=REGION)
     stub = Stubber(other)

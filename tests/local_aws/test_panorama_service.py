@@ -19,13 +19,13 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from lambda_handlers import deployment as dep
+from lambda_handlers import app_instances, deployment, rollback, settings
 from lambda_handlers import package_registration as reg
-from lambda_handlers import settings as cfg
 from lambda_handlers.artifacts import last_good_key, read_json
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.errors import PackageRegistrationFailed
-from lambda_handlers.settings import use_settings
+from lambda_handlers.settings import install
+from lambda_handlers.state import RunState
 from local_aws.emulator import Emulator
 from local_aws.emulator_process import control
 from local_aws.panorama_backend import PanoramaBackend
@@ -273,7 +273,7 @@ def test_register_model_runs_the_whole_package_sequence(pano: Any, s3: Any, buck
     assert second["IsLatestPatch"] and second["PackageName"] == SPEC.model_package
     latest = pano.describe_package_version(PackageId=registration.package_id, PackageVersion="1.0")
     assert latest["PatchVersion"] == registration.patch_version
-    assert reg.registration_status(registration.as_dict()) == "REGISTER_COMPLETED"
+    assert reg.registration_status(registration.as_dict()) == "REGISTER_COMPLETED"  # type: ignore[arg-type]
 
     again = reg.register_model(s3, SPEC, bucket, key)  # same bytes: ConflictException, adopted by the handler
     assert again == registration
@@ -514,7 +514,7 @@ def test_requests_are_validated_against_the_model(pano: Any, env: Service) -> No
 def test_the_pipeline_handlers_register_deploy_replace_and_roll_back(
     pano: Any, s3: Any, bucket: str, env: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    graph = documents.graph(SPEC, ACCOUNT)  # the stored template, as stacks/application.py renders it
+    graph = documents.graph(SPEC, ACCOUNT)  # the stored template, as stacks/panorama_application.py renders it
     template = {
         "spec": json.loads(SPEC.to_json()),
         "graph": graph,
@@ -522,13 +522,13 @@ def test_the_pipeline_handlers_register_deploy_replace_and_roll_back(
     }
     _put(s3, bucket, TEMPLATE_KEY, json.dumps(template).encode())
     for name, value in {
-        cfg.ARTIFACTS_BUCKET: bucket,
-        cfg.MANIFEST_TEMPLATE_KEY: TEMPLATE_KEY,
-        cfg.RUNTIME_ROLE_ARN: ROLE,
+        settings.ARTIFACTS_BUCKET: bucket,
+        settings.MANIFEST_TEMPLATE_KEY: TEMPLATE_KEY,
+        settings.RUNTIME_ROLE_ARN: ROLE,
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(dep, "pause", lambda seconds: None)
-    use_settings(make_settings(keep_package_versions=2))
+    monkeypatch.setattr(app_instances, "pause", lambda seconds: None)
+    install(make_settings({"runs.keep_package_versions": 2}))
     pano.create_package(PackageName=SPEC.code_package)
     try:
         runs = {}
@@ -536,18 +536,18 @@ def test_the_pipeline_handlers_register_deploy_replace_and_roll_back(
             if run == "run-3":
                 _fail_deployments(env.endpoint, DEVICE_NAME, 1, "model failed to load")
             _put(s3, bucket, f"runs/{run}/model.tar.gz", f"model of {run}".encode())
-            state: dict[str, Any] = {
+            state: RunState = {
                 "run": {"name": run, "started": "2026-01-01T00:00:00Z"},
-                "model": {"s3_uri": f"s3://{bucket}/runs/{run}/model.tar.gz"},
+                "model": {"s3_uri": f"s3://{bucket}/runs/{run}/model.tar.gz"},  # type: ignore[typeddict-item]
             }
-            state = reg.register_handler(state)
-            state = reg.check_handler(state)
+            state = reg.register_package(state)
+            state = reg.check_registration(state)
             assert state["package"]["status"] == "IN_PROGRESS"
-            state = reg.check_handler(state)
+            state = reg.check_registration(state)
             assert state["package"]["status"] == "SUCCEEDED"
-            state = dep.deploy_handler(state)
+            state = deployment.deploy(state)
             for _ in range(3):
-                state = dep.check_handler(state)
+                state = deployment.check_deployment(state)
             runs[run] = state
 
         first, second, third = (runs[r]["deployment"]["devices"][0] for r in ("run-1", "run-2", "run-3"))
@@ -563,11 +563,11 @@ def test_the_pipeline_handlers_register_deploy_replace_and_roll_back(
         good = read_json(s3, bucket, last_good_key(DEVICE_NAME))
         assert good["instance_id"] == second["instance_id"]
 
-        state = dep.rollback_handler(runs["run-3"])
+        state = rollback.rollback(runs["run-3"])
         for _ in range(3):
-            state = dep.check_rollback_handler(state)
-        rollback = state["rollback"]["devices"][0]
-        assert (rollback["status"], rollback["replaced"]) == ("SUCCEEDED", third["instance_id"])
+            state = rollback.check_rollback(state)
+        restored = state["rollback"]["devices"][0]
+        assert (restored["status"], restored["replaced"]) == ("SUCCEEDED", third["instance_id"])
         statuses = {
             i["ApplicationInstanceId"]: i["Status"]
             for i in pano.list_application_instances(DeviceId=DEVICE_ID)["ApplicationInstances"]
@@ -576,7 +576,7 @@ def test_the_pipeline_handlers_register_deploy_replace_and_roll_back(
             first["instance_id"]: "REMOVAL_SUCCEEDED",
             second["instance_id"]: "REMOVAL_SUCCEEDED",
             third["instance_id"]: "REMOVAL_SUCCEEDED",
-            rollback["instance_id"]: "DEPLOYMENT_SUCCEEDED",
+            restored["instance_id"]: "DEPLOYMENT_SUCCEEDED",
         }
     finally:
-        use_settings(None)
+        install(None)
