@@ -12,11 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from lambda_handlers import names, settings
-from lambda_handlers.aws import clients
-from lambda_handlers.aws.client_errors import ALREADY_EXISTS, error_code
 from lambda_handlers.errors import CompilationFailed
 from lambda_handlers.sagemaker_jobs import JobKind, poll
 from lambda_handlers.settings import MissingSetting, StepSettings
@@ -73,18 +69,9 @@ def start_compilation(state: RunState) -> RunState:
         bucket=settings.env(settings.ARTIFACTS_BUCKET),
         key_arn=settings.env(settings.ARTIFACTS_KEY_ARN),
     )
-    job_name = request["CompilationJobName"]
-    sagemaker = clients.sagemaker()
-    created = None  # now
-    try:
-        sagemaker.create_compilation_job(**request)
-    except ClientError as error:
-        if error_code(error) not in ALREADY_EXISTS:
-            raise
-        # Started by an earlier attempt of this step: its deadline counts from its creation.
-        created = sagemaker.describe_compilation_job(CompilationJobName=job_name).get("CreationTime")
+    created = COMPILATION_JOB.start(request)
     timeout = config.runs.compilation_timeout_seconds
-    return loop_started(state, "compilation", timeout, since=created, job_name=job_name)
+    return loop_started(state, "compilation", timeout, since=created, job_name=request["CompilationJobName"])
 
 
 COMPILATION_JOB = JobKind(

@@ -25,7 +25,7 @@ Objects in the artifacts bucket: ``runs/<run>/deployment/<device>.json`` (what w
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from lambda_handlers import app_instances, settings
@@ -33,13 +33,21 @@ from lambda_handlers.app_instances import RUN_TAG, Pacer, instances_on, resolve_
 from lambda_handlers.artifacts import last_good_key, load_template, read_json, write_json
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.errors import InvalidInput
-from lambda_handlers.package_registration import Registration
-from lambda_handlers.state import FAILED, IN_PROGRESS, TIMED_OUT, DeviceRecord, RunState, loop_started, run_name
+from lambda_handlers.state import (
+    FAILED,
+    IN_PROGRESS,
+    TIMED_OUT,
+    DeviceRecord,
+    PackageVersion,
+    RunState,
+    loop_started,
+    run_name,
+)
 from lambda_handlers.step import logger, state_name, step
 from panorama_app.manifest import documents, validation
 from panorama_app.manifest.rules import ManifestError
 
-_REGISTRATION_FIELDS = frozenset(f.name for f in fields(Registration))
+_REGISTRATION_FIELDS = PackageVersion.__required_keys__
 
 
 def deployment_key(run: str, device: str) -> str:

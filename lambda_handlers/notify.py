@@ -75,7 +75,7 @@ def summarize(state: RunState) -> Summary:
         status = str(deployment.get("status"))
         error = StepTimedOut.__name__ if status == TIMED_OUT else DeploymentFailed.__name__
         reason = one_line(f"deployment {status}: " + "; ".join(_device_problems(deployment)))
-    package = state.get("package") or {}
+    package: dict[str, Any] = dict(state.get("package") or {})
     if error is None:
         devices = deployment.get("devices", [])
         reason = (

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ from lambda_handlers.state import (
     SUCCEEDED,
     ModelSection,
     PackageSection,
+    PackageVersion,
     RunState,
     loop_started,
     past,
@@ -43,22 +44,6 @@ from panorama_app.manifest.spec import ApplicationSpec
 
 OWNER_ACL: Literal["bucket-owner-full-control"] = "bucket-owner-full-control"
 _CHUNK = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Registration:
-    """What the next steps need: where the version is, and how to pin it in the graph."""
-
-    package_id: str
-    package_name: str
-    package_version: str
-    patch_version: str
-    model_sha256: str
-    descriptor_sha256: str
-
-    def as_dict(self) -> dict[str, str]:
-        """JSON-ready form for the state machine's payload."""
-        return asdict(self)
 
 
 def canonical(document: dict[str, Any]) -> bytes:
@@ -84,7 +69,7 @@ def ensure_package(name: str) -> dict[str, Any]:
         return dict(client.create_package(PackageName=name))
 
 
-def register_model(s3: S3Client, spec: ApplicationSpec, model_bucket: str, model_key: str) -> Registration:
+def register_model(s3: S3Client, spec: ApplicationSpec, model_bucket: str, model_key: str) -> PackageVersion:
     """Upload the raw model, its descriptor and package.json, then register the patch version."""
     package = ensure_package(spec.model_package)
     location = package["StorageLocation"]
@@ -120,9 +105,14 @@ def register_model(s3: S3Client, spec: ApplicationSpec, model_bucket: str, model
         if not _patch_exists(package["PackageId"], spec.package_version, patch):
             raise
         logger.info("patch version already registered: adopted", extra={"patch_version": patch})
-    return Registration(
-        package["PackageId"], spec.model_package, spec.package_version, patch, model_sha, descriptor_sha
-    )
+    return {
+        "package_id": package["PackageId"],
+        "package_name": spec.model_package,
+        "package_version": spec.package_version,
+        "patch_version": patch,
+        "model_sha256": model_sha,
+        "descriptor_sha256": descriptor_sha,
+    }
 
 
 def _patch_exists(package_id: str, version: str, patch: str) -> bool:
@@ -134,7 +124,7 @@ def _patch_exists(package_id: str, version: str, patch: str) -> bool:
     return True
 
 
-def registration_status(registration: PackageSection) -> str:
+def registration_status(registration: PackageVersion) -> str:
     """REGISTER_PENDING or REGISTER_COMPLETED; FAILED raises with the service's description."""
     described = panorama.client().describe_package_version(
         PackageId=registration["package_id"],
@@ -207,7 +197,7 @@ def register_package(state: RunState) -> RunState:
     model_bucket, model_key = split_s3_uri(state["model"]["s3_uri"])
     registration = register_model(s3, spec, model_bucket, model_key)
     timeout = settings.current().runs.registration_timeout_seconds
-    return loop_started(state, "package", timeout, **registration.as_dict(), deregistered=[])
+    return loop_started(state, "package", timeout, **registration, deregistered=[])
 
 
 @step

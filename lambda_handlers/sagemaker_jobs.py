@@ -7,13 +7,14 @@ into "still running", "done (with its artifact)", or a typed failure.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
 from lambda_handlers.aws import clients
-from lambda_handlers.aws.client_errors import error_code
+from lambda_handlers.aws.client_errors import ALREADY_EXISTS, error_code
 from lambda_handlers.errors import PipelineError, StepTimedOut
 from lambda_handlers.state import RunState, past
 
@@ -38,6 +39,18 @@ class JobKind:
         """Describe<Kind>Job."""
         job: dict[str, Any] = getattr(clients.sagemaker(), f"describe_{self.api}")(**{self.name_parameter: name})
         return job
+
+    def start(self, request: Mapping[str, Any]) -> Any:
+        """Create<Kind>Job; a name already taken (by an earlier attempt of the step) adopts that job.
+
+        Returns the job's CreationTime, from which its wait loop's deadline counts.
+        """
+        try:
+            getattr(clients.sagemaker(), f"create_{self.api}")(**request)
+        except ClientError as error:
+            if error_code(error) not in ALREADY_EXISTS:
+                raise
+        return self.describe(str(request[self.name_parameter])).get("CreationTime")
 
     def stop(self, name: str) -> None:
         """Stop<Kind>Job."""

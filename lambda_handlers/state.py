@@ -99,8 +99,8 @@ class CompilationSection(Loop, total=False):
     output_uri: str
 
 
-class PackageSection(Loop, total=False):
-    """``package``: the registered patch version of the model package (``package_registration``)."""
+class PackageVersion(TypedDict):
+    """A registered patch version: where it is, and how a graph pins it."""
 
     package_id: str
     package_name: str
@@ -108,6 +108,11 @@ class PackageSection(Loop, total=False):
     patch_version: str
     model_sha256: str
     descriptor_sha256: str
+
+
+class PackageSection(Loop, PackageVersion, total=False):
+    """``package``: the registered patch version of the model package (``package_registration``)."""
+
     deregistered: list[str]
 
 

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from lambda_handlers import names, settings
 from lambda_handlers.artifacts import split_s3_uri
 from lambda_handlers.aws import clients
-from lambda_handlers.aws.client_errors import ALREADY_EXISTS, S3_NOT_FOUND, error_code
+from lambda_handlers.aws.client_errors import S3_NOT_FOUND, error_code
 from lambda_handlers.errors import InvalidInput, MetricBelowThreshold, TrainingFailed
 from lambda_handlers.sagemaker_jobs import JobKind, poll
 from lambda_handlers.settings import MissingSetting, StepSettings
@@ -198,16 +198,9 @@ def start_training(state: RunState) -> RunState:
         region=str(sagemaker.meta.region_name),
         source_uri=staged_source(settings.env(settings.TRAINING_SOURCE), bucket) if scripted else None,
     )
-    job_name = request["TrainingJobName"]
-    try:
-        sagemaker.create_training_job(**request)
-    except ClientError as error:
-        if error_code(error) not in ALREADY_EXISTS:
-            raise
-    # Describing after a ResourceInUse adopts the earlier job, with its creation time as the deadline's base.
-    created = sagemaker.describe_training_job(TrainingJobName=job_name).get("CreationTime")
+    created = TRAINING_JOB.start(request)
     timeout = config.training_timeout_seconds
-    return loop_started(state, "training", timeout, since=created, job_name=job_name)
+    return loop_started(state, "training", timeout, since=created, job_name=request["TrainingJobName"])
 
 
 TRAINING_JOB = JobKind(

@@ -1,4 +1,4 @@
-"""boto3 clients for the services moto implements, created lazily and shared per process.
+"""boto3 clients of the AWS services the handlers call, created lazily and shared per process.
 
 Panorama has its own module (``panorama.py``) because its API model is carried with the code.
 The return types come from the ``mypy-boto3-*`` stubs (a development dependency, for mypy only).
@@ -47,5 +47,5 @@ def stepfunctions() -> SFNClient:
 
 
 def reset() -> None:
-    """Forget every client (tests: a new moto context needs new clients)."""
+    """Forget every client (tests: a new mocked account needs new clients)."""
     _clients.clear()

@@ -72,15 +72,15 @@ def test_new_package_is_created_then_the_version_registered(s3: Any, stub: Stubb
     registration = reg.register_model(s3, SPEC, ARTIFACTS, "runs/r1/output/model.tar.gz")
 
     model_sha = hashlib.sha256(MODEL).hexdigest()
-    assert registration.model_sha256 == model_sha
+    assert registration["model_sha256"] == model_sha
     binaries = LOCATION["BinaryPrefixLocation"]
     assert s3.get_object(Bucket=STORE, Key=f"{binaries}/{model_sha}.tar.gz")["Body"].read() == MODEL
-    descriptor = s3.get_object(Bucket=STORE, Key=f"{binaries}/{registration.descriptor_sha256}.json")["Body"].read()
-    assert hashlib.sha256(descriptor).hexdigest() == registration.descriptor_sha256
+    descriptor = s3.get_object(Bucket=STORE, Key=f"{binaries}/{registration['descriptor_sha256']}.json")["Body"].read()
+    assert hashlib.sha256(descriptor).hexdigest() == registration["descriptor_sha256"]
     assert json.loads(descriptor)["mlModelDescriptor"]["inputs"] == [{"name": "data", "shape": [1, 3, 224, 224]}]
-    key = f"{LOCATION['ManifestPrefixLocation']}/1.0/{registration.patch_version}.json"
+    key = f"{LOCATION['ManifestPrefixLocation']}/1.0/{registration['patch_version']}.json"
     manifest = s3.get_object(Bucket=STORE, Key=key)["Body"].read()
-    assert hashlib.sha256(manifest).hexdigest() == registration.patch_version
+    assert hashlib.sha256(manifest).hexdigest() == registration["patch_version"]
     implementation = json.loads(manifest)["nodePackage"]["assets"][0]["implementations"][0]
     assert implementation["assetUri"] == f"{model_sha}.tar.gz"
 
@@ -103,7 +103,7 @@ def test_existing_package_is_reused_and_registering_the_same_model_is_idempotent
             {"PackageId": "pkg-1", "PackageVersion": "1.0", "PatchVersion": ANY, "MarkLatest": True},
         )
     for _ in range(2):
-        patches.append(reg.register_model(s3, SPEC, ARTIFACTS, "runs/r1/output/model.tar.gz").patch_version)
+        patches.append(reg.register_model(s3, SPEC, ARTIFACTS, "runs/r1/output/model.tar.gz")["patch_version"])
     assert patches[0] == patches[1], "same model and spec give the same patch version"
 
 
@@ -126,6 +126,8 @@ REGISTRATION: PackageSection = {
     "package_name": SPEC.model_package,
     "package_version": "1.0",
     "patch_version": "abc",
+    "model_sha256": "m" * 64,
+    "descriptor_sha256": "d" * 64,
 }
 
 

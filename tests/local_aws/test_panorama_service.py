@@ -25,7 +25,7 @@ from lambda_handlers.artifacts import last_good_key, read_json
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.errors import PackageRegistrationFailed
 from lambda_handlers.settings import install
-from lambda_handlers.state import RunState
+from lambda_handlers.state import PackageVersion, RunState
 from local_aws.emulator import Emulator
 from local_aws.emulator_process import control
 from local_aws.panorama_backend import PanoramaBackend
@@ -133,12 +133,15 @@ def _describe_version(pano: Any, package_id: str, patch: str) -> dict[str, Any]:
     )
 
 
-def _registered_model(pano: Any, s3: Any, bucket: str, model: bytes = b"model bytes") -> reg.Registration:
+def _registered_model(pano: Any, s3: Any, bucket: str, model: bytes = b"model bytes") -> PackageVersion:
     """The model registered by the pipeline's own code, and polled to REGISTER_COMPLETED."""
     key = f"models/{hashlib.sha256(model).hexdigest()[:8]}/model.tar.gz"
     _put(s3, bucket, key, model)
     registration = reg.register_model(s3, SPEC, bucket, key)
-    while _describe_version(pano, registration.package_id, registration.patch_version)["Status"] == "REGISTER_PENDING":
+    while (
+        _describe_version(pano, registration["package_id"], registration["patch_version"])["Status"]
+        == "REGISTER_PENDING"
+    ):
         pass
     return registration
 
@@ -259,21 +262,23 @@ def test_register_model_runs_the_whole_package_sequence(pano: Any, s3: Any, buck
     registration = reg.register_model(s3, SPEC, bucket, key)  # DescribePackage 404 → CreatePackage → upload → register
 
     by_name = pano.describe_package(PackageId=f"packageName/{SPEC.model_package}")
-    by_id = pano.describe_package(PackageId=registration.package_id)
+    by_id = pano.describe_package(PackageId=registration["package_id"])
     assert by_name == {**by_id, "ResponseMetadata": by_name["ResponseMetadata"]}
     location = by_id["StorageLocation"]
     assert location["Bucket"] == f"panorama-local-storage-{ACCOUNT}-{REGION}"
-    assert location["BinaryPrefixLocation"] == f"{ACCOUNT}/nodePackages/{registration.package_id}/binaries"
-    stored = s3.list_objects_v2(Bucket=location["Bucket"], Prefix=f"{ACCOUNT}/nodePackages/{registration.package_id}")
+    assert location["BinaryPrefixLocation"] == f"{ACCOUNT}/nodePackages/{registration['package_id']}/binaries"
+    stored = s3.list_objects_v2(
+        Bucket=location["Bucket"], Prefix=f"{ACCOUNT}/nodePackages/{registration['package_id']}"
+    )
     assert len(stored["Contents"]) == 3  # model, descriptor, package.json
 
-    first = _describe_version(pano, registration.package_id, registration.patch_version)
-    second = _describe_version(pano, registration.package_id, registration.patch_version)
+    first = _describe_version(pano, registration["package_id"], registration["patch_version"])
+    second = _describe_version(pano, registration["package_id"], registration["patch_version"])
     assert (first["Status"], second["Status"]) == ("REGISTER_PENDING", "REGISTER_COMPLETED")
     assert second["IsLatestPatch"] and second["PackageName"] == SPEC.model_package
-    latest = pano.describe_package_version(PackageId=registration.package_id, PackageVersion="1.0")
-    assert latest["PatchVersion"] == registration.patch_version
-    assert reg.registration_status(registration.as_dict()) == "REGISTER_COMPLETED"  # type: ignore[arg-type]
+    latest = pano.describe_package_version(PackageId=registration["package_id"], PackageVersion="1.0")
+    assert latest["PatchVersion"] == registration["patch_version"]
+    assert reg.registration_status(registration) == "REGISTER_COMPLETED"
 
     again = reg.register_model(s3, SPEC, bucket, key)  # same bytes: ConflictException, adopted by the handler
     assert again == registration
@@ -313,7 +318,14 @@ def test_a_bad_package_json_fails_registration_asynchronously(
     assert expected in statuses[-1]["StatusDescription"]
     with pytest.raises(PackageRegistrationFailed, match=expected.split("'")[0]):
         reg.registration_status(
-            {"package_id": package["PackageId"], "package_name": "p", "package_version": "1.0", "patch_version": patch}
+            {
+                "package_id": package["PackageId"],
+                "package_name": "p",
+                "package_version": "1.0",
+                "patch_version": patch,
+                "model_sha256": "",
+                "descriptor_sha256": "",
+            }
         )
 
 
@@ -363,7 +375,7 @@ def test_an_instance_deploys_asynchronously_and_replaces_the_previous_one(
 ) -> None:
     pano.create_package(PackageName=SPEC.code_package)  # what the stack's AWS::Panorama::Package makes
     registration = _registered_model(pano, s3, bucket)
-    graph = _graph(registration.patch_version)
+    graph = _graph(registration["patch_version"])
     first = _create(pano, graph, Tags={"panopipe:run": "run-1"})
 
     listed = pano.list_application_instances(DeviceId=DEVICE_ID)["ApplicationInstances"]
@@ -397,12 +409,12 @@ def test_an_instance_deploys_asynchronously_and_replaces_the_previous_one(
 
     with pytest.raises(pano.exceptions.ConflictException):  # the running instance uses the patch version
         pano.deregister_package_version(
-            PackageId=registration.package_id, PackageVersion="1.0", PatchVersion=registration.patch_version
+            PackageId=registration["package_id"], PackageVersion="1.0", PatchVersion=registration["patch_version"]
         )
     pano.remove_application_instance(ApplicationInstanceId=second)
     assert pano.describe_application_instance(ApplicationInstanceId=second)["Status"] == "REMOVAL_SUCCEEDED"
     pano.deregister_package_version(
-        PackageId=registration.package_id, PackageVersion="1.0", PatchVersion=registration.patch_version
+        PackageId=registration["package_id"], PackageVersion="1.0", PatchVersion=registration["patch_version"]
     )
     with pytest.raises(pano.exceptions.ResourceNotFoundException):
         pano.remove_application_instance(ApplicationInstanceId="applicationInstance-nope")
@@ -410,7 +422,7 @@ def test_an_instance_deploys_asynchronously_and_replaces_the_previous_one(
 
 def test_injected_failures_fail_the_next_deployments_on_a_device(pano: Any, s3: Any, bucket: str, env: Service) -> None:
     pano.create_package(PackageName=SPEC.code_package)
-    graph = _graph(_registered_model(pano, s3, bucket).patch_version)
+    graph = _graph(_registered_model(pano, s3, bucket)["patch_version"])
     assert env.backend.fail_next_deployments(DEVICE_NAME, 1, reason="camera stream unreachable") == 1
     assert _fail_deployments(env.endpoint, DEVICE_ID, 1) == 2  # a separate process's way
 
@@ -430,7 +442,7 @@ def test_injected_failures_fail_the_next_deployments_on_a_device(pano: Any, s3: 
 
 def test_create_application_instance_refuses_what_the_service_refuses(pano: Any, s3: Any, bucket: str) -> None:
     registration = _registered_model(pano, s3, bucket)
-    graph = _graph(registration.patch_version)
+    graph = _graph(registration["patch_version"])
 
     with pytest.raises(pano.exceptions.ValidationException) as info:  # the code package does not exist
         _create(pano, graph)
@@ -474,10 +486,12 @@ def test_create_application_instance_refuses_what_the_service_refuses(pano: Any,
 
     pending = _manifest(
         s3,
-        pano.describe_package(PackageId=registration.package_id)["StorageLocation"],
-        _model_package(s3, pano.describe_package(PackageId=registration.package_id)["StorageLocation"], b"other model"),
+        pano.describe_package(PackageId=registration["package_id"])["StorageLocation"],
+        _model_package(
+            s3, pano.describe_package(PackageId=registration["package_id"])["StorageLocation"], b"other model"
+        ),
     )
-    pano.register_package_version(PackageId=registration.package_id, PackageVersion="1.0", PatchVersion=pending)
+    pano.register_package_version(PackageId=registration["package_id"], PackageVersion="1.0", PatchVersion=pending)
     with pytest.raises(pano.exceptions.ValidationException) as info:
         _create(pano, _graph(pending))
     assert "status REGISTER_PENDING, not REGISTER_COMPLETED" in _error(info)[1]
