@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from typing import Any
-
-from aws_lambda_powertools.utilities.data_classes import CloudFormationCustomResourceEvent
+from typing import TYPE_CHECKING, Any
 
 from lambda_handlers.aws import clients
 from lambda_handlers.step import lambda_entry, logger
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes import CloudFormationCustomResourceEvent
 
 #: Where a custom resource request carries its id (the logs' correlation id).
 REQUEST_ID_PATH = "RequestId"
@@ -31,6 +32,8 @@ def store(bucket: str, key: str, body: str) -> dict[str, str]:
 @lambda_entry(REQUEST_ID_PATH)
 def on_event(raw: dict[str, Any]) -> None:
     """Do the request, then always answer CloudFormation (or it waits an hour)."""
+    from aws_lambda_powertools.utilities.data_classes import CloudFormationCustomResourceEvent  # see trigger.py
+
     event = CloudFormationCustomResourceEvent(raw)
     props = event.resource_properties
     physical_id = event.physical_resource_id or f"s3://{props.get('Bucket')}/{props.get('Key')}"

@@ -76,8 +76,8 @@ def retryable_errors() -> Iterator[None]:
 
 @functools.cache
 def tracer() -> Tracer:
-    """The process's tracer, built on first use."""
-    return Tracer()
+    """The process's tracer, built on first use; it traces the AWS calls (botocore) and nothing else."""
+    return Tracer(patch_modules=("botocore",))
 
 
 def _tracing_disabled() -> bool:

@@ -24,10 +24,8 @@ states:StartExecution on the state machine, states:DescribeExecution on its exec
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
-from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventBridgeNotificationObject
 from botocore.exceptions import ClientError
 
 from lambda_handlers import settings
@@ -42,6 +40,9 @@ MANIFEST_NAME = "train.manifest"
 
 #: Where an EventBridge event carries its id (the logs' correlation id).
 EVENT_ID_PATH = "id"
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
 
 Result = dict[str, Any]
 
@@ -114,7 +115,7 @@ def _ignored(reason: str, **details: Any) -> Result:
 def on_marker(event: S3EventBridgeNotificationEvent) -> Result:
     """An S3 Object Created event: start the data set's run if the object is its marker."""
     bucket = event.detail.bucket.name
-    item: S3EventBridgeNotificationObject = event.detail.object
+    item = event.detail.object
     key = item.key
     prefix = marker_prefix(key)
     if prefix is None:
@@ -160,5 +161,9 @@ def trigger(event: dict[str, Any]) -> Result:
     if "schedule" in event or event.get("detail-type") == "Scheduled Event":
         return on_schedule(event.get("schedule") or {})
     if event.get("source") == "aws.s3" and event.get("detail-type") == "Object Created":
+        # Imported here: the data classes package loads every event type (~60 ms), which synth
+        # (it imports this module through the step specs) has no use for.
+        from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
+
         return on_marker(S3EventBridgeNotificationEvent(event))
     return _ignored("neither an S3 Object Created nor a scheduled event", detail_type=event.get("detail-type"))

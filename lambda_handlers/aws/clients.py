@@ -2,13 +2,13 @@
 
 Panorama has its own module (``panorama.py``) because its API model is carried with the code.
 The return types come from the ``mypy-boto3-*`` stubs (a development dependency, for mypy only).
+boto3 is imported on first use: the step specs import the handler modules at synth time, which
+has no use for it (in Lambda the first call pays what the import would have).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
-
-import boto3
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -22,6 +22,8 @@ _clients: dict[str, Any] = {}
 def _client(service: str) -> Any:
     """The shared client for ``service`` (endpoint from AWS_ENDPOINT_URL[_<SERVICE>] if set)."""
     if service not in _clients:
+        import boto3
+
         _clients[service] = boto3.client(service)
     return _clients[service]
 

@@ -12,9 +12,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-import boto3
-import botocore.session
-
 if TYPE_CHECKING:
     from mypy_boto3_panorama import PanoramaClient
 
@@ -25,6 +22,9 @@ _client: PanoramaClient | None = None
 
 def new_client(region: str | None = None) -> PanoramaClient:
     """A Panorama client built from the carried model (endpoint from AWS_ENDPOINT_URL_PANORAMA if set)."""
+    import boto3  # on first use, as in clients.py
+    import botocore.session
+
     session = botocore.session.get_session()
     loader = session.get_component("data_loader")
     if str(MODEL_DIR) not in loader.search_paths:
