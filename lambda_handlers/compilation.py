@@ -13,13 +13,10 @@ import json
 from typing import Any
 
 from lambda_handlers import names, settings
-from lambda_handlers.errors import CompilationFailed
-from lambda_handlers.sagemaker_jobs import JobKind, poll
+from lambda_handlers.sagemaker_jobs import COMPILATION_JOB, poll
 from lambda_handlers.settings import MissingSetting, StepSettings
 from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, RunState, loop_started, polled, run_name
 from lambda_handlers.step import step
-
-RUNNING_STATUSES = frozenset({"STARTING", "INPROGRESS", "STOPPING"})
 
 
 def compilation_job_name(config: StepSettings, run: str) -> str:
@@ -72,21 +69,6 @@ def start_compilation(state: RunState) -> RunState:
     created = COMPILATION_JOB.start(request)
     timeout = config.runs.compilation_timeout_seconds
     return loop_started(state, "compilation", timeout, since=created, job_name=request["CompilationJobName"])
-
-
-COMPILATION_JOB = JobKind(
-    noun="compilation job",
-    section="compilation",
-    api="compilation_job",
-    name_parameter="CompilationJobName",
-    status_field="CompilationJobStatus",
-    completed="COMPLETED",
-    failed="FAILED",
-    stopped="STOPPED",
-    running=RUNNING_STATUSES,
-    stoppable=RUNNING_STATUSES - {"STOPPING"},
-    error=CompilationFailed,
-)
 
 
 @step

@@ -14,8 +14,8 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from lambda_handlers.aws import clients
-from lambda_handlers.aws.client_errors import ALREADY_EXISTS, error_code
-from lambda_handlers.errors import PipelineError, StepTimedOut
+from lambda_handlers.aws.client_errors import ALREADY_EXISTS, SAGEMAKER_NOT_FOUND, error_code
+from lambda_handlers.errors import CompilationFailed, PipelineError, StepTimedOut, TrainingFailed
 from lambda_handlers.state import RunState, past
 
 
@@ -35,9 +35,25 @@ class JobKind:
     stoppable: frozenset[str]  # running statuses in which a timeout stops the job
     error: type[PipelineError]
 
+    def find(self, name: str) -> dict[str, Any] | None:
+        """Describe<Kind>Job, or None if there is no such job.
+
+        The service model declares ResourceNotFound; SageMaker answers ValidationException for an
+        unknown (well-formed) name today. Both mean "not found" here (``client_errors.SAGEMAKER_NOT_FOUND``).
+        """
+        try:
+            job: dict[str, Any] = getattr(clients.sagemaker(), f"describe_{self.api}")(**{self.name_parameter: name})
+        except ClientError as error:
+            if error_code(error) in SAGEMAKER_NOT_FOUND:
+                return None
+            raise
+        return job
+
     def describe(self, name: str) -> dict[str, Any]:
-        """Describe<Kind>Job."""
-        job: dict[str, Any] = getattr(clients.sagemaker(), f"describe_{self.api}")(**{self.name_parameter: name})
+        """Describe<Kind>Job of a job the run started: one that vanished fails the step."""
+        job = self.find(name)
+        if job is None:
+            raise self.error(f"{self.noun} {name} no longer exists (DescribeJob: not found)")
         return job
 
     def start(self, request: Mapping[str, Any]) -> Any:
@@ -86,3 +102,34 @@ def poll(kind: JobKind, state: RunState, timeout_seconds: int) -> tuple[bool, di
                 action = f"could not stop it ({error_code(error) or 'error'})"
         raise StepTimedOut(f"{kind.noun} {name} still {status} after the {timeout_seconds} s timeout; {action}")
     return False, job
+
+
+TRAINING_JOB = JobKind(
+    noun="training job",
+    section="training",
+    api="training_job",
+    name_parameter="TrainingJobName",
+    status_field="TrainingJobStatus",
+    completed="Completed",
+    failed="Failed",
+    stopped="Stopped",
+    running=frozenset({"InProgress", "Stopping"}),
+    stoppable=frozenset({"InProgress"}),
+    error=TrainingFailed,
+)
+
+
+_NEO_RUNNING = frozenset({"STARTING", "INPROGRESS", "STOPPING"})
+COMPILATION_JOB = JobKind(
+    noun="compilation job",
+    section="compilation",
+    api="compilation_job",
+    name_parameter="CompilationJobName",
+    status_field="CompilationJobStatus",
+    completed="COMPLETED",
+    failed="FAILED",
+    stopped="STOPPED",
+    running=_NEO_RUNNING,
+    stoppable=_NEO_RUNNING - {"STOPPING"},
+    error=CompilationFailed,
+)

@@ -26,7 +26,7 @@ from lambda_handlers.artifacts import split_s3_uri
 from lambda_handlers.aws import clients
 from lambda_handlers.aws.client_errors import S3_NOT_FOUND, error_code
 from lambda_handlers.errors import InvalidInput, MetricBelowThreshold, TrainingFailed
-from lambda_handlers.sagemaker_jobs import JobKind, poll
+from lambda_handlers.sagemaker_jobs import TRAINING_JOB, poll
 from lambda_handlers.settings import MissingSetting, StepSettings
 from lambda_handlers.state import (
     IN_PROGRESS,
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import CreateTrainingJobRequestTypeDef
 
 BUILTIN_CONTENT_TYPE = "application/x-recordio"
-RUNNING_STATUSES = frozenset({"InProgress", "Stopping"})
 #: A number as scripts print it: 0.93, -1, 1e-05, 3.5E+2.
 METRIC_VALUE_REGEX = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
@@ -201,21 +200,6 @@ def start_training(state: RunState) -> RunState:
     created = TRAINING_JOB.start(request)
     timeout = config.training_timeout_seconds
     return loop_started(state, "training", timeout, since=created, job_name=request["TrainingJobName"])
-
-
-TRAINING_JOB = JobKind(
-    noun="training job",
-    section="training",
-    api="training_job",
-    name_parameter="TrainingJobName",
-    status_field="TrainingJobStatus",
-    completed="Completed",
-    failed="Failed",
-    stopped="Stopped",
-    running=RUNNING_STATUSES,
-    stoppable=frozenset({"InProgress"}),
-    error=TrainingFailed,
-)
 
 
 @step

@@ -36,11 +36,11 @@ from lambda_handlers.aws.client_errors import (
     S3_ACCESS_DENIED,
     S3_NO_BUCKET,
     S3_NOT_FOUND,
-    SAGEMAKER_NOT_FOUND,
     error_code,
 )
 from lambda_handlers.domain import BUCKET_NAME_MARKER, NEO_EDGE_FRAMEWORK_VERSIONS, input_name_problem, layout_problem
 from lambda_handlers.errors import InvalidInput
+from lambda_handlers.sagemaker_jobs import TRAINING_JOB
 from lambda_handlers.state import DatasetSource, ModelSection, RunState
 from lambda_handlers.step import step
 
@@ -269,13 +269,9 @@ def validate_training_job(value: Any) -> str:
     """The S3 URI of the artifact of a Completed training job of this account and region."""
     if not isinstance(value, str) or not _JOB_NAME.match(value):
         raise invalid("training_job", value, "must be a SageMaker training job name (letters, digits, -; ≤ 63)")
-    try:
-        job = clients.sagemaker().describe_training_job(TrainingJobName=value)
-    except ClientError as error:
-        # A well-formed name that SageMaker rejects is unknown (it answers ValidationException).
-        if error_code(error) in SAGEMAKER_NOT_FOUND:
-            raise invalid("training_job", value, "no such training job in this account and region") from error
-        raise
+    job = TRAINING_JOB.find(value)
+    if job is None:
+        raise invalid("training_job", value, "no such training job in this account and region")
     status = job.get("TrainingJobStatus")
     if status != "Completed":
         reason = job.get("FailureReason")

@@ -66,7 +66,9 @@ def sagemaker_execution_role(
             resources=[buckets.artifacts.arn_for_objects("*")],
         )
     )
-    storage.key.grant(role, "kms:GenerateDataKey")  # to write SSE-KMS objects (bucket keys)
+    # OutputDataConfig.KmsKeyId: SageMaker encrypts what it writes (model artifacts, checkpoints, compiled
+    # models) with this key under the role, which needs kms:Encrypt and the data-key actions (service model).
+    storage.key.grant_encrypt_decrypt(role)
     role.add_to_policy(
         iam.PolicyStatement(
             sid="TrainingLogs",

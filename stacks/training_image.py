@@ -18,6 +18,7 @@ from aws_cdk import Aws, CfnMapping
 from constructs import Construct
 
 from panopipe.config import Framework, ModelConfig, TrainingConfig
+from panopipe.config.schema import GPU_FAMILY_PREFIXES, instance_family
 from panopipe.naming import PANORAMA_REGIONS
 
 _FRAMEWORK_TABLES = {
@@ -65,10 +66,18 @@ def training_image(training: TrainingConfig, model: ModelConfig) -> TrainingImag
     version = table.get("version_aliases", {}).get(model.framework_version, model.framework_version)
     entry = table["versions"][version]
     # The SDK's tag for a framework image: <requested version>-<cpu|gpu>-<python>, e.g. 1.8-gpu-py3.
-    family = training.instance_type.split(".")[1] if training.instance_type.count(".") == 2 else ""
-    processor = "gpu" if family.startswith(("p", "g")) else "cpu"
-    tag = f"{model.framework_version}-{processor}-{entry['py_versions'][0]}"
+    processor = "gpu" if instance_family(training.instance_type).startswith(GPU_FAMILY_PREFIXES) else "cpu"
+    tag = f"{model.framework_version}-{processor}-{newest_python3(entry['py_versions'])}"
     return TrainingImage(entry["repository"], dict(entry["registries"]), tag)
+
+
+def newest_python3(py_versions: list[str]) -> str:
+    """The newest Python 3 the table lists (``py3`` < ``py36`` < ``py37``): never ``py2``, which
+    PyTorch 1.4's entry lists first and no script written today runs on."""
+    python3 = [v for v in py_versions if v.startswith("py3")]
+    if not python3:
+        raise LookupError(f"no Python 3 image among {py_versions}")
+    return max(python3, key=lambda v: (int(v[3:] or 0), v))
 
 
 def image_uri(image: TrainingImage, registry: str, region: str) -> str:

@@ -61,7 +61,7 @@ def test_sagemaker_role_permissions_are_exactly_these(synthesized: Synthesized) 
     key = next(s["Resource"] for s in statements if _actions(s)[0].startswith("kms:"))
     assert summary == [
         (["s3:GetBucket*", "s3:GetObject*", "s3:List*"], [artifacts, f"{artifacts}/*", data, f"{data}/*"]),
-        (["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], key),
+        (["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"], key),
         (["s3:AbortMultipartUpload", "s3:PutObject"], f"{artifacts}/*"),
         (
             ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
