@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 from lambda_handlers.errors import InvalidInput
 from lambda_handlers.settings import CODE_PACKAGE_NAME, MODEL_PACKAGE_NAME
+from lambda_handlers.state import ModelSection
 from panorama_app.manifest.rules import ManifestError
 from panorama_app.manifest.spec import ApplicationSpec
 
@@ -96,3 +97,17 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
         raise InvalidInput(f"not an S3 object URI: {uri!r} (expected s3://bucket/key)")
     return parsed.netloc, parsed.path.lstrip("/")
+
+
+def model_spec(spec: ApplicationSpec, model: ModelSection) -> ApplicationSpec:
+    """The application for the run's model (a model trained elsewhere may have its own framework and input).
+
+    The one place both the registered descriptor and the deployed graph's input parameters come from.
+    """
+    given: dict[str, Any] = dict(model)
+    return spec.with_model(
+        str(given.get("framework") or spec.framework).upper(),
+        str(given.get("framework_version") or spec.framework_version),
+        str(given.get("input_name") or spec.input_name),
+        tuple(int(n) for n in given.get("input_shape") or spec.input_shape),
+    )

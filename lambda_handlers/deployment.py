@@ -30,7 +30,7 @@ from typing import Any
 
 from lambda_handlers import app_instances, settings
 from lambda_handlers.app_instances import RUN_TAG, Pacer, instances_on, resolve_devices, running, tagged
-from lambda_handlers.artifacts import last_good_key, load_template, read_json, write_json
+from lambda_handlers.artifacts import last_good_key, load_template, model_spec, read_json, write_json
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.errors import InvalidInput
 from lambda_handlers.state import (
@@ -81,7 +81,8 @@ def _plans(state: RunState, device_ids: dict[str, str]) -> list[_Plan]:
     template = load_template(
         clients.s3(), settings.env(settings.ARTIFACTS_BUCKET), settings.env(settings.MANIFEST_TEMPLATE_KEY)
     )
-    spec, package = template.spec, state["package"]
+    # The run's model, not the configured one: the graph's input parameters follow what was registered.
+    spec, package = model_spec(template.spec, state["model"]), state["package"]
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
     run = run_name(state)
     plans = []

@@ -17,20 +17,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 from lambda_handlers import settings
-from lambda_handlers.artifacts import history_key, last_good_key, load_template, read_json, split_s3_uri, write_json
+from lambda_handlers.artifacts import (
+    history_key,
+    last_good_key,
+    load_template,
+    model_spec,
+    read_json,
+    split_s3_uri,
+    write_json,
+)
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.errors import PackageRegistrationFailed, StepTimedOut
 from lambda_handlers.state import (
     IN_PROGRESS,
     SUCCEEDED,
-    ModelSection,
     PackageSection,
     PackageVersion,
     RunState,
@@ -169,20 +175,6 @@ def deregister_oldest(
             continue
         removed.append(entry)
     return removed
-
-
-def model_spec(spec: ApplicationSpec, model: ModelSection) -> ApplicationSpec:
-    """``spec`` with the model's own framework and input (a model trained elsewhere may differ)."""
-    changes: dict[str, Any] = {}
-    if model.get("framework"):
-        changes["framework"] = str(model["framework"]).upper()
-    if model.get("framework_version"):
-        changes["framework_version"] = str(model["framework_version"])
-    if model.get("input_name"):
-        changes["input_name"] = str(model["input_name"])
-    if model.get("input_shape"):
-        changes["input_shape"] = tuple(int(n) for n in model["input_shape"])
-    return replace(spec, **changes)
 
 
 # --- step handlers ----------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from panopipe.config.schema import NHWC_FRAMEWORKS, EnvironmentConfig
-from panorama_app.manifest.spec import ApplicationSpec, Parameter
+from panopipe.config.schema import EnvironmentConfig
+from panorama_app.manifest.spec import ApplicationSpec, Parameter, model_input_parameters
 
 
 def package_names(config: EnvironmentConfig) -> tuple[str, str]:
@@ -16,7 +16,6 @@ def application_spec(config: EnvironmentConfig) -> ApplicationSpec:
     """Packages, model input, cameras and the code node's parameters, from the config."""
     model, app = config.model, config.application
     model_package, code_package = package_names(config)
-    layout = "NHWC" if model.framework in NHWC_FRAMEWORKS else "NCHW"
     parameters = (
         Parameter("threshold", "float32", float(app.threshold), "Detection threshold", "Minimum confidence, 0-1."),
         Parameter(
@@ -53,15 +52,7 @@ def application_spec(config: EnvironmentConfig) -> ApplicationSpec:
             "Model outputs in order.",
             overridable=False,
         ),
-        Parameter(
-            "input_shape",
-            "string",
-            ",".join(map(str, model.input_shape)),
-            "Input shape",
-            "The model's input shape.",
-            overridable=False,
-        ),
-        Parameter("input_layout", "string", layout, "Input layout", "NCHW or NHWC.", overridable=False),
+        *model_input_parameters(model.framework.value, model.input_name, tuple(model.input_shape)),
     )
     return ApplicationSpec(
         model_package=model_package,

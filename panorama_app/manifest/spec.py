@@ -8,8 +8,10 @@ what is only known then (account id, package patch versions, device id, region).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from lambda_handlers.domain import NHWC_FRAMEWORKS
 
 #: Node and port names shared by the graph, the code package and the on-device application.
 CODE_NODE = "code_node"
@@ -41,6 +43,24 @@ class Parameter:
     overridable: bool = True
 
 
+#: Parameters that describe the model's input: derived from the spec's model fields, never set apart,
+#: so a model given at run time (its own framework, input name and shape) reaches the application
+#: together with its package.
+MODEL_INPUT_PARAMETERS = ("input_shape", "input_layout", "input_name")
+
+
+def model_input_parameters(framework: str, input_name: str, input_shape: tuple[int, ...]) -> tuple[Parameter, ...]:
+    """The code node's parameters that tell it how to feed the model."""
+    layout = "NHWC" if framework in NHWC_FRAMEWORKS else "NCHW"
+    return (
+        Parameter(
+            "input_shape", "string", ",".join(map(str, input_shape)), "Input shape", "The model's input shape.", False
+        ),
+        Parameter("input_layout", "string", layout, "Input layout", "NCHW or NHWC.", False),
+        Parameter("input_name", "string", input_name, "Input name", "The model's input tensor name.", False),
+    )
+
+
 @dataclass(frozen=True)
 class ApplicationSpec:
     """The application: its two packages, the model's input, the cameras and the parameters."""
@@ -63,6 +83,21 @@ class ApplicationSpec:
     def instance_name(self, device: str) -> str:
         """The application instance name on one device (alarms and the deploy step share it)."""
         return f"{self.instance_name_prefix}-{device}"[:255]
+
+    def with_model(
+        self, framework: str, framework_version: str, input_name: str, input_shape: tuple[int, ...]
+    ) -> ApplicationSpec:
+        """The same application for another model: its descriptor fields and input parameters together."""
+        derived = {p.name: p for p in model_input_parameters(framework, input_name, input_shape)}
+        kept = tuple(p for p in self.parameters if p.name not in derived)
+        return replace(
+            self,
+            framework=framework,
+            framework_version=framework_version,
+            input_name=input_name,
+            input_shape=input_shape,
+            parameters=kept + tuple(derived[name] for name in MODEL_INPUT_PARAMETERS),
+        )
 
     def to_json(self) -> str:
         """Serialized form stored in the artifacts bucket."""

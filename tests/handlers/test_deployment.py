@@ -16,7 +16,7 @@ from lambda_handlers import deployment as dep
 from lambda_handlers import rollback as rb
 from lambda_handlers import settings as cfg
 from lambda_handlers.app_instances import CREATE_INTERVAL_SECONDS, ROLLBACK_TAG, RUN_TAG
-from lambda_handlers.artifacts import last_good_key, read_json, write_json
+from lambda_handlers.artifacts import last_good_key, model_spec, read_json, write_json
 from lambda_handlers.errors import InvalidInput
 from lambda_handlers.settings import StepSettings, install
 from lambda_handlers.state import SKIPPED
@@ -36,6 +36,14 @@ PACKAGE = {
     "patch_version": PATCH,
     "model_sha256": "m" * 64,
     "descriptor_sha256": "d" * 64,
+}
+#: The run's model, as validate_input or check_training leave it (the configured model here).
+MODEL = {
+    "s3_uri": "s3://bucket/model.tar.gz",
+    "framework": SPEC.framework,
+    "framework_version": SPEC.framework_version,
+    "input_name": SPEC.input_name,
+    "input_shape": list(SPEC.input_shape),
 }
 BY_ID, BY_NAME = "device-111", "lobby-appliance"
 NAME_ID = "device-222"
@@ -71,7 +79,7 @@ def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 def _state(**sections: Any) -> dict[str, Any]:
     package = {**PACKAGE, "status": "SUCCEEDED", "deadline": 0, "polls": 3, "deregistered": []}
-    return {"run": {"name": RUN, "started": "2026-05-01T00:00:00Z"}, "package": package, **sections}
+    return {"run": {"name": RUN, "started": "2026-05-01T00:00:00Z"}, "model": MODEL, "package": package, **sections}
 
 
 def _graph(device_id: str) -> str:
@@ -224,6 +232,30 @@ def test_an_unknown_device_name_is_refused_before_anything_is_created(
     stub.add_response("list_devices", {"Devices": [{"DeviceId": "device-999", "Name": "warehouse"}]}, {})
     with pytest.raises(InvalidInput, match=r"no appliance named 'lobby-appliance' \(ListDevices finds: warehouse\)"):
         dep.deploy(_state())
+
+
+@pytest.mark.parametrize(
+    ("framework", "version", "shape", "layout"),
+    [("PYTORCH", "1.8", [1, 3, 512, 512], "NCHW"), ("TENSORFLOW", "2.4", [1, 300, 300, 3], "NHWC")],
+)
+def test_a_model_given_with_the_run_reaches_the_graph_as_registered(
+    s3: Any, two_devices: StepSettings, framework: str, version: str, shape: list[int], layout: str
+) -> None:
+    """The input parameters of the deployed graph come from the run's model, like its descriptor."""
+    model = {
+        **MODEL,
+        "framework": framework,
+        "framework_version": version,
+        "input_name": "input0",
+        "input_shape": shape,
+    }
+    (plan, _) = dep._plans(_state(model=model), {BY_ID: BY_ID, BY_NAME: NAME_ID})
+    values = {n["name"]: n.get("value") for n in json.loads(plan.manifest)["nodeGraph"]["nodes"]}
+    assert values["input_shape"] == ",".join(map(str, shape))
+    assert (values["input_layout"], values["input_name"]) == (layout, "input0")
+    descriptor = documents.model_descriptor(model_spec(SPEC, model))  # what RegisterPackage uploads
+    assert descriptor["mlModelDescriptor"]["inputs"] == [{"name": "input0", "shape": shape}]
+    assert descriptor["mlModelDescriptor"]["framework"] == framework
 
 
 def test_a_manifest_over_the_payload_limit_is_refused_before_calling_the_api(
