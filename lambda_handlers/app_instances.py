@@ -2,7 +2,8 @@
 
 Reading the account (devices by name, instances on a device, the one a run tagged), creating an
 instance at the API's pace (one create request per second), and one poll of a section's devices:
-a device's instance is SUCCEEDED once deployed, FAILED when the device reports a failure,
+a device's instance is SUCCEEDED once deployed AND its application reports HealthStatus RUNNING,
+FAILED when the deployment fails or the application reports ERROR (deployed, but crashing),
 TIMED_OUT past the section's deadline. A failed or timed-out deployment is a status, not an
 exception: the state machine routes it to the rollback.
 """
@@ -40,6 +41,8 @@ pause: Callable[[float], None] = time.sleep
 
 _WAITING = frozenset({"DEPLOYMENT_PENDING", "DEPLOYMENT_REQUESTED", "DEPLOYMENT_IN_PROGRESS"})
 RUNNING = "DEPLOYMENT_SUCCEEDED"
+#: A deployed instance is good only once its application runs (NOT_AVAILABLE: not started yet).
+HEALTHY = "RUNNING"
 
 
 def _pages(operation: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
@@ -146,13 +149,19 @@ def describe(instance_id: str) -> tuple[str, str]:
         return FAILED, f"application instance {instance_id} no longer exists"
     status = str(described.get("Status", "?"))
     description = f"{status}: {described['StatusDescription']}" if described.get("StatusDescription") else status
-    if status == RUNNING:
-        return SUCCEEDED, description
-    if status in _WAITING:
-        return IN_PROGRESS, description
     reported = ", ".join(
         f"{c['RuntimeContextName']} {c['DeviceReportedStatus']}" for c in described.get("RuntimeContextStates", [])
     )
+    if status == RUNNING:
+        health = str(described.get("HealthStatus") or "NOT_AVAILABLE")
+        if health == HEALTHY:
+            return SUCCEEDED, description
+        if health == "ERROR":
+            detail = f"{description}; HealthStatus ERROR: the application is not running"
+            return FAILED, f"{detail} (device reported: {reported})" if reported else detail
+        return IN_PROGRESS, f"{description}; waiting for HealthStatus {HEALTHY} (now {health})"
+    if status in _WAITING:
+        return IN_PROGRESS, description
     return FAILED, f"{description} (device reported: {reported})" if reported else description
 
 

@@ -29,8 +29,9 @@ The emulator's own control routes, under ``/_panopipe/`` (``emulator_process.con
   training/compilation jobs end Failed with that FailureReason
 - ``POST sagemaker/metrics`` ``{"job": "<name substring>", "metrics": {"name": value}}``: the final
   metric values matching training jobs report
-- ``POST panorama/fail-deployments`` ``{"device": "<id or name>", "count": n, "reason": "..."}``: the
-  next ``n`` deployments on that device end DEPLOYMENT_FAILED (404 for an unknown device)
+- ``POST panorama/fail-deployments`` ``{"device": "<id or name>", "count": n, "reason": "...",
+  "crash": false}``: the next ``n`` deployments on that device end DEPLOYMENT_FAILED, or with
+  ``crash`` deploy and then report HealthStatus ERROR (404 for an unknown device)
 - ``POST reset``: forget every resource (moto's state, the jobs' progress, Panorama's packages and
   application instances; the devices stay)
 
@@ -140,7 +141,9 @@ class _ControlRoutes:
         if (method, route) == ("POST", "panorama/fail-deployments"):
             device, reason = str(body["device"]), body.get("reason")
             count = int(body.get("count", 1))
-            pending = self.emulator.panorama.fail_next_deployments(device, count, str(reason) if reason else None)
+            pending = self.emulator.panorama.fail_next_deployments(
+                device, count, str(reason) if reason else None, crash=bool(body.get("crash", False))
+            )
             return "200 OK", {"device": device, "pendingFailures": pending}
         if (method, route) == ("POST", "reset"):
             self.emulator.reset()

@@ -9,7 +9,11 @@ the graph with the same rules (``panorama_app.manifest``), refuses unknown devic
 instances and unregistered or incomplete package versions (ValidationException: the operation models
 no ResourceNotFoundException), advances statuses per describe (``Progress``), and can make the next
 deployments on a device fail (:meth:`InstanceOperations.fail_next_deployments`), which is how tests
-and ``make local`` show a rollback. RemoveApplicationInstance is immediate.
+and ``make local`` show a rollback. A deployed instance reports HealthStatus NOT_AVAILABLE until the
+application has started (one more describe), then RUNNING, or ERROR when the failure injected was
+a crash (the deployment succeeded, the application does not run): AWS reports both, and a pipeline
+that read only Status would call a crash-looping application a good deployment.
+RemoveApplicationInstance is immediate.
 
 The code package is never registered by the pipeline locally (its container image needs Docker):
 when a graph names a package that exists (the stack's ``AWS::Panorama::Package``) but has no version
@@ -58,13 +62,17 @@ _STATUS_FILTERS = {
     "PROCESSING_REMOVAL": frozenset({"REMOVAL_PENDING", "REMOVAL_REQUESTED", "REMOVAL_IN_PROGRESS"}),
 }
 _DEFAULT_FAILURE = "the application failed to start on the device (failure injected in the local Panorama service)"
+_DEFAULT_CRASH = "the application exited after it started (crash injected in the local Panorama service)"
 
 
 class InstanceOperations(PackageOperations, DeviceOperations):
     """The application-instance operations, and failure injection for deployments."""
 
-    def fail_next_deployments(self, device: str, count: int = 1, reason: str | None = None) -> int:
-        """Make the next ``count`` deployments on ``device`` (id or name) end DEPLOYMENT_FAILED.
+    def fail_next_deployments(
+        self, device: str, count: int = 1, reason: str | None = None, *, crash: bool = False
+    ) -> int:
+        """Make the next ``count`` deployments on ``device`` (id or name) end DEPLOYMENT_FAILED, or with
+        ``crash`` end DEPLOYMENT_SUCCEEDED with an application that stops (HealthStatus ERROR).
 
         ``count`` 0 cancels what is pending. Returns how many failures are pending for the device.
         """
@@ -76,7 +84,8 @@ class InstanceOperations(PackageOperations, DeviceOperations):
                 self._failures.pop(device_id, None)
                 return 0
             pending = self._failures.setdefault(device_id, [])
-            pending.extend([short_text(reason or _DEFAULT_FAILURE)] * count)
+            default = _DEFAULT_CRASH if crash else _DEFAULT_FAILURE
+            pending.extend([(crash, short_text(reason or default))] * count)
             return len(pending)
 
     def create_application_instance(
@@ -123,6 +132,7 @@ class InstanceOperations(PackageOperations, DeviceOperations):
             uses = self._check_manifests(graph, override_document)
             instance_id = random_id("applicationInstance-")
             pending = self._failures.get(device_id)
+            failure = pending.pop(0) if pending else None  # (crash?, reason)
             instance = InstanceRecord(
                 instance_id=instance_id,
                 arn=f"arn:aws:panorama:{self.region}:{self.account_id}:applicationInstance/{instance_id}",
@@ -135,7 +145,8 @@ class InstanceOperations(PackageOperations, DeviceOperations):
                 tags=dict(tags or {}),
                 contexts=_runtime_contexts(graph) or (name or instance_id,),
                 uses=uses,
-                fail_reason=pending.pop(0) if pending else None,
+                fail_reason=failure[1] if failure and not failure[0] else None,
+                crash_reason=failure[1] if failure and failure[0] else None,
             )
             if pending is not None and not pending:
                 del self._failures[device_id]
@@ -227,6 +238,13 @@ class InstanceOperations(PackageOperations, DeviceOperations):
         return auto
 
     def _advance(self, instance: InstanceRecord) -> None:
+        if instance.status == DEPLOYMENT_SUCCEEDED and instance.health == "NOT_AVAILABLE":
+            # the application has started on the device: it runs, or it crashed
+            instance.health = "ERROR" if instance.crash_reason else "RUNNING"
+            if instance.crash_reason:
+                instance.status_description = f"{instance.status_description}; {instance.crash_reason}"
+            instance.updated = now()
+            return
         if instance.status not in _DEPLOYING:
             return
         instance.describes += 1
@@ -259,9 +277,10 @@ class InstanceOperations(PackageOperations, DeviceOperations):
 
     def _instance_view(self, instance: InstanceRecord, full: bool) -> dict[str, Any]:
         device = self._devices.get(instance.device_id)
+        deployed = {"NOT_AVAILABLE": "LAUNCHED", "RUNNING": "RUNNING", "ERROR": "STOPPED"}[instance.health]
         reported = {
             DEPLOYMENT_IN_PROGRESS: ("RUNNING", "INSTALL_IN_PROGRESS"),
-            DEPLOYMENT_SUCCEEDED: ("RUNNING", "RUNNING"),
+            DEPLOYMENT_SUCCEEDED: ("RUNNING", deployed),
             DEPLOYMENT_FAILED: ("RUNNING", "LAUNCH_ERROR"),
             REMOVAL_SUCCEEDED: ("REMOVED", "STOPPED"),
         }.get(instance.status)
@@ -275,7 +294,7 @@ class InstanceOperations(PackageOperations, DeviceOperations):
             "CreatedTime": instance.created,
             "Status": instance.status,
             "StatusDescription": instance.status_description,
-            "HealthStatus": {DEPLOYMENT_SUCCEEDED: "RUNNING", DEPLOYMENT_FAILED: "ERROR"}.get(
+            "HealthStatus": {DEPLOYMENT_SUCCEEDED: instance.health, DEPLOYMENT_FAILED: "ERROR"}.get(
                 instance.status, "NOT_AVAILABLE"
             ),
             "RuntimeContextStates": [

@@ -128,7 +128,9 @@ class InstanceRecord:
     contexts: tuple[str, ...]
     uses: frozenset[tuple[str, str, str]]
     fail_reason: str | None
+    crash_reason: str | None = None  # deploys, then the application stops: HealthStatus ERROR
     status: str = DEPLOYMENT_PENDING
+    health: str = "NOT_AVAILABLE"  # once deployed: RUNNING, or ERROR for a crashed application
     status_description: str = "deployment requested"
     updated: dt.datetime = field(default_factory=now)
     describes: int = 0
@@ -145,4 +147,5 @@ class BackendState:
         self._devices: dict[str, DeviceRecord] = {}
         self._packages: dict[str, PackageRecord] = {}
         self._instances: dict[str, InstanceRecord] = {}
-        self._failures: dict[str, list[str]] = {}  # device id -> reasons of the next deployments to fail
+        # device id -> (crash?, reason) of the next deployments to fail: DEPLOYMENT_FAILED, or deployed then ERROR
+        self._failures: dict[str, list[tuple[bool, str]]] = {}

@@ -331,6 +331,8 @@ def _store_sent(s3: Any) -> None:
 
 
 def _describe(stub: Stubber, instance_id: str, status: str, **extra: Any) -> None:
+    if status == "DEPLOYMENT_SUCCEEDED":
+        extra.setdefault("HealthStatus", "RUNNING")  # a deployed, healthy application, unless a test says
     stub.add_response(
         "describe_application_instance",
         _instance(instance_id, "app", status, **extra),
@@ -363,6 +365,55 @@ def test_check_in_progress_then_succeeded_records_last_good(s3: Any, stub: Stubb
         "package": PACKAGE,
     }
     assert read_json(s3, ARTIFACTS, last_good_key(BY_ID))["instance_id"] == "ai-new-1"
+
+
+def test_a_deployed_application_counts_only_once_it_reports_running(
+    s3: Any, stub: Stubber, two_devices: StepSettings
+) -> None:
+    """DEPLOYMENT_SUCCEEDED with HealthStatus NOT_AVAILABLE (not started yet) is still in progress."""
+    _store_sent(s3)
+    _describe(stub, "ai-new-1", "DEPLOYMENT_SUCCEEDED", HealthStatus="NOT_AVAILABLE")
+    _describe(stub, "ai-new-2", "DEPLOYMENT_SUCCEEDED", HealthStatus="RUNNING")
+    _describe(stub, "ai-new-1", "DEPLOYMENT_SUCCEEDED", HealthStatus="RUNNING")
+
+    first = dep.check_deployment(_state(deployment=_deployed()))
+    assert first["deployment"]["status"] == "IN_PROGRESS"
+    waiting = first["deployment"]["devices"][0]
+    assert (
+        waiting["status"] == "IN_PROGRESS"
+        and "waiting for HealthStatus RUNNING (now NOT_AVAILABLE)" in (waiting["status_description"])
+    )
+    assert read_json(s3, ARTIFACTS, last_good_key(BY_ID)) is None, "not good before it runs"
+    assert dep.check_deployment(first)["deployment"]["status"] == "SUCCEEDED"
+    assert read_json(s3, ARTIFACTS, last_good_key(BY_ID))["instance_id"] == "ai-new-1"
+
+
+def test_a_crashing_application_is_a_failed_deployment_and_never_last_good(
+    s3: Any, stub: Stubber, two_devices: StepSettings
+) -> None:
+    """Status alone says DEPLOYMENT_SUCCEEDED; HealthStatus ERROR says the application is not running."""
+    _store_sent(s3)
+    stopped = [
+        {
+            "DesiredState": "RUNNING",
+            "DeviceReportedStatus": "STOPPED",
+            "DeviceReportedTime": "2026-05-01T00:05:00Z",
+            "RuntimeContextName": "code_node",
+        }
+    ]
+    _describe(stub, "ai-new-1", "DEPLOYMENT_SUCCEEDED", HealthStatus="ERROR", RuntimeContextStates=stopped)
+    _describe(stub, "ai-new-2", "DEPLOYMENT_SUCCEEDED")
+
+    result = dep.check_deployment(_state(deployment=_deployed()))
+
+    assert result["deployment"]["status"] == "FAILED" and result["failed_step"] == "CheckDeployment"
+    crashed = result["deployment"]["devices"][0]
+    assert crashed["status"] == "FAILED"
+    assert crashed["status_description"] == (
+        "DEPLOYMENT_SUCCEEDED; HealthStatus ERROR: the application is not running (device reported: code_node STOPPED)"
+    )
+    assert read_json(s3, ARTIFACTS, last_good_key(BY_ID)) is None
+    assert read_json(s3, ARTIFACTS, last_good_key(BY_NAME)) is not None, "the healthy device is good"
 
 
 def test_check_a_failed_deployment_is_a_status_with_the_reason(

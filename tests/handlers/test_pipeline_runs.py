@@ -135,6 +135,7 @@ def instance(instance_id: str, name: str, status: str, **extra: Any) -> State:
         "Status": status,
         "DefaultRuntimeContextDevice": DEVICE_ID,
         "CreatedTime": "2026-05-01T00:00:00Z",
+        **({"HealthStatus": "RUNNING"} if status == "DEPLOYMENT_SUCCEEDED" else {}),  # a healthy application
         **extra,
     }
 

@@ -194,9 +194,11 @@ def _raw(endpoint: str, method: str, path: str, body: dict[str, Any] | None = No
         return error.code, error.headers, json.loads(error.read() or b"null")
 
 
-def _fail_deployments(endpoint: str, device: str, count: int = 1, reason: str | None = None) -> int:
+def _fail_deployments(
+    endpoint: str, device: str, count: int = 1, reason: str | None = None, *, crash: bool = False
+) -> int:
     """The emulator's control route, as another process (the CLI, a test) uses it."""
-    body: dict[str, Any] = {"device": device, "count": count, **({"reason": reason} if reason else {})}
+    body: dict[str, Any] = {"device": device, "count": count, "crash": crash, **({"reason": reason} if reason else {})}
     return int(control(endpoint, "panorama/fail-deployments", body)["pendingFailures"])
 
 
@@ -440,6 +442,30 @@ def test_injected_failures_fail_the_next_deployments_on_a_device(pano: Any, s3: 
     assert info.value.code == 404
 
 
+def test_a_deployed_application_reports_each_health_status(pano: Any, s3: Any, bucket: str, env: Service) -> None:
+    """NOT_AVAILABLE until the application has started, then RUNNING; ERROR for an injected crash."""
+    pano.create_package(PackageName=SPEC.code_package)
+    graph = _graph(_registered_model(pano, s3, bucket)["patch_version"])
+
+    def health(instance_id: str, describes: int) -> list[tuple[str, str]]:
+        described = [pano.describe_application_instance(ApplicationInstanceId=instance_id) for _ in range(describes)]
+        return [(d["Status"], d["HealthStatus"]) for d in described]
+
+    healthy = _create(pano, graph)
+    assert health(healthy, 4) == [
+        ("DEPLOYMENT_PENDING", "NOT_AVAILABLE"),
+        ("DEPLOYMENT_IN_PROGRESS", "NOT_AVAILABLE"),
+        ("DEPLOYMENT_SUCCEEDED", "NOT_AVAILABLE"),
+        ("DEPLOYMENT_SUCCEEDED", "RUNNING"),
+    ]
+    assert _fail_deployments(env.endpoint, DEVICE_NAME, 1, "segfault in app.py", crash=True) == 1
+    crashed = _create(pano, graph, ApplicationInstanceIdToReplace=healthy)
+    assert health(crashed, 4)[-2:] == [("DEPLOYMENT_SUCCEEDED", "NOT_AVAILABLE"), ("DEPLOYMENT_SUCCEEDED", "ERROR")]
+    described = pano.describe_application_instance(ApplicationInstanceId=crashed)
+    assert described["StatusDescription"].endswith("segfault in app.py")
+    assert [c["DeviceReportedStatus"] for c in described["RuntimeContextStates"]] == ["STOPPED"]
+
+
 def test_create_application_instance_refuses_what_the_service_refuses(pano: Any, s3: Any, bucket: str) -> None:
     registration = _registered_model(pano, s3, bucket)
     graph = _graph(registration["patch_version"])
@@ -525,9 +551,9 @@ def test_requests_are_validated_against_the_model(pano: Any, env: Service) -> No
 # --- the pipeline's own handlers, end to end -------------------------------------------------------
 
 
-def test_the_pipeline_handlers_register_deploy_replace_and_roll_back(
-    pano: Any, s3: Any, bucket: str, env: Service, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def handlers(pano: Any, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The pipeline's handlers pointed at the local service: the stored template, their variables, settings."""
     graph = documents.graph(SPEC, ACCOUNT)  # the stored template, as stacks/panorama_application.py renders it
     template = {
         "spec": json.loads(SPEC.to_json()),
@@ -544,53 +570,86 @@ def test_the_pipeline_handlers_register_deploy_replace_and_roll_back(
     monkeypatch.setattr(app_instances, "pause", lambda seconds: None)
     install(make_settings({"runs.keep_package_versions": 2}))
     pano.create_package(PackageName=SPEC.code_package)
-    try:
-        runs = {}
-        for run in ("run-1", "run-2", "run-3"):
-            if run == "run-3":
-                _fail_deployments(env.endpoint, DEVICE_NAME, 1, "model failed to load")
-            _put(s3, bucket, f"runs/{run}/model.tar.gz", f"model of {run}".encode())
-            state: RunState = {
-                "run": {"name": run, "started": "2026-01-01T00:00:00Z"},
-                "model": {"s3_uri": f"s3://{bucket}/runs/{run}/model.tar.gz"},  # type: ignore[typeddict-item]
-            }
-            state = reg.register_package(state)
-            state = reg.check_registration(state)
-            assert state["package"]["status"] == "IN_PROGRESS"
-            state = reg.check_registration(state)
-            assert state["package"]["status"] == "SUCCEEDED"
-            state = deployment.deploy(state)
-            for _ in range(3):
-                state = deployment.check_deployment(state)
-            runs[run] = state
+    yield
+    install(None)
 
-        first, second, third = (runs[r]["deployment"]["devices"][0] for r in ("run-1", "run-2", "run-3"))
-        assert (first["status"], second["status"], third["status"]) == ("SUCCEEDED", "SUCCEEDED", "FAILED")
-        assert (first["device_id"], second["replaced"], third["replaced"]) == (
-            DEVICE_ID,
-            first["instance_id"],
-            second["instance_id"],
-        )
-        assert "model failed to load" in third["status_description"]
-        assert "code_node LAUNCH_ERROR" in third["status_description"]
-        assert runs["run-3"]["package"]["deregistered"] == [runs["run-1"]["package"]["patch_version"]]
-        good = read_json(s3, bucket, last_good_key(DEVICE_NAME))
-        assert good["instance_id"] == second["instance_id"]
 
-        state = rollback.rollback(runs["run-3"])
-        for _ in range(3):
-            state = rollback.check_rollback(state)
-        restored = state["rollback"]["devices"][0]
-        assert (restored["status"], restored["replaced"]) == ("SUCCEEDED", third["instance_id"])
-        statuses = {
-            i["ApplicationInstanceId"]: i["Status"]
-            for i in pano.list_application_instances(DeviceId=DEVICE_ID)["ApplicationInstances"]
-        }
-        assert statuses == {
-            first["instance_id"]: "REMOVAL_SUCCEEDED",
-            second["instance_id"]: "REMOVAL_SUCCEEDED",
-            third["instance_id"]: "REMOVAL_SUCCEEDED",
-            restored["instance_id"]: "DEPLOYMENT_SUCCEEDED",
-        }
-    finally:
-        install(None)
+def _polled(step: Any, state: RunState, section: str) -> RunState:
+    """Poll ``step`` until its section leaves IN_PROGRESS (at most 6 polls, as the state machine would)."""
+    for _ in range(6):
+        state = step(state)
+        if state[section]["status"] != "IN_PROGRESS":  # type: ignore[literal-required]
+            return state
+    raise AssertionError(f"{section} still in progress after 6 polls")
+
+
+def _deployed_run(s3: Any, bucket: str, run: str) -> RunState:
+    """Register the run's model and deploy it, as the state machine chains the steps."""
+    _put(s3, bucket, f"runs/{run}/model.tar.gz", f"model of {run}".encode())
+    state: RunState = {
+        "run": {"name": run, "started": "2026-01-01T00:00:00Z"},
+        "model": {"s3_uri": f"s3://{bucket}/runs/{run}/model.tar.gz"},  # type: ignore[typeddict-item]
+    }
+    state = reg.register_package(state)
+    state = reg.check_registration(state)
+    assert state["package"]["status"] == "IN_PROGRESS"
+    state = _polled(reg.check_registration, state, "package")
+    assert state["package"]["status"] == "SUCCEEDED"
+    return _polled(deployment.check_deployment, deployment.deploy(state), "deployment")
+
+
+def test_the_pipeline_handlers_register_deploy_replace_and_roll_back(
+    s3: Any, bucket: str, env: Service, pano: Any, handlers: None
+) -> None:
+    runs = {}
+    for run in ("run-1", "run-2", "run-3"):
+        if run == "run-3":
+            _fail_deployments(env.endpoint, DEVICE_NAME, 1, "model failed to load")
+        runs[run] = _deployed_run(s3, bucket, run)
+
+    first, second, third = (runs[r]["deployment"]["devices"][0] for r in ("run-1", "run-2", "run-3"))
+    assert (first["status"], second["status"], third["status"]) == ("SUCCEEDED", "SUCCEEDED", "FAILED")
+    assert (first["device_id"], second["replaced"], third["replaced"]) == (
+        DEVICE_ID,
+        first["instance_id"],
+        second["instance_id"],
+    )
+    assert "model failed to load" in third["status_description"]
+    assert "code_node LAUNCH_ERROR" in third["status_description"]
+    assert runs["run-3"]["package"]["deregistered"] == [runs["run-1"]["package"]["patch_version"]]
+    good = read_json(s3, bucket, last_good_key(DEVICE_NAME))
+    assert good["instance_id"] == second["instance_id"]
+
+    state = _polled(rollback.check_rollback, rollback.rollback(runs["run-3"]), "rollback")
+    restored = state["rollback"]["devices"][0]
+    assert (restored["status"], restored["replaced"]) == ("SUCCEEDED", third["instance_id"])
+    statuses = {
+        i["ApplicationInstanceId"]: i["Status"]
+        for i in pano.list_application_instances(DeviceId=DEVICE_ID)["ApplicationInstances"]
+    }
+    assert statuses == {
+        first["instance_id"]: "REMOVAL_SUCCEEDED",
+        second["instance_id"]: "REMOVAL_SUCCEEDED",
+        third["instance_id"]: "REMOVAL_SUCCEEDED",
+        restored["instance_id"]: "DEPLOYMENT_SUCCEEDED",
+    }
+
+
+def test_a_crashing_application_is_rolled_back_and_never_becomes_last_good(
+    s3: Any, bucket: str, env: Service, pano: Any, handlers: None
+) -> None:
+    """The local service deploys it (DEPLOYMENT_SUCCEEDED), then reports HealthStatus ERROR."""
+    good = _deployed_run(s3, bucket, "run-1")["deployment"]["devices"][0]
+    _fail_deployments(env.endpoint, DEVICE_NAME, 1, "Traceback: KeyError 'data'", crash=True)
+    crashed_run = _deployed_run(s3, bucket, "run-2")
+
+    crashed = crashed_run["deployment"]["devices"][0]
+    assert crashed_run["deployment"]["status"] == "FAILED" and crashed_run["failed_step"] == "CheckDeployment"
+    assert "HealthStatus ERROR" in crashed["status_description"] and "KeyError 'data'" in crashed["status_description"]
+    assert read_json(s3, bucket, last_good_key(DEVICE_NAME))["instance_id"] == good["instance_id"]
+
+    state = _polled(rollback.check_rollback, rollback.rollback(crashed_run), "rollback")
+    restored = state["rollback"]["devices"][0]
+    assert (restored["status"], restored["replaced"]) == ("SUCCEEDED", crashed["instance_id"])
+    described = pano.describe_application_instance(ApplicationInstanceId=restored["instance_id"])
+    assert (described["Status"], described["HealthStatus"]) == ("DEPLOYMENT_SUCCEEDED", "RUNNING")
