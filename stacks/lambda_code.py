@@ -13,12 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from aws_cdk import Duration, Fn, IgnoreMode, RemovalPolicy
+from aws_cdk import Duration, Fn, IgnoreMode
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks.log_groups import encrypted_log_group
 from stacks.nag import acknowledge
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,19 +77,19 @@ def python_function(
     handler: Callable[..., Any],
     description: str,
     role_description: str,
-    service_name: str,
+    prefix: str,
+    log_key: kms.IKey,
     environment: dict[str, str] | None = None,
     timeout_seconds: int = 60,
     memory: int = 256,
 ) -> lambda_.Function:
     """One of the project's functions, with its own log group and role.
 
-    The shared asset, the Powertools layer, active tracing, a log group kept one year, and a role
-    (``<id>Role``) that may write that log group and traces, and nothing else yet.
+    The shared asset, the Powertools layer (service name: ``prefix``), active tracing, an encrypted
+    log group ``/<prefix>/<id>`` kept a year, and a role (``<id>Role``) that may write that log group
+    and traces, and nothing else yet.
     """
-    log_group = logs.LogGroup(
-        scope, f"{construct_id}Logs", retention=logs.RetentionDays.ONE_YEAR, removal_policy=RemovalPolicy.DESTROY
-    )
+    log_group = encrypted_log_group(scope, f"{construct_id}Logs", prefix=prefix, name=construct_id, key=log_key)
     role = iam.Role(
         scope,
         f"{construct_id}Role",
@@ -107,7 +108,7 @@ def python_function(
         layers=[_powertools_layer(scope)],
         timeout=Duration.seconds(timeout_seconds),
         memory_size=memory,
-        environment={**(environment or {}), "POWERTOOLS_SERVICE_NAME": service_name},
+        environment={**(environment or {}), "POWERTOOLS_SERVICE_NAME": prefix},
         tracing=lambda_.Tracing.ACTIVE,
         description=description,
     )

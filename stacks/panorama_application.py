@@ -59,7 +59,8 @@ class PanoramaApplication(Construct):
             handler=template_writer.on_event,
             description="CloudFormation custom resource: stores the Panorama manifest template",
             role_description="Writes the Panorama manifest template into the artifacts bucket",
-            service_name=config.prefix,
+            prefix=config.prefix,
+            log_key=storage.key,
             memory=128,
         )
         role = function.role

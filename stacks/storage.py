@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from panopipe.config import EnvironmentConfig
+from stacks.log_groups import allow_log_encryption
 
 
 def _name(template: str) -> str:
@@ -65,6 +66,7 @@ class Storage(Construct):
             ),
             s3.LifecycleRule(id="remove-expired-delete-markers", expired_object_delete_marker=True),
         )
+        allow_log_encryption(self.key, prefix)  # the other stacks' log groups use this key
         self.data_bucket = self._bucket(
             "DataBucket",
             self._names["data"],
@@ -161,3 +163,9 @@ class StorageStack(Stack):
             **kwargs,
         )
         self.storage = Storage(self, "Storage", config=config)
+        for name, bucket in (
+            ("DataBucketName", self.storage.data_bucket),
+            ("ArtifactsBucketName", self.storage.artifacts_bucket),
+            ("AccessLogsBucketName", self.storage.access_logs_bucket),
+        ):
+            CfnOutput(self, name, value=bucket.bucket_name, description="where the pipeline's data and artifacts are")

@@ -72,8 +72,10 @@ def training_image(training: TrainingConfig, model: ModelConfig) -> TrainingImag
 
 
 def newest_python3(py_versions: list[str]) -> str:
-    """The newest Python 3 the table lists (``py3`` < ``py36`` < ``py37``): never ``py2``, which
-    PyTorch 1.4's entry lists first and no script written today runs on."""
+    """The newest Python 3 the table lists (``py3`` < ``py36`` < ``py37``).
+
+    Never ``py2``, which PyTorch 1.4's entry lists first and no script written today runs on.
+    """
     python3 = [v for v in py_versions if v.startswith("py3")]
     if not python3:
         raise LookupError(f"no Python 3 image among {py_versions}")

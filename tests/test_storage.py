@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -148,3 +149,44 @@ def test_stack_names_and_order(synthesized: Synthesized) -> None:
         "examplestageApplicationB24E04F2",
         "examplestageStorageF4A63C57",
     ]
+
+
+def test_the_storage_stack_says_where_the_buckets_are(synthesized: Synthesized) -> None:
+    outputs = synthesized.template("example", "Storage")["Outputs"]
+    names = {key: output["Value"] for key, output in outputs.items() if not key.startswith("PublishOutput")}
+    assert names == {
+        "DataBucketName": {"Ref": "StorageDataBucketB1B922FA"},
+        "ArtifactsBucketName": {"Ref": "StorageArtifactsBucketB19151BF"},
+        "AccessLogsBucketName": {"Ref": "StorageAccessLogsBucketFEE4D6FB"},
+    }
+
+
+@pytest.mark.parametrize("stage", ["dev", "example"])
+def test_every_log_group_is_encrypted_with_the_project_key_which_logs_may_use_for_them_only(
+    synthesized: Synthesized, stage: str
+) -> None:
+    prefix = {"dev": "panopipe-dev", "example": "panopipe-prod"}[stage]
+    groups = [g for s, stack, t in synthesized.all_templates() if s == stage for g in _log_groups(t)]
+    assert len(groups) == 16  # 13 steps, the trigger, the template writer, the state machine
+    for group in groups:
+        assert group["LogGroupName"].startswith(f"/{prefix}/"), group["LogGroupName"]
+        assert "StorageDataKey" in json.dumps(group["KmsKeyId"]), group["LogGroupName"]
+        assert group["RetentionInDays"] == 365
+    (key,) = synthesized.resources(stage, "Storage", "AWS::KMS::Key").values()
+    (logs,) = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Sid") == "AllowCloudWatchLogsForThisEnvironment"
+    ]
+    assert logs["Principal"] == {"Service": {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}}
+    assert logs["Condition"] == {
+        "ArnLike": {
+            "kms:EncryptionContext:aws:logs:arn": {
+                "Fn::Sub": f"arn:${{AWS::Partition}}:logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:/{prefix}/*"
+            }
+        }
+    }
+
+
+def _log_groups(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Logs::LogGroup"]

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -27,6 +26,7 @@ from lambda_handlers.errors import RETRYABLE
 from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, LoopName
 from panopipe.config.step_settings import step_settings_json
 from stacks.lambda_code import python_function
+from stacks.log_groups import encrypted_log_group
 from stacks.nag import acknowledge, wildcard_findings
 from stacks.steps.compilation_spec import CHECK_COMPILATION, START_COMPILATION
 from stacks.steps.deployment_spec import CHECK_DEPLOYMENT, DEPLOY
@@ -117,7 +117,8 @@ class PipelineStateMachine(Construct):
             handler=spec.handler,
             description=f"{self.config.prefix}: {spec.description}",
             role_description=f"{self.config.prefix} pipeline step {spec.id}",
-            service_name=self.config.prefix,
+            prefix=self.config.prefix,
+            log_key=self.resources.key,
             environment=environment,
             timeout_seconds=spec.timeout_seconds,
             memory=spec.memory,
@@ -253,8 +254,8 @@ class PipelineStateMachine(Construct):
 
     def _state_machine(self) -> sfn.StateMachine:
         definition = self._chain()
-        log_group = logs.LogGroup(
-            self, "StateMachineLogs", retention=logs.RetentionDays.ONE_YEAR, removal_policy=RemovalPolicy.DESTROY
+        log_group = encrypted_log_group(
+            self, "StateMachineLogs", prefix=self.config.prefix, name="state-machine", key=self.resources.key
         )
         return sfn.StateMachine(
             self,

@@ -11,6 +11,8 @@ state machine runs the real handlers there (the issue's three runs, in order):
 from __future__ import annotations
 
 import json
+import re
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,6 +147,52 @@ def test_three_runs_deploy_roll_back_and_replace(deployed: tuple[Emulator, runs.
     listed = CliRunner().invoke(app, ["status", "--config", str(CONFIG)])
     assert listed.exit_code == 0 and all(n in listed.stdout for n in (name, "model-run-fails", "model-run-replaces"))
     print(f"\nthree local runs in {time.monotonic() - started:.1f} s")
+
+
+def readme_aws_scripts() -> list[str]:
+    """The README's shell blocks that call the AWS CLI (indented blocks whose first line runs ``aws``)."""
+    blocks: list[list[str]] = [[]]
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith("    ") and line.strip():
+            blocks[-1].append(line[4:])
+        elif blocks[-1]:
+            blocks.append([])
+    starts = re.compile(r"^(aws |[A-Z_]+=\$\(aws )")
+    return ["\n".join(block) for block in blocks if block and starts.match(block[0])]
+
+
+def test_every_aws_cli_command_of_the_readme_runs_as_written(
+    deployed: tuple[Emulator, runs.Target], tmp_path: Path
+) -> None:
+    """The pinned AWS CLI against the local AWS, from a folder holding what the commands name."""
+    import shutil
+    import subprocess
+
+    aws, target = deployed
+    scripts = readme_aws_scripts()
+    assert len(scripts) >= 2, scripts
+    shutil.copytree(ROOT / "panopipe" / "samples" / "dataset", tmp_path / "people-2026-11")
+    dataset = f"s3://{target.data_bucket}/datasets/people-2026-11/"
+    (tmp_path / "input.json").write_text(json.dumps({"dataset": dataset}))
+    env = {**aws.env(), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    for script in scripts:
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, f"{script}\n{result.stderr[-2000:]}"
+    s3 = boto3.client("s3")
+    assert s3.head_object(Bucket=target.data_bucket, Key="datasets/people-2026-11/_READY")["ContentLength"] == 0
+    assert s3.list_objects_v2(Bucket=target.data_bucket, Prefix="datasets/people-2026-11/train/")["KeyCount"] >= 1
+    names = {
+        e["name"]
+        for e in boto3.client("stepfunctions").list_executions(stateMachineArn=target.state_machine_arn)["executions"]
+    }
+    assert "my-run-1" in names
 
 
 def test_the_cdk_cli_updates_and_destroys_the_deployed_stacks(deployed: tuple[Emulator, runs.Target]) -> None:
