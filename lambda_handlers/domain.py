@@ -7,6 +7,7 @@ so a model given at run time is checked by the same rules as the configured one.
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Sequence
 
 #: Framework versions SageMaker Neo compiles for edge devices such as the Jetson AGX Xavier.
@@ -28,12 +29,50 @@ INPUT_NAME_MAX = 64
 #: scope S3 to ``arn:aws:s3:::*aws-panorama*``.
 BUCKET_NAME_MARKER = "aws-panorama"
 
-#: Where data sets land in the data bucket unless the config says otherwise (``runs.dataset_prefix``).
+#: Where data sets land in the data bucket unless the config says otherwise (``runs.dataset_prefix``):
+#: one or more folders, each of S3's safe key characters.
 DEFAULT_DATASET_PREFIX = "datasets/"
+DATASET_PREFIX_PATTERN = r"^([A-Za-z0-9!_.*'()-]+/)+$"
 #: The object whose arrival in a data set's folder starts a run (``<prefix><data set>/_READY``).
 READY_MARKER = "_READY"
 
+#: The largest input dimension accepted: far beyond any camera frame a model is fed, small enough that
+#: a typo (224224) is caught before Neo or the appliance try to allocate it.
+MAX_INPUT_DIMENSION = 8192
+
+#: How much of a value given by a user an error message repeats.
+SHOWN_CHARS = 200
+
 _INPUT_NAME = re.compile(INPUT_NAME_PATTERN)
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = SHOWN_CHARS
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 12
+_REPR.maxlevel = 3
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``value``'s repr for a message, bounded.
+
+    Built without rendering all of a huge value, cut with an ellipsis at ``limit`` characters, and
+    followed by the value's own size when it was cut.
+    """
+    text = _REPR.repr(value)
+    size = len(value) if isinstance(value, str | bytes | list | tuple | dict | set) else None
+    cut = len(text) > limit or (size is not None and "..." in text)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    if not cut:
+        return text
+    unit = "characters" if isinstance(value, str) else "bytes" if isinstance(value, bytes) else "items"
+    return f"{text} ({size} {unit})" if size is not None else text
+
+
+def bounded(text: str, limit: int) -> str:
+    """``text`` cut at ``limit`` characters with an ellipsis and the original length."""
+    if len(text) <= limit:
+        return text
+    note = f"… ({len(text)} characters)"
+    return text[: max(0, limit - len(note))] + note
 
 
 def input_name_problem(name: object) -> str | None:
@@ -52,6 +91,8 @@ def layout_problem(shape: Sequence[object], framework: str | None) -> str | None
         return f"must have 4 dimensions, [N, C, H, W] or [N, H, W, C]; got {len(shape)}"
     if any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in shape):
         return "every dimension must be a positive integer"
+    if any(d > MAX_INPUT_DIMENSION for d in shape):  # type: ignore[operator]
+        return f"every dimension must be at most {MAX_INPUT_DIMENSION}"
     if framework is None:
         return None
     if framework in NHWC_FRAMEWORKS:

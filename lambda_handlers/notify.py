@@ -17,18 +17,21 @@ from typing import Any
 
 from lambda_handlers import settings
 from lambda_handlers.aws import clients
+from lambda_handlers.domain import bounded
 from lambda_handlers.errors import DeploymentFailed, StepTimedOut
 from lambda_handlers.state import FAILED, SUCCEEDED, TIMED_OUT, CaughtError, DevicesSection, RunState, Summary
 from lambda_handlers.step import step
 
 SUBJECT_MAX = 100
 REASON_MAX = 1000
+INPUT_MAX = 500
+#: SNS takes at most 256 KiB of message; what we send stays well below (a run's own texts are bounded).
+MESSAGE_MAX_BYTES = 200_000
 
 
 def one_line(text: str, limit: int = REASON_MAX) -> str:
     """``text`` with its whitespace collapsed to single spaces, cut at ``limit`` characters."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    return bounded(" ".join(str(text).split()), limit)
 
 
 def error_reason(error: CaughtError) -> str:
@@ -52,8 +55,8 @@ def _source(state: RunState) -> str:
         if source["kind"] == "model":
             return f"model {source['s3_uri']}"
         return f"training job {source['job_name']}"
-    given = state.get("input")
-    return f"input {json.dumps(given, sort_keys=True)}" if given else "unknown"
+    given = state.get("input")  # the run's input, as the user gave it: unbounded
+    return f"input {bounded(json.dumps(given, sort_keys=True, default=str), INPUT_MAX)}" if given else "unknown"
 
 
 def _device_problems(section: DevicesSection) -> list[str]:
@@ -94,6 +97,15 @@ def summarize(state: RunState) -> Summary:
     if "rollback" in state:
         summary["rollback"] = str(state["rollback"].get("status"))
     return summary
+
+
+def fit(text: str, limit_bytes: int) -> str:
+    """``text`` cut to ``limit_bytes`` of UTF-8 (whole characters), with a note of what was cut."""
+    data = text.encode("utf-8")
+    if len(data) <= limit_bytes:
+        return text
+    note = f"\n… (message cut: {len(data)} bytes, SNS takes at most 262144)\n"
+    return data[: limit_bytes - len(note.encode())].decode("utf-8", "ignore") + note
 
 
 def subject(prefix: str, summary: Summary) -> str:
@@ -159,6 +171,6 @@ def notify(state: RunState) -> RunState:
     response = clients.sns().publish(
         TopicArn=settings.env(settings.TOPIC_ARN),
         Subject=subject(settings.current().prefix, summary),
-        Message=message(state, summary),
+        Message=fit(message(state, summary), MESSAGE_MAX_BYTES),
     )
     return {**state, "summary": {**summary, "message_id": response["MessageId"]}}

@@ -78,6 +78,14 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class MetricDefinition:
+    """Config ``training.metric_definitions[]``: a metric SageMaker reads from the log (one regex group)."""
+
+    name: str
+    regex: str
+
+
+@dataclass(frozen=True)
 class Training:
     """Config ``training``; the image URI comes from :data:`TRAINING_IMAGE`."""
 
@@ -95,6 +103,7 @@ class Training:
     effective_max_wait_seconds: int | None
     hyperparameters: dict[str, str | int | float | bool]
     metric: Metric
+    metric_definitions: tuple[MetricDefinition, ...]  # script mode; empty: the gate metric as <name>=<value>
 
 
 @dataclass(frozen=True)

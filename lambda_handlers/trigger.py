@@ -24,6 +24,7 @@ states:StartExecution on the state machine, states:DescribeExecution on its exec
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -31,7 +32,7 @@ from botocore.exceptions import ClientError
 from lambda_handlers import settings
 from lambda_handlers.aws import clients
 from lambda_handlers.aws.client_errors import S3_NOT_FOUND, error_code
-from lambda_handlers.domain import DEFAULT_DATASET_PREFIX, READY_MARKER
+from lambda_handlers.domain import DATASET_PREFIX_PATTERN, DEFAULT_DATASET_PREFIX, READY_MARKER, bounded, shown
 from lambda_handlers.names import execution_name
 from lambda_handlers.step import lambda_entry, logger
 
@@ -112,6 +113,32 @@ def _ignored(reason: str, **details: Any) -> Result:
     return {"started": False, "reason": reason}
 
 
+def _s3_event_problem(event: dict[str, Any]) -> str | None:
+    """Why an "Object Created" event is not one S3 sends (its fields of the wrong type), or None."""
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        return "detail is not an object"
+    bucket, item = detail.get("bucket"), detail.get("object")
+    if not isinstance(bucket, dict) or not isinstance(bucket.get("name"), str):
+        return "detail.bucket.name is not a string"
+    if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+        return "detail.object.key is not a string"
+    for field in ("version-id", "etag"):
+        if item.get(field) is not None and not isinstance(item[field], str):
+            return f"detail.object.{field} is not a string"
+    return None
+
+
+def _outside(prefix: str) -> str | None:
+    """Why a data set directory is not one the pipeline runs, or None: under the configured prefix, no ``..``."""
+    configured = settings.current().runs.dataset_prefix
+    if ".." in prefix.split("/"):
+        return f"the key holds '..' ({bounded(prefix, 200)})"
+    if not prefix.startswith(configured):
+        return f"not under the data set prefix {configured} ({bounded(prefix, 200)})"
+    return None
+
+
 def on_marker(event: S3EventBridgeNotificationEvent) -> Result:
     """An S3 Object Created event: start the data set's run if the object is its marker."""
     bucket = event.detail.bucket.name
@@ -120,6 +147,9 @@ def on_marker(event: S3EventBridgeNotificationEvent) -> Result:
     prefix = marker_prefix(key)
     if prefix is None:
         return _ignored(f"not a data set marker (a {READY_MARKER} object under a prefix)", bucket=bucket, key=key)
+    outside = _outside(prefix)
+    if outside:
+        return _ignored(outside, bucket=bucket, key=bounded(key, 200))
     data_bucket = settings.env(settings.DATA_BUCKET)
     if bucket != data_bucket:
         return _ignored(f"not the data bucket {data_bucket}", bucket=bucket, key=key)
@@ -147,7 +177,12 @@ def newest_marker(bucket: str, prefix: str) -> tuple[str, str] | None:
 
 def on_schedule(schedule: dict[str, Any]) -> Result:
     """A scheduled event: start the run of the newest marked data set under the schedule's prefix."""
-    bucket, prefix = settings.env(settings.DATA_BUCKET), str(schedule.get("prefix") or DEFAULT_DATASET_PREFIX)
+    bucket, prefix = settings.env(settings.DATA_BUCKET), schedule.get("prefix", DEFAULT_DATASET_PREFIX)
+    if not isinstance(prefix, str) or not re.match(DATASET_PREFIX_PATTERN, prefix):
+        return _ignored(f"schedule.prefix = {shown(prefix)}: not a data set prefix (folders ending in /)")
+    outside = _outside(prefix)
+    if outside:
+        return _ignored(f"schedule.prefix: {outside}")
     marker = newest_marker(bucket, prefix)
     if marker is None:
         return _ignored(f"no {READY_MARKER} marker under s3://{bucket}/{prefix}")
@@ -156,11 +191,22 @@ def on_schedule(schedule: dict[str, Any]) -> Result:
 
 
 @lambda_entry(EVENT_ID_PATH)
-def trigger(event: dict[str, Any]) -> Result:
-    """Lambda handler of the EventBridge rules (not a state machine step)."""
+def trigger(event: Any) -> Result:
+    """Lambda handler of the EventBridge rules (not a state machine step).
+
+    A malformed event is logged and ignored: no crash, and no retry by EventBridge of what can never succeed.
+    """
+    if not isinstance(event, dict):
+        return _ignored("the event is not a JSON object", event_type=type(event).__name__)
     if "schedule" in event or event.get("detail-type") == "Scheduled Event":
-        return on_schedule(event.get("schedule") or {})
+        schedule = event.get("schedule") or {}
+        if not isinstance(schedule, dict):
+            return _ignored(f"schedule = {shown(schedule)}: not an object")
+        return on_schedule(schedule)
     if event.get("source") == "aws.s3" and event.get("detail-type") == "Object Created":
+        problem = _s3_event_problem(event)
+        if problem:
+            return _ignored(f"malformed S3 event: {problem}")
         # Imported here: the data classes package loads every event type (~60 ms), which synth
         # (it imports this module through the step specs) has no use for.
         from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent

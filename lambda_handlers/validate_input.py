@@ -38,7 +38,14 @@ from lambda_handlers.aws.client_errors import (
     S3_NOT_FOUND,
     error_code,
 )
-from lambda_handlers.domain import BUCKET_NAME_MARKER, NEO_EDGE_FRAMEWORK_VERSIONS, input_name_problem, layout_problem
+from lambda_handlers.domain import (
+    BUCKET_NAME_MARKER,
+    NEO_EDGE_FRAMEWORK_VERSIONS,
+    bounded,
+    input_name_problem,
+    layout_problem,
+    shown,
+)
 from lambda_handlers.errors import InvalidInput
 from lambda_handlers.sagemaker_jobs import TRAINING_JOB
 from lambda_handlers.state import DatasetSource, ModelSection, RunState
@@ -56,8 +63,7 @@ _JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 def invalid(field: str, value: Any, rule: str) -> InvalidInput:
     """The error for one broken rule, worded like the config's problems: field, value, rule."""
-    shown = repr(value) if not isinstance(value, str) or len(value) <= 200 else repr(value[:200] + "…")
-    return InvalidInput(f"input.{field} = {shown}: {rule}")
+    return InvalidInput(f"input.{bounded(field, 100)} = {shown(value)}: {rule}")
 
 
 @dataclass(frozen=True)

@@ -242,14 +242,15 @@ def test_a_model_given_with_the_run_reaches_the_graph_as_registered(
     s3: Any, two_devices: StepSettings, framework: str, version: str, shape: list[int], layout: str
 ) -> None:
     """The input parameters of the deployed graph come from the run's model, like its descriptor."""
-    model = {
+    model: Any = {
         **MODEL,
         "framework": framework,
         "framework_version": version,
         "input_name": "input0",
         "input_shape": shape,
     }
-    (plan, _) = dep._plans(_state(model=model), {BY_ID: BY_ID, BY_NAME: NAME_ID})
+    state: Any = _state(model=model)
+    (plan, _) = dep._plans(state, {BY_ID: BY_ID, BY_NAME: NAME_ID})
     values = {n["name"]: n.get("value") for n in json.loads(plan.manifest)["nodeGraph"]["nodes"]}
     assert values["input_shape"] == ",".join(map(str, shape))
     assert (values["input_layout"], values["input_name"]) == (layout, "input0")

@@ -197,3 +197,27 @@ def test_throttling_becomes_throttled(inbox: Any) -> None:
         stubber.add_client_error("publish", "Throttling", "Rate exceeded", 400)
         with pytest.raises(Throttled, match="Publish throttled"):
             notify.notify(_state())
+
+
+def test_a_huge_run_input_still_gets_its_failure_reported(inbox: Any) -> None:
+    """A 120 KB execution input once made the notification fail (SNS: Message too long)."""
+    given = {"dataset": "s3://aws-panorama-data/" + "d" * 120_000}
+    cause = json.dumps(
+        {"errorMessage": f"input.dataset = {given['dataset']!r}: not valid", "errorType": "InvalidInput"}
+    )
+    state = {"input": given, "run": {"name": RUN, "started": "t"}, "error": {"Error": "InvalidInput", "Cause": cause}}
+
+    result = notify.notify(state)
+
+    (published,) = inbox()
+    assert len(published["Message"].encode()) < 4_000
+    assert "… (120052 characters)" in published["Message"]  # the input (as JSON), cut, with its length
+    assert "Error: InvalidInput" in published["Message"]
+    assert len(result["summary"]["reason"]) <= notify.REASON_MAX
+
+
+def test_a_message_is_cut_to_what_sns_takes() -> None:
+    text = "é" * 200_000  # 400,000 bytes of UTF-8
+    fitted = notify.fit(text, notify.MESSAGE_MAX_BYTES)
+    assert len(fitted.encode()) <= notify.MESSAGE_MAX_BYTES and "message cut: 400000 bytes" in fitted
+    assert notify.fit("short", 100) == "short"

@@ -17,12 +17,13 @@ from lambda_handlers.aws import clients
 from lambda_handlers.domain import DEFAULT_DATASET_PREFIX
 from lambda_handlers.errors import Throttled
 from lambda_handlers.names import execution_name
+from lambda_handlers.settings import StepSettings
 
 DATA = "aws-panorama-panopipe-dev-data-123456789012-us-east-1"
 
 
 @pytest.fixture
-def machine(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
+def machine(aws: None, settings: StepSettings, monkeypatch: pytest.MonkeyPatch) -> str:
     sfn = boto3.client("stepfunctions", region_name="us-east-1")
     arn = sfn.create_state_machine(
         name="panopipe-dev-pipeline",
@@ -182,3 +183,74 @@ def test_throttling_becomes_throttled(s3: Any, machine: str) -> None:
         stubber.add_client_error("describe_execution", "ThrottlingException", "Rate exceeded", 400)
         with pytest.raises(Throttled, match="DescribeExecution throttled"):
             trigger.trigger(_created("datasets/people/_READY", "v1"))
+
+
+# --- malformed and hostile events: logged and ignored, never a crash ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (None, "the event is not a JSON object"),
+        ([], "the event is not a JSON object"),
+        ("Object Created", "the event is not a JSON object"),
+        ({**_created("datasets/a/_READY", "v1"), "detail": "x"}, "malformed S3 event: detail is not an object"),
+        (
+            {**_created("datasets/a/_READY", "v1"), "detail": {"bucket": [], "object": {"key": "k"}}},
+            "malformed S3 event: detail.bucket.name is not a string",
+        ),
+        (
+            {**_created("datasets/a/_READY", "v1"), "detail": {"bucket": {"name": DATA}, "object": None}},
+            "malformed S3 event: detail.object.key is not a string",
+        ),
+        (
+            {**_created("datasets/a/_READY", "v1"), "detail": {"bucket": {"name": DATA}, "object": {"key": 7}}},
+            "malformed S3 event: detail.object.key is not a string",
+        ),
+        (
+            {
+                **_created("datasets/a/_READY"),
+                "detail": {"bucket": {"name": DATA}, "object": {"key": "datasets/a/_READY", "etag": 5}},
+            },
+            "malformed S3 event: detail.object.etag is not a string",
+        ),
+        ({"schedule": "datasets/"}, "schedule = 'datasets/': not an object"),
+        ({"schedule": {"prefix": 3}}, "schedule.prefix = 3: not a data set prefix (folders ending in /)"),
+        (
+            {"schedule": {"prefix": "datasets"}},
+            "schedule.prefix = 'datasets': not a data set prefix (folders ending in /)",
+        ),
+        ({"schedule": {"prefix": "other/"}}, "schedule.prefix: not under the data set prefix datasets/ (other/)"),
+        (
+            {"schedule": {"prefix": "datasets/../secrets/"}},
+            "schedule.prefix: the key holds '..' (datasets/../secrets/)",
+        ),
+    ],
+)
+def test_a_malformed_event_is_ignored_with_its_reason(machine: str, event: Any, reason: str) -> None:
+    assert trigger.trigger(event) == {"started": False, "reason": reason}
+    assert _executions(machine) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("elsewhere/people/_READY", "not under the data set prefix datasets/ (elsewhere/people/)"),
+        ("datasets/../people/_READY", "the key holds '..' (datasets/../people/)"),
+        ("datasets/a/../../b/_READY", "the key holds '..' (datasets/a/../../b/)"),
+    ],
+)
+def test_markers_outside_the_prefix_or_climbing_out_of_it_start_nothing(
+    s3: Any, machine: str, key: str, reason: str
+) -> None:
+    assert trigger.trigger(_created(key, "v1")) == {"started": False, "reason": reason}
+    assert _executions(machine) == []
+
+
+def test_a_malformed_event_with_a_lambda_context_is_logged_not_raised(machine: str) -> None:
+    class Context:
+        function_name, memory_limit_in_mb, aws_request_id = "panopipe-dev-Trigger", 256, "r-1"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:panopipe-dev-Trigger"
+
+    for event in (None, [1, 2], "text", {"id": 5}):
+        assert trigger.trigger(event, Context())["started"] is False

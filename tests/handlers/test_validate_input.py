@@ -321,6 +321,10 @@ def test_refuses_a_model_that_is_not_an_archive(s3: Any) -> None:
             "got C = 224",
         ),
         (
+            {"input_shape": [1, 3, 224224, 224]},
+            "input.input_shape = [1, 3, 224224, 224]: every dimension must be at most 8192",
+        ),
+        (
             {"input_name": "1data"},
             "input.input_name = '1data': a tensor name: letters, digits, _ . : starting with a letter or _",
         ),
@@ -375,3 +379,13 @@ def test_refuses_a_training_job_whose_artifact_is_gone(s3: Any) -> None:
     assert refused({"training_job": "artifact-deleted"}) == (
         f"input.training_job = 'artifact-deleted': the model archive {artifact} does not exist"
     )
+
+
+def test_a_huge_input_value_is_shown_bounded_with_its_size(s3: Any) -> None:
+    """A 1M-element input_shape once made a 3 MB error: the message shows the start and the size."""
+    message = refused({"model": MODEL_URI, "input_shape": [1] * 1_000_000})
+    assert len(message) < 600
+    assert "input.input_shape = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, ...] (1000000 items)" in message
+    assert "got 1000000" in message
+    long_name = refused({"model": MODEL_URI, "input_name": "x" * 100_000})
+    assert len(long_name) < 600 and "(100000 characters)" in long_name
