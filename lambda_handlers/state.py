@@ -36,8 +36,9 @@ class DatasetSource(TypedDict):
     uri: str
     bucket: str
     prefix: str
-    s3_data_type: str  # S3Prefix | ManifestFile
+    s3_data_type: str  # S3Prefix | AugmentedManifestFile (a Ground Truth manifest)
     channels: dict[str, str]  # channel name -> s3:// URI
+    train_records: int | None  # samples in the train channel (built-in algorithm: num_training_samples)
 
 
 class ModelSource(TypedDict):

@@ -60,11 +60,15 @@ def _text(value: str | int | float | bool) -> str:
     return str(value)
 
 
-def hyperparameters(config: StepSettings, region: str, source_uri: str | None = None) -> dict[str, str]:
+def hyperparameters(
+    config: StepSettings, region: str, source_uri: str | None = None, train_records: int | None = None
+) -> dict[str, str]:
     """The job's hyperparameters, all strings (what CreateTrainingJob accepts).
 
     Script mode: the framework containers unpack ``sagemaker_submit_directory`` (``source_uri``)
-    and run ``sagemaker_program``, the entry point's path inside that archive.
+    and run ``sagemaker_program``, the entry point's path inside that archive. Built-in:
+    ``num_training_samples`` is the count validate_input made of the train channel
+    (``train_records``); a configured value is only the fallback.
     """
     values = {key: _text(value) for key, value in config.training.hyperparameters.items()}
     model = config.model
@@ -86,6 +90,10 @@ def hyperparameters(config: StepSettings, region: str, source_uri: str | None = 
         channels, height, width = model.input_shape[1], model.input_shape[2], model.input_shape[3]
         values.setdefault("image_shape", f"{channels},{height},{width}")
         values.setdefault("num_classes", str(len(model.classes)))
+        if train_records is not None:
+            values["num_training_samples"] = str(train_records)
+        elif "num_training_samples" not in values:
+            raise MissingSetting("num_training_samples: the data set was not counted and the config gives none")
     return values
 
 
@@ -137,7 +145,7 @@ def training_request(
         "TrainingJobName": training_job_name(config, run),
         "AlgorithmSpecification": algorithm,
         "RoleArn": role_arn,
-        "HyperParameters": hyperparameters(config, region, source_uri),
+        "HyperParameters": hyperparameters(config, region, source_uri, source.get("train_records")),
         "InputDataConfig": channels,
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/runs/{run}/training/", "KmsKeyId": key_arn},
         "ResourceConfig": {

@@ -30,7 +30,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambda_handlers import settings
+from lambda_handlers import dataset_records, settings
 from lambda_handlers.aws import clients
 from lambda_handlers.aws.client_errors import (
     S3_ACCESS_DENIED,
@@ -167,10 +167,17 @@ def validate_dataset(value: Any) -> DatasetSource:
                 value,
                 "a manifest data set is named by its train.manifest, with validation.manifest next to it",
             )
+        if settings.current().training.mode == "script":
+            raise invalid(
+                "dataset",
+                value,
+                "a Ground Truth manifest is read by the built-in algorithm (Pipe mode); script mode trains "
+                "from S3 prefixes: give the data set folder with train/ and validation/",
+            )
         channels = {channel: S3Location(location.bucket, f"{prefix}{channel}{MANIFEST_SUFFIX}") for channel in CHANNELS}
         for channel, channel_location in channels.items():
             require_object("dataset", value, channel_location, f"the {channel} channel's manifest")
-        data_type = "ManifestFile"
+        data_type = "AugmentedManifestFile"
     else:
         prefix = key if not key or key.endswith("/") else f"{key}/"
         channels = {channel: S3Location(location.bucket, f"{prefix}{channel}/") for channel in CHANNELS}
@@ -183,14 +190,48 @@ def validate_dataset(value: Any) -> DatasetSource:
                     f"(a data set needs objects under {', '.join(c + '/' for c in CHANNELS)})",
                 )
         data_type = "S3Prefix"
+    manifest = data_type == "AugmentedManifestFile"
     return {
         "kind": "dataset",
-        "uri": f"s3://{location.bucket}/{key if data_type == 'ManifestFile' else prefix}",
+        "uri": f"s3://{location.bucket}/{key if manifest else prefix}",
         "bucket": location.bucket,
         "prefix": prefix,
         "s3_data_type": data_type,
         "channels": {channel: channel_location.uri for channel, channel_location in channels.items()},
+        "train_records": train_records(value, channels["train"], manifest),
     }
+
+
+def train_records(value: Any, train: S3Location, manifest: bool) -> int | None:
+    """The train channel's sample count for the built-in algorithm (None in script mode: its own format).
+
+    RecordIO records of every object under the channel's prefix, or the manifest's lines.
+    """
+    if settings.current().training.mode != "builtin":
+        return None
+    s3 = clients.s3()
+    if manifest:
+        count = dataset_records.count_lines(dataset_records.object_chunks(s3, train.bucket, train.key))
+    else:
+        count = 0
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=train.bucket, Prefix=train.key):
+            for item in page.get("Contents", []):
+                if item["Key"].endswith("/") or not item.get("Size"):
+                    continue
+                try:
+                    count += dataset_records.count_recordio(
+                        dataset_records.object_chunks(s3, train.bucket, item["Key"])
+                    )
+                except dataset_records.NotRecordIO as error:
+                    raise invalid(
+                        "dataset",
+                        value,
+                        f"s3://{train.bucket}/{bounded(item['Key'], 200)}: {error}; the built-in image-classification "
+                        "algorithm reads RecordIO (.rec) files from the train/ and validation/ channels",
+                    ) from None
+    if count == 0:
+        raise invalid("dataset", value, f"the train channel {train.uri} holds no training samples")
+    return count
 
 
 def validate_model_artifact(field: str, value: Any, uri: Any = None, what: str = "") -> str:

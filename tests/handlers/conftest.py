@@ -106,3 +106,22 @@ def stub() -> Iterator[Stubber]:
         yield stubber
         stubber.assert_no_pending_responses()
     panorama.use_client(None)
+
+
+def recordio(*payloads: bytes, split: bool = False) -> bytes:
+    """MXNet RecordIO bytes of ``payloads``; ``split`` writes each as a first and a last part."""
+    import struct
+
+    def record(flag: int, data: bytes) -> bytes:
+        return struct.pack("<II", 0xCED7230A, (flag << 29) | len(data)) + data + b"\0" * (-len(data) % 4)
+
+    if split:
+        return b"".join(record(1, p[: len(p) // 2]) + record(3, p[len(p) // 2 :]) for p in payloads)
+    return b"".join(record(0, p) for p in payloads)
+
+
+def manifest_lines(*sources: str, label: str = "class") -> bytes:
+    """A Ground Truth augmented manifest: one JSON object per line."""
+    return b"".join(
+        json.dumps({"source-ref": source, label: index % 2}).encode() + b"\n" for index, source in enumerate(sources)
+    )

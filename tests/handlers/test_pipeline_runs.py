@@ -35,7 +35,7 @@ from lambda_handlers.settings import StepSettings, install, parse
 from panorama_app.manifest import documents, validation
 from panorama_app.manifest.spec import ApplicationSpec
 from tests.conftest import Synthesized
-from tests.handlers.conftest import ACCOUNT, REGION, sagemaker_backend
+from tests.handlers.conftest import ACCOUNT, REGION, recordio, sagemaker_backend
 from tests.handlers.interpreter import Execution, Function, Interpreter
 from tests.test_pipeline_stack import definition
 
@@ -321,7 +321,7 @@ def world(
         s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=ARTIFACTS, Key=machine.template_key, Body=json.dumps(machine.template).encode())
     for channel in ("train", "validation"):
-        s3.put_object(Bucket=DATA, Key=f"datasets/people/{channel}/part-0.rec", Body=b"recordio")
+        s3.put_object(Bucket=DATA, Key=f"datasets/people/{channel}/part-0.rec", Body=recordio(b"image-0", b"image-1"))
     assert sns.create_topic(Name=TOPIC.rsplit(":", 1)[1])["TopicArn"] == TOPIC
     queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

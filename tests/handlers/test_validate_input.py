@@ -10,8 +10,8 @@ import pytest
 
 from lambda_handlers import validate_input
 from lambda_handlers.errors import InvalidInput
-from lambda_handlers.settings import ARTIFACTS_BUCKET, DATA_BUCKET
-from tests.handlers.conftest import REGION, sagemaker_backend
+from lambda_handlers.settings import ARTIFACTS_BUCKET, DATA_BUCKET, install
+from tests.handlers.conftest import REGION, make_settings, manifest_lines, recordio, sagemaker_backend
 
 DATA = "aws-panorama-panopipe-dev-data-123456789012-us-east-1"
 ARTIFACTS = "aws-panorama-panopipe-dev-artifacts-123456789012-us-east-1"
@@ -28,10 +28,12 @@ def s3(aws: None, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
     client = boto3.client("s3", region_name=REGION)
     for bucket in (DATA, ARTIFACTS, ELSEWHERE, PLAIN):
         client.create_bucket(Bucket=bucket)
-    for key in ("datasets/d1/train/part-0.rec", "datasets/d1/validation/part-0.rec"):
-        client.put_object(Bucket=DATA, Key=key, Body=b"recordio")
-    client.put_object(Bucket=DATA, Key="datasets/m1/train.manifest", Body=b'[{"prefix": "s3://x/"}, "a.jpg"]')
-    client.put_object(Bucket=DATA, Key="datasets/m1/validation.manifest", Body=b'[{"prefix": "s3://x/"}, "b.jpg"]')
+    client.put_object(Bucket=DATA, Key="datasets/d1/train/part-0.rec", Body=recordio(b"a", b"bb", b"ccc"))
+    client.put_object(Bucket=DATA, Key="datasets/d1/validation/part-0.rec", Body=recordio(b"v"))
+    client.put_object(
+        Bucket=DATA, Key="datasets/m1/train.manifest", Body=manifest_lines("s3://x/a.jpg", "s3://x/b.jpg")
+    )
+    client.put_object(Bucket=DATA, Key="datasets/m1/validation.manifest", Body=manifest_lines("s3://x/c.jpg"))
     client.put_object(Bucket=ARTIFACTS, Key="imported/resnet/model.tar.gz", Body=b"model")
     client.put_object(Bucket=PLAIN, Key="model.tar.gz", Body=b"model")
     yield client
@@ -83,6 +85,7 @@ def test_dataset_prefix_with_both_channels(s3: Any, uri: str) -> None:
             "train": f"s3://{DATA}/datasets/d1/train/",
             "validation": f"s3://{DATA}/datasets/d1/validation/",
         },
+        "train_records": 3,  # counted: the built-in algorithm's num_training_samples
     }
     assert state["run"] == RUN
     assert state["input"] == {"dataset": uri}
@@ -97,11 +100,12 @@ def test_dataset_manifest_pair(s3: Any) -> None:
         "uri": f"s3://{DATA}/datasets/m1/train.manifest",
         "bucket": DATA,
         "prefix": "datasets/m1/",
-        "s3_data_type": "ManifestFile",
+        "s3_data_type": "AugmentedManifestFile",
         "channels": {
             "train": f"s3://{DATA}/datasets/m1/train.manifest",
             "validation": f"s3://{DATA}/datasets/m1/validation.manifest",
         },
+        "train_records": 2,
     }
 
 
@@ -230,7 +234,7 @@ def test_refuses_a_missing_dataset(s3: Any) -> None:
 
 
 def test_refuses_a_dataset_whose_validation_channel_has_only_folder_markers_and_empty_files(s3: Any) -> None:
-    s3.put_object(Bucket=DATA, Key="datasets/d2/train/part-0.rec", Body=b"recordio")
+    s3.put_object(Bucket=DATA, Key="datasets/d2/train/part-0.rec", Body=recordio(b"x"))
     s3.put_object(Bucket=DATA, Key="datasets/d2/validation/", Body=b"")
     s3.put_object(Bucket=DATA, Key="datasets/d2/validation/empty.rec", Body=b"")
 
@@ -389,3 +393,39 @@ def test_a_huge_input_value_is_shown_bounded_with_its_size(s3: Any) -> None:
     assert "got 1000000" in message
     long_name = refused({"model": MODEL_URI, "input_name": "x" * 100_000})
     assert len(long_name) < 600 and "(100000 characters)" in long_name
+
+
+# --- the train channel's sample count (the built-in algorithm's num_training_samples) ------------
+
+
+def test_every_recordio_file_of_the_train_channel_is_counted(s3: Any) -> None:
+    s3.put_object(Bucket=DATA, Key="datasets/d1/train/part-1.rec", Body=recordio(b"d" * 5, b"e" * 9, split=True))
+    s3.put_object(Bucket=DATA, Key="datasets/d1/train/", Body=b"")  # a folder marker is no file
+    assert run({"dataset": f"s3://{DATA}/datasets/d1/"})["source"]["train_records"] == 5
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"\x89PNG\r\n\x1a\n" + b"0" * 20, "no RecordIO record header at byte 0"),
+        (recordio(b"abcd")[:-2], "the file ends inside a record (at byte 10)"),
+        (recordio(b"ab") + b"junk-after", "no RecordIO record header at byte 12"),
+    ],
+)
+def test_a_train_file_that_is_not_recordio_is_refused_by_name(s3: Any, body: bytes, problem: str) -> None:
+    s3.put_object(Bucket=DATA, Key="datasets/d1/train/photo.png", Body=body)
+    message = refused({"dataset": f"s3://{DATA}/datasets/d1/"})
+    assert f"s3://{DATA}/datasets/d1/train/photo.png: {problem}" in message
+    assert "the built-in image-classification algorithm reads RecordIO (.rec) files" in message
+
+
+def test_a_manifest_with_no_records_is_refused(s3: Any) -> None:
+    s3.put_object(Bucket=DATA, Key="datasets/m4/train.manifest", Body=b"\n \n")
+    s3.put_object(Bucket=DATA, Key="datasets/m4/validation.manifest", Body=manifest_lines("s3://x/a.jpg"))
+    assert "holds no training samples" in refused({"dataset": f"s3://{DATA}/datasets/m4/train.manifest"})
+
+
+def test_script_mode_counts_nothing_and_refuses_a_manifest(s3: Any) -> None:
+    install(make_settings(config="tests/configs/script.yaml"))
+    assert run({"dataset": f"s3://{DATA}/datasets/d1/"})["source"]["train_records"] is None
+    assert "script mode trains from S3 prefixes" in refused({"dataset": f"s3://{DATA}/datasets/m1/train.manifest"})
