@@ -41,4 +41,6 @@ VALIDATE_INPUT = StepSpec(
     description="Checks the run's input",
     variables=(settings.DATA_BUCKET, settings.ARTIFACTS_BUCKET),
     permissions=_permissions,
+    timeout_seconds=900,  # streams the train channel to count its samples (a data set can be GBs)
+    memory=1024,  # Lambda's network throughput grows with memory
 )
