@@ -22,7 +22,8 @@ module                      moto 5.2.5 limitation
 ``sagemaker_job_kinds``     training and compilation jobs done at once, without artifacts;
                             no Stop*Job (with ``sagemaker_job_progress``,
                             ``sagemaker_job_artifacts``)
-``sagemaker_job_names``     a job created with an existing name silently replaces it
+``sagemaker_job_requests``  a job created with an existing name silently replaces it; any
+                            channel form is accepted (AugmentedManifestFile outside Pipe)
 ==========================  ===============================================================
 
 Each module's ``replacements()`` lists ``(owner, attribute, make(original) -> replacement)``.
@@ -53,8 +54,8 @@ from local_aws import (
     moto_lambda,
     moto_stepfunctions,
     sagemaker_job_kinds,
-    sagemaker_job_names,
     sagemaker_job_progress,
+    sagemaker_job_requests,
 )
 from local_aws.lambda_runner import LambdaRunner
 from local_aws.sagemaker_job_progress import SageMakerSettings
@@ -161,7 +162,7 @@ def install(settings: PatchSettings) -> None:
                 cfn_custom_resources.replacements(),
                 cfn_resource_types.replacements(),
                 sagemaker_job_kinds.replacements(),
-                sagemaker_job_names.replacements(),  # after the kinds': it refuses before a job is made
+                sagemaker_job_requests.replacements(),  # after the kinds': it refuses before a job is made
             ):
                 patcher.replace_all(replacements)
         except BaseException:

@@ -71,8 +71,10 @@ class InstanceOperations(PackageOperations, DeviceOperations):
     def fail_next_deployments(
         self, device: str, count: int = 1, reason: str | None = None, *, crash: bool = False
     ) -> int:
-        """Make the next ``count`` deployments on ``device`` (id or name) end DEPLOYMENT_FAILED, or with
-        ``crash`` end DEPLOYMENT_SUCCEEDED with an application that stops (HealthStatus ERROR).
+        """Make the next ``count`` deployments on ``device`` (id or name) fail.
+
+        They end DEPLOYMENT_FAILED, or with ``crash`` DEPLOYMENT_SUCCEEDED with an application that
+        stops (HealthStatus ERROR).
 
         ``count`` 0 cancels what is pending. Returns how many failures are pending for the device.
         """

@@ -92,12 +92,42 @@ def put_s3(account_id: str, region: str, uri: str, body: bytes, kms_key_id: str 
 
 def s3_exists(account_id: str, region: str, uri: str) -> bool:
     """Whether the object ``uri`` exists in moto's S3 backend."""
+    return s3_read(account_id, region, uri) is not None
+
+
+def s3_read(account_id: str, region: str, uri: str) -> bytes | None:
+    """The object ``uri``'s bytes in moto's S3 backend, or None if there is none."""
     from moto.s3.models import s3_backends
     from moto.utilities.utils import get_partition
 
     location = urlparse(uri)
     backend = s3_backends[account_id][get_partition(region)]
     try:
-        return backend.get_object(location.netloc, location.path.lstrip("/")) is not None
+        found = backend.get_object(location.netloc, location.path.lstrip("/"))
     except Exception:  # moto raises MissingBucket/MissingKey
-        return False
+        return None
+    return bytes(found.value) if found is not None else None
+
+
+def manifest_file_problem(account_id: str, region: str, input_data_config: list[dict[str, Any]]) -> str | None:
+    """Why a ``ManifestFile`` channel's manifest is not one (a JSON array: ``{"prefix"}``, then keys), or None.
+
+    SageMaker starts such a job and fails it when it downloads the data; a Ground Truth augmented
+    manifest (JSON lines) sent as ManifestFile is the classic case.
+    """
+    for channel in input_data_config:
+        source = (channel.get("DataSource") or {}).get("S3DataSource") or {}
+        if source.get("S3DataType") != "ManifestFile":
+            continue
+        body = s3_read(account_id, region, str(source.get("S3Uri")))
+        try:
+            document = json.loads(body or b"")
+        except ValueError:
+            document = None
+        if not (isinstance(document, list) and document and isinstance(document[0], dict) and "prefix" in document[0]):
+            return (
+                f"ClientError: Channel {channel.get('ChannelName')}: the ManifestFile {source.get('S3Uri')} is not a "
+                'manifest of keys ([{"prefix": ...}, "key", ...]); an augmented manifest needs S3DataType '
+                "AugmentedManifestFile in Pipe mode"
+            )
+    return None

@@ -20,6 +20,7 @@ from local_aws.sagemaker_job_artifacts import (
     compilation_artifact,
     compilation_target,
     compiled_model_uri,
+    manifest_file_problem,
     put_s3,
     s3_exists,
     training_artifact,
@@ -50,7 +51,9 @@ def _resource_not_found(message: str) -> Exception:
 
 def _finish_training(backend: Any, job: Any, record: JobRecord, now: datetime) -> str | None:
     """Write model.tar.gz and report the final metrics (or why the job fails)."""
-    reason = TRACKER.failure_reason(job.training_job_name)
+    reason = TRACKER.failure_reason(job.training_job_name) or manifest_file_problem(
+        backend.account_id, backend.region_name, job.input_data_config or []
+    )
     artifact_uri = f"{job.output_data_config['S3OutputPath'].rstrip('/')}/{job.training_job_name}/output/model.tar.gz"
     if reason is None:
         try:
@@ -83,7 +86,7 @@ _TRAINING = JobKind(
 
 
 def _create_training_job(original: Callable[..., Any]) -> Callable[..., Any]:
-    """CreateTrainingJob: the job starts running (a duplicate name is refused first: ``sagemaker_job_names``)."""
+    """CreateTrainingJob: the job starts running (a duplicate name is refused first: ``sagemaker_job_requests``)."""
 
     def create_training_job(self: Any, training_job_name: str, **kwargs: Any) -> Any:
         algorithm = copy.deepcopy(kwargs.get("algorithm_specification") or {})

@@ -17,7 +17,7 @@ from moto import mock_aws
 
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.settings import StepSettings, install, parse
-from local_aws.sagemaker_job_names import refuse_duplicate_job_names
+from local_aws.sagemaker_job_requests import refuse_what_sagemaker_refuses
 from panopipe.config import load_config
 from panopipe.config.step_settings import step_settings_json
 from tests.conftest import ROOT
@@ -49,7 +49,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     clients.reset()
-    with mock_aws(), refuse_duplicate_job_names():  # SageMaker answers ResourceInUse; plain moto replaces
+    with mock_aws(), refuse_what_sagemaker_refuses():  # SageMaker answers ResourceInUse; plain moto replaces
         boto3.DEFAULT_SESSION = _shared_session()  # moto restores its own value on exit
         yield
     clients.reset()

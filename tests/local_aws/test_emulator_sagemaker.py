@@ -47,7 +47,12 @@ def _credentials() -> dict[str, str]:
     return {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
-def create_training_job(sagemaker: Any, name: str, metric_definitions: list[dict[str, str]] | None = None) -> None:
+def create_training_job(
+    sagemaker: Any,
+    name: str,
+    metric_definitions: list[dict[str, str]] | None = None,
+    channel: dict[str, str] | None = None,
+) -> None:
     algorithm: dict[str, Any] = {"TrainingImage": IMAGE, "TrainingInputMode": "File"}
     if metric_definitions:
         algorithm["MetricDefinitions"] = metric_definitions
@@ -59,7 +64,9 @@ def create_training_job(sagemaker: Any, name: str, metric_definitions: list[dict
         InputDataConfig=[
             {
                 "ChannelName": "train",
-                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data/train/"}},
+                "DataSource": {
+                    "S3DataSource": channel or {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data/train/"}
+                },
             }
         ],
         OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/runs/r1/training/", "KmsKeyId": "alias/test"},
@@ -154,6 +161,22 @@ def test_training_job_fails_by_name_or_on_request(aws: Emulator, sagemaker: Any,
     assert requested["FailureReason"] == "AlgorithmError: out of memory"
     assert "ModelArtifacts" not in requested
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/r1/training/train-requested-1/").get("KeyCount") == 0
+
+
+def test_an_augmented_manifest_sent_as_a_manifest_file_fails_the_job(sagemaker: Any, s3: Any) -> None:
+    """A Ground Truth manifest (JSON lines) sent as ManifestFile: SageMaker fails the job on its data."""
+    s3.put_object(Bucket=BUCKET, Key="data/train.manifest", Body=b'{"source-ref": "s3://b/a.jpg", "class": 0}\n')
+    s3.put_object(Bucket=BUCKET, Key="data/keys.manifest", Body=b'[{"prefix": "s3://b/"}, "a.jpg"]')
+    for name, key in (("train-augmented", "train.manifest"), ("train-keys", "keys.manifest")):
+        channel = {"S3DataType": "ManifestFile", "S3Uri": f"s3://{BUCKET}/data/{key}"}
+        create_training_job(sagemaker, name, channel=channel)
+    for _ in range(3):
+        augmented = sagemaker.describe_training_job(TrainingJobName="train-augmented")
+        keys = sagemaker.describe_training_job(TrainingJobName="train-keys")
+    assert augmented["TrainingJobStatus"] == "Failed"
+    assert "is not a manifest of keys" in augmented["FailureReason"]
+    assert "AugmentedManifestFile in Pipe mode" in augmented["FailureReason"]
+    assert keys["TrainingJobStatus"] == "Completed"
 
 
 def test_training_job_stops(sagemaker: Any) -> None:

@@ -1,14 +1,18 @@
-"""SageMaker job names are unique: creating a training or compilation job with a taken name is ResourceInUse.
+"""Create*Job requests SageMaker refuses, refused here too: a taken name, a channel of the wrong form.
 
-moto 5.2.5 silently replaces the existing job. Real SageMaker refuses CreateTrainingJob and
+**Names are unique.** moto 5.2.5 silently replaces the existing job. Real SageMaker refuses CreateTrainingJob and
 CreateCompilationJob for a name that exists in the account and Region, whatever the job's status,
 with ``ResourceInUse`` (HTTP 400; a modeled error of both operations), and the pipeline relies on
 that: a retried Start step adopts the job an earlier attempt created instead of starting a second
 one. A local AWS that accepted the duplicate would hide a broken retry, so it refuses as AWS does.
 
-The same check serves the emulator (:func:`replacements`, installed by ``moto_patches``) and
-in-process tests that use moto's ``mock_aws`` without the emulator
-(:func:`refuse_duplicate_job_names`).
+**Channels have the form their data type needs.** moto accepts any InputDataConfig. SageMaker
+refuses (ValidationException) an ``AugmentedManifestFile`` channel outside Pipe mode ("only valid in
+Pipe mode", the service model says of it) or without ``AttributeNames`` (which fields of each
+manifest line to stream): a Ground Truth manifest sent any other way is a job that cannot train.
+
+The same checks serve the emulator (:func:`replacements`, installed by ``moto_patches``) and
+in-process tests that use moto's ``mock_aws`` without the emulator (:func:`refuse_what_sagemaker_refuses`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ def _refusing(method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
             from moto.sagemaker.exceptions import ResourceInUseException
 
             name = kwargs[parameter] if parameter in kwargs else args[0]
+            if method == "create_training_job":
+                _check_channels(kwargs)
             existing = getattr(self, jobs).get(name)
             if existing is not None:
                 raise ResourceInUseException(
@@ -46,6 +52,27 @@ def _refusing(method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
     return make
 
 
+def _check_channels(request: dict[str, Any]) -> None:
+    """Refuse channels whose form SageMaker refuses (moto's keyword arguments of CreateTrainingJob)."""
+    from moto.sagemaker.exceptions import ValidationError
+
+    default_mode = (request.get("algorithm_specification") or {}).get("TrainingInputMode", "File")
+    for channel in request.get("input_data_config") or []:
+        source = (channel.get("DataSource") or {}).get("S3DataSource") or {}
+        if source.get("S3DataType") != "AugmentedManifestFile":
+            continue
+        name, mode = channel.get("ChannelName"), channel.get("InputMode") or default_mode
+        if mode != "Pipe":
+            raise ValidationError(
+                message=f"Channel {name}: S3DataType AugmentedManifestFile is supported only in Pipe input mode "
+                f"(the channel's input mode is {mode})"
+            )
+        if not source.get("AttributeNames"):
+            raise ValidationError(
+                message=f"Channel {name}: AttributeNames are required with S3DataType AugmentedManifestFile"
+            )
+
+
 def replacements() -> list[tuple[object, str, Callable[[Any], Any]]]:
     """(owner, attribute, make(original) -> replacement) for CreateTrainingJob and CreateCompilationJob."""
     from moto.sagemaker.models import SageMakerModelBackend
@@ -54,12 +81,14 @@ def replacements() -> list[tuple[object, str, Callable[[Any], Any]]]:
 
 
 @contextlib.contextmanager
-def refuse_duplicate_job_names() -> Iterator[None]:
-    """While open, moto (e.g. under ``mock_aws``) answers a taken job name with ResourceInUse, as SageMaker does.
+def refuse_what_sagemaker_refuses() -> Iterator[None]:
+    """While open, moto (e.g. under ``mock_aws``) refuses what SageMaker refuses.
+
+    A taken job name (ResourceInUse), a channel of the wrong form (ValidationException).
 
     Patches moto's SageMaker backend class in this process and puts the originals back on exit::
 
-        with mock_aws(), refuse_duplicate_job_names():
+        with mock_aws(), refuse_what_sagemaker_refuses():
             sagemaker.create_training_job(TrainingJobName="t", ...)
             sagemaker.create_training_job(TrainingJobName="t", ...)  # ClientError: ResourceInUse
     """

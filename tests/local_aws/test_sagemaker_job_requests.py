@@ -1,4 +1,4 @@
-"""The duplicate-job-name check in-process, around moto's ``mock_aws`` (what handler tests install)."""
+"""The Create*Job checks in-process, around moto's ``mock_aws`` (what handler tests install)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from local_aws.sagemaker_job_names import refuse_duplicate_job_names
+from local_aws.sagemaker_job_requests import refuse_what_sagemaker_refuses
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
 
@@ -25,10 +25,11 @@ def sagemaker(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         )
 
 
-def _train(sagemaker: Any, name: str) -> None:
+def _train(sagemaker: Any, name: str, *channels: Any, mode: str = "File") -> None:
     sagemaker.create_training_job(
         TrainingJobName=name,
-        AlgorithmSpecification={"TrainingImage": "image:1", "TrainingInputMode": "File"},
+        AlgorithmSpecification={"TrainingImage": "image:1", "TrainingInputMode": mode},
+        **({"InputDataConfig": list(channels)} if channels else {}),
         RoleArn=ROLE,
         OutputDataConfig={"S3OutputPath": "s3://bucket/out/"},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
@@ -51,7 +52,7 @@ def _code(error: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
 
 
 def test_mock_aws_refuses_a_taken_job_name_while_the_check_is_installed(sagemaker: Any) -> None:
-    with refuse_duplicate_job_names():
+    with refuse_what_sagemaker_refuses():
         _train(sagemaker, "train-once")
         with pytest.raises(ClientError) as error:
             _train(sagemaker, "train-once")
@@ -66,6 +67,45 @@ def test_mock_aws_refuses_a_taken_job_name_while_the_check_is_installed(sagemake
 
 
 def test_plain_moto_is_back_after_the_check(sagemaker: Any) -> None:
-    with refuse_duplicate_job_names():
+    with refuse_what_sagemaker_refuses():
         _train(sagemaker, "before")
     _train(sagemaker, "before")  # moto 5.2.5 replaces the job: the patch is gone
+
+
+def _manifest_channel(**extra: Any) -> dict[str, Any]:
+    source = {"S3DataType": "AugmentedManifestFile", "S3Uri": "s3://bucket/train.manifest", **extra.pop("source", {})}
+    return {"ChannelName": "train", "DataSource": {"S3DataSource": source}, **extra}
+
+
+@pytest.mark.parametrize(
+    ("channel", "mode", "message"),
+    [
+        (
+            _manifest_channel(source={"AttributeNames": ["source-ref", "class"]}),
+            "File",
+            "Channel train: S3DataType AugmentedManifestFile is supported only in Pipe input mode "
+            "(the channel's input mode is File)",
+        ),
+        (
+            _manifest_channel(InputMode="Pipe"),
+            "File",
+            "AttributeNames are required with S3DataType AugmentedManifestFile",
+        ),
+    ],
+)
+def test_an_augmented_manifest_outside_pipe_mode_or_without_attributes_is_refused(
+    sagemaker: Any, channel: dict[str, Any], mode: str, message: str
+) -> None:
+    with refuse_what_sagemaker_refuses(), pytest.raises(ClientError) as error:
+        _train(sagemaker, "manifest", channel, mode=mode)
+    assert _code(error) == ("ValidationException", 400)
+    assert message in error.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize("where", ["channel", "algorithm"])
+def test_an_augmented_manifest_in_pipe_mode_with_its_attributes_is_accepted(sagemaker: Any, where: str) -> None:
+    attributes = {"AttributeNames": ["source-ref", "class"]}
+    channel = _manifest_channel(source=attributes, **({"InputMode": "Pipe"} if where == "channel" else {}))
+    with refuse_what_sagemaker_refuses():
+        _train(sagemaker, "manifest", channel, mode="Pipe" if where == "algorithm" else "File")
+    assert sagemaker.describe_training_job(TrainingJobName="manifest")["TrainingJobName"] == "manifest"
