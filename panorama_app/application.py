@@ -7,6 +7,8 @@ tests with numpy frames.
 from __future__ import annotations
 
 import logging
+import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +20,40 @@ from panorama_app.preprocess import Preprocessor
 LOG = logging.getLogger("panorama_app")
 TASKS = ("object_detection", "image_classification")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_CONSOLE_HANDLER = "panorama_app.console"
 TOP_K = 3
+#: The model's input tensor name (the same rule as the config's ``model.input_name``).
+INPUT_NAME_PATTERN = r"^[a-zA-Z_][a-zA-Z0-9_:.]*$"
+
+
+class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the *current* ``sys.stderr`` (a runner or test may replace it after the handler exists)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr  # emit runs under the handler's lock
+        super().emit(record)
+
+
+def configure_logging(level: str = "INFO") -> logging.Logger:
+    """Give the application's logger ("panorama_app", metrics included) its own console handler.
+
+    ``logging.basicConfig`` does nothing once the SDK or a test runner has configured the root logger,
+    and then the application's lines never reach the console (the appliance's ``console_output``
+    log). So the application configures its own logger instead: one handler however often it starts,
+    ``level`` until :class:`Application` sets the ``log_level`` parameter's, and no propagation to the
+    root logger (whose handlers would print every line a second time).
+    """
+    logger = logging.getLogger("panorama_app")
+    # Found by name, not class: a runner that re-executes the application may have reloaded this module.
+    if not any(handler.get_name() == _CONSOLE_HANDLER for handler in logger.handlers):
+        handler = _ConsoleHandler(sys.stderr)
+        handler.set_name(_CONSOLE_HANDLER)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    return logger
 
 
 class ParameterError(ValueError):
@@ -40,6 +75,7 @@ class Parameters:
     class_names: tuple[str, ...]
     input_shape: tuple[int, ...]
     input_layout: str
+    input_name: str
 
     @classmethod
     def from_node(cls, node: Any) -> Parameters:
@@ -69,6 +105,7 @@ class Parameters:
             class_names=words(get("class_names")),
             input_shape=shape,
             input_layout=str(get("input_layout")).upper(),
+            input_name=str(get("input_name")),
         )
         parameters.check()
         return parameters
@@ -83,6 +120,13 @@ class Parameters:
             ("input_shape", self.input_shape, len(self.input_shape) == 4, "must have 4 dimensions"),
             ("input_layout", self.input_layout, self.input_layout in ("NCHW", "NHWC"), "must be NCHW or NHWC"),
             ("metrics_interval", self.metrics_interval, self.metrics_interval >= 1, "must be at least 1 second"),
+            ("input_name", self.input_name, bool(self.input_name), "must not be empty"),
+            (
+                "input_name",
+                self.input_name,
+                re.fullmatch(INPUT_NAME_PATTERN, self.input_name) is not None,
+                f"must be a tensor name matching {INPUT_NAME_PATTERN}",
+            ),
         ]
         unknown = sorted(set(self.classes_of_interest) - set(self.class_names))
         rules.append(("classes_of_interest", self.classes_of_interest, not unknown, f"unknown classes {unknown}"))
@@ -110,19 +154,18 @@ class Application:
         parameters: Parameters,
         *,
         metrics: MetricsPublisher | None = None,
-        input_name: str = "data",
         model_node: str = "model_node",
     ) -> None:
         self.node = node
         self.parameters = parameters
         self.metrics = metrics
-        self.input_name = input_name
         self.model_node = model_node
         self.preprocess = Preprocessor(parameters.input_shape, parameters.input_layout)
         self.keep = class_filter(parameters.class_names, parameters.classes_of_interest)
         self.counted = parameters.classes_of_interest or parameters.class_names
         self.frames = 0
         self.errors = 0
+        self.cached = 0  # stream frames skipped: the SDK gave the previous frame again
         LOG.setLevel(parameters.log_level)
 
     @classmethod
@@ -140,8 +183,11 @@ class Application:
     def process_stream(self, stream: Any) -> None:
         """Analyse one stream's current frame and annotate it."""
         tensor, geometry = self.preprocess(stream.image)
-        outputs = self.node.call({self.input_name: tensor}, self.model_node)
         params = self.parameters
+        result = self.node.call({params.input_name: tensor}, self.model_node)
+        if result is None:
+            raise RuntimeError(f"model node {self.model_node} returned no outputs")
+        outputs = tuple(result)  # the SDK's result is a sequence, not always a tuple: index a tuple
         if params.task == "object_detection":
             detections = decode_ssd(outputs, threshold=params.threshold, keep=self.keep, geometry=geometry)
             draw_detections(stream, detections, params.class_names)
@@ -160,9 +206,16 @@ class Application:
             self.metrics.record(str(getattr(stream, "stream_id", "stream")), counts)
 
     def process_frame(self) -> None:
-        """Take every stream's frame, analyse each (errors logged per stream), pass them on."""
+        """Take every stream's frame, analyse each new one (errors logged per stream), pass them all on.
+
+        A stream whose frame ``is_cached`` (SDK 1.1+; when some streams of a batch have no new frame)
+        holds the frame already analysed and counted: it is passed on as it is, not inferred on again.
+        """
         streams = self.node.inputs.video_in.get()
         for stream in streams:
+            if getattr(stream, "is_cached", False):  # SDK 1.0 media have no such attribute
+                self.cached += 1
+                continue
             try:
                 self.process_stream(stream)
             except Exception:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ class Port:
 class Stream:
     image: np.ndarray
     stream_id: str = "camera_1"
+    is_cached: bool = False  # SDK 1.1+: the stream had no new frame, this is the previous one again
     rects: list[tuple[float, float, float, float]] = field(default_factory=list)
     labels: list[tuple[str, float, float]] = field(default_factory=list)
 
@@ -47,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "class_names": "car,person",
     "input_shape": "1,3,512,512",
     "input_layout": "NCHW",
+    "input_name": "data",
 }
 
 
@@ -55,8 +58,8 @@ class Node:
 
     def __init__(
         self,
-        model: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, ...]],
-        streams: Callable[[], list[Stream]],
+        model: Callable[[dict[str, np.ndarray]], Any],  # what the SDK's call returns: any sequence
+        streams: Callable[[], list[Any]],  # Stream, or media objects of another shape
         **parameters: Any,
     ) -> None:
         values = {**DEFAULTS, **parameters}
@@ -66,9 +69,44 @@ class Node:
         self.model = model
         self.calls: list[tuple[dict[str, np.ndarray], str]] = []
 
-    def call(self, inputs: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, ...]:
+    def call(self, inputs: dict[str, np.ndarray], name: str) -> Any:
         self.calls.append(({k: v.copy() for k, v in inputs.items()}, name))
         return self.model(inputs)
+
+
+class EndOfVideo(Exception):
+    """What the Test Utility's SDK raises when its video file ends (TestUtilityEndOfVideo)."""
+
+
+def sdk_module(
+    model: Callable[[dict[str, np.ndarray]], Any], streams: Callable[[], list[Stream]], **parameters: Any
+) -> ModuleType:
+    """A stand-in ``panoramasdk`` module: ``node`` is a :class:`Node` built without arguments, as the
+    application's code node subclasses it; ``nodes`` lists the nodes created."""
+    module = ModuleType("panoramasdk")
+    nodes: list[Node] = []
+
+    class node(Node):  # the SDK's name
+        def __init__(self) -> None:
+            super().__init__(model, streams, **parameters)
+            nodes.append(self)
+
+    module.node = node  # type: ignore[attr-defined]
+    module.nodes = nodes  # type: ignore[attr-defined]
+    return module
+
+
+def frames_until_end(count: int, make: Callable[[], list[Stream]]) -> Callable[[], list[Stream]]:
+    """video_in.get(): ``count`` batches of streams, then :class:`EndOfVideo` (as the Test Utility does)."""
+    served = {"n": 0}
+
+    def get() -> list[Stream]:
+        if served["n"] >= count:
+            raise EndOfVideo
+        served["n"] += 1
+        return make()
+
+    return get
 
 
 def ssd_outputs(

@@ -160,3 +160,103 @@ def test_application_from_node_starts_the_publisher() -> None:
     stubber.add_response("put_metric_data", {})
     with stubber:
         app.run(max_frames=1)
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.recorded: list[tuple[str, dict[str, int]]] = []
+
+    def record(self, stream_id: str, counts: dict[str, int]) -> None:
+        self.recorded.append((stream_id, counts))
+
+    def close(self) -> None:
+        pass
+
+
+def test_cached_frames_are_passed_on_but_neither_inferred_on_nor_counted() -> None:
+    fresh, cached = _frames(2)
+    cached.is_cached = True  # the SDK gave this stream's previous frame again
+    node = Node(lambda inputs: ssd_outputs([(1, 0.9, (0, 112, 256, 256))]), lambda: [fresh, cached])
+    app = Application(node, Parameters.from_node(node))
+    recorder = _Recorder()
+    app.metrics = recorder  # type: ignore[assignment]
+    app.run(max_frames=2)
+    assert len(node.calls) == 2  # one model call per frame: the fresh stream's
+    assert [stream for stream, _ in recorder.recorded] == ["camera_0", "camera_0"]
+    assert cached.rects == [] and cached.labels == []
+    assert node.outputs.video_out.sent == [[fresh, cached]] * 2  # still shown
+    assert app.cached == 2 and app.errors == 0
+
+
+def test_streams_without_is_cached_are_processed() -> None:
+    """SDK 1.0 media (and the Test Utility's) have no is_cached attribute."""
+
+    class Media:
+        def __init__(self) -> None:
+            self.image = np.zeros((480, 640, 3), np.uint8)
+            self.labels: list[Any] = []
+
+        def add_rect(self, *box: float) -> None:
+            pass
+
+        def add_label(self, text: str, x: float, y: float) -> None:
+            self.labels.append(text)
+
+    media = Media()
+    node = Node(lambda inputs: ssd_outputs([]), lambda: [media])
+    app = Application(node, Parameters.from_node(node))
+    app.run(max_frames=1)
+    assert len(node.calls) == 1 and app.errors == 0 and media.labels == ["person: 0"]
+
+
+class _Outputs:
+    """An SDK result that can be iterated but not indexed."""
+
+    def __init__(self, arrays: tuple[np.ndarray, ...]) -> None:
+        self.arrays = arrays
+
+    def __iter__(self) -> Any:
+        return iter(self.arrays)
+
+
+@pytest.mark.parametrize("wrap", [_Outputs, lambda arrays: (a for a in arrays), list])
+def test_model_outputs_of_any_sequence_type_are_decoded(wrap: Any) -> None:
+    streams = _frames(1)
+    node = Node(lambda inputs: wrap(ssd_outputs([(1, 0.9, (0, 112, 256, 256))])), lambda: streams)
+    app = Application(node, Parameters.from_node(node))
+    app.run(max_frames=1)
+    assert app.errors == 0 and streams[0].rects == [pytest.approx((0.0, 0.0, 0.5, 0.5))]
+
+
+def test_classification_outputs_of_any_sequence_type_are_decoded() -> None:
+    streams = _frames(1)
+    node = Node(
+        lambda i: _Outputs((np.array([[0.1, 0.8, 0.1]]),)),
+        lambda: streams,
+        task="image_classification",
+        class_names="empty,person,dog",
+        classes_of_interest="",
+        input_shape="1,3,224,224",
+    )
+    app = Application(node, Parameters.from_node(node))
+    app.run(max_frames=1)
+    assert app.errors == 0 and streams[0].labels[0] == ("person 80%", 0.02, 0.1)
+
+
+def test_the_model_is_called_with_the_input_name_parameter() -> None:
+    streams = _frames(1)
+    node = Node(lambda inputs: ssd_outputs([]), lambda: streams, input_name="input0:0")
+    app = Application(node, Parameters.from_node(node))
+    assert app.parameters.input_name == "input0:0"
+    app.run(max_frames=1)
+    (inputs, _) = node.calls[0]
+    assert list(inputs) == ["input0:0"] and app.errors == 0
+
+
+@pytest.mark.parametrize("value", ["", "   ", "0data", "in put", "data-1", "data\n"])
+def test_a_bad_input_name_is_named_with_its_rule(value: str) -> None:
+    node = Node(lambda i: (), lambda: [], input_name=value)
+    with pytest.raises(ParameterError) as caught:
+        Parameters.from_node(node)
+    rule = "must not be empty" if not value else "must be a tensor name matching ^[a-zA-Z_][a-zA-Z0-9_:.]*$"
+    assert str(caught.value) == f"parameter input_name = {value!r}: {rule}"
