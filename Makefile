@@ -71,10 +71,15 @@ clean: ## Remove the venv, node_modules and cdk.out
 .PHONY: deps
 deps: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: requirements.lock
+# The pinned dependencies (requirements.lock), then the project itself, editable and without resolving
+# anything (--no-deps): the `panopipe` command in $(VENV)/bin, importable from any folder. The
+# setuptools egg-info the editable build leaves in the checkout is not needed.
+$(VENV)/.installed: requirements.lock pyproject.toml
 	@python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11+ is required")'
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --editable .
+	rm -rf panorama_pipeline.egg-info
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -2,8 +2,14 @@
 
 The same commands work against a real account (the usual AWS credential chain) and against the
 local emulator (``panopipe local up`` leaves ``AWS_ENDPOINT_URL`` hints in ``.panopipe/local.json``
-and every command picks it up while it runs). Heavy modules are imported inside the commands, so
-``--help`` stays instant.
+and every command picks it up while it runs). Heavy modules (the config's pydantic models, boto3)
+are imported inside the commands, so ``--help`` stays instant.
+
+Files are found from any folder: a relative ``--config`` (default ``config/dev.yaml``) or assembly
+path is taken from the current folder if it is there, else from the project root (the checkout
+holding this package), and the paths inside a config (the script-mode entry point) from the project
+root, as ``cdk synth`` does. An expected failure prints one ``error:`` line on stderr and exits with
+the code that says what kind it is (:mod:`panopipe.exit_codes`, listed by ``--help``).
 """
 
 from __future__ import annotations
@@ -11,70 +17,111 @@ from __future__ import annotations
 import os
 from datetime import UTC
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from panopipe.config import DEFAULT_CONFIG_PATH, ConfigError, EnvironmentConfig, load_config
+from panopipe import exit_codes
+from panopipe.project import ROOT, locate, searched
+
+if TYPE_CHECKING:
+    from panopipe.config import EnvironmentConfig
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Validate a config; start, watch and list pipeline runs; run everything locally.",
+    epilog=exit_codes.HELP,
 )
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
-ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="the environment's config file")]
+#: The default config (``panopipe.config.DEFAULT_CONFIG_PATH``; not imported: that loads pydantic).
+DEFAULT_CONFIG = Path("config/dev.yaml")
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config", "-c", help="the environment's config file (from the current folder, else the project root)"
+    ),
+]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _config_path(path: Path) -> Path:
+    """The config file ``path`` names, from the current folder or the project root; exit 2 if none."""
+    found = locate(path)
+    if not found.exists():
+        _fail(f"no config file {searched(path)}: pass --config PATH", exit_codes.USAGE)
+    return found
 
 
 def _config(path: Path) -> EnvironmentConfig:
+    """The validated config at ``path`` (resolved by :func:`_config_path`); exit 2 if it is not one."""
+    from panopipe.config import ConfigError, load_config
+
     try:
-        return load_config(path)
+        return load_config(path, base_dir=ROOT)
     except ConfigError as error:
-        errors.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
-        raise typer.Exit(1) from None
+        _fail(str(error), exit_codes.USAGE)
+    except UnicodeDecodeError as error:
+        byte = error.object[error.start : error.start + 1].hex()
+        _fail(
+            f"{path}: not a text file (byte 0x{byte} at offset {error.start} is not UTF-8): a config is a YAML file",
+            exit_codes.USAGE,
+        )
+    except RecursionError:
+        _fail(f"{path}: the YAML nests too deeply (or refers to itself)", exit_codes.USAGE)
 
 
-def _fail(message: str) -> None:
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(1)
-
-
-@app.command()
-def validate(config: Annotated[Path, typer.Argument(help="config file")] = Path(DEFAULT_CONFIG_PATH)) -> None:
+@app.command(epilog=exit_codes.HELP)
+def validate(
+    config: Annotated[
+        Path, typer.Argument(help="config file (from the current folder, else the project root)")
+    ] = DEFAULT_CONFIG,
+) -> None:
     """Check a config file and the Panorama manifests it generates (graph, overrides, descriptors)."""
+    path = _config_path(config)
+    loaded = _config(path)
     from panopipe.config.panorama_spec import application_spec
     from panorama_app.manifest import documents
     from panorama_app.manifest.rules import ManifestError
     from panorama_app.manifest.validation import payload, validate_descriptor
 
-    loaded = _config(config)
     spec = application_spec(loaded)
     try:
         graph = documents.graph(spec, "123456789012")
         documents.camera_overrides(spec, "123456789012", graph)
         validate_descriptor(documents.model_descriptor(spec))
     except ManifestError as error:
-        _fail(f"{config}: the generated manifests are invalid:\n{error}")
+        _fail(f"{path}: the generated manifests are invalid:\n{error}", exit_codes.USAGE)
     console.print(
-        f"{config}: valid ({loaded.project}-{loaded.environment}, {len(loaded.devices)} device(s), "
+        f"{path}: valid ({loaded.project}-{loaded.environment}, {len(loaded.devices)} device(s), "
         f"{len(loaded.cameras)} camera(s); graph.json {len(payload(graph))} of 51200 characters)",
         highlight=False,
     )
 
 
-@app.command()
-def summary(assembly: Annotated[Path, typer.Argument(help="cloud assembly directory")] = Path("cdk.out")) -> None:
+@app.command(epilog=exit_codes.HELP)
+def summary(
+    assembly: Annotated[
+        Path, typer.Argument(help="cloud assembly directory (from the current folder, else the project root)")
+    ] = Path("cdk.out"),
+) -> None:
     """List the stacks and resources that `cdk deploy '**'` would create from a synthesized app."""
     from panopipe.summary import render, summarize
 
-    if not (assembly / "manifest.json").is_file():
-        _fail(f"{assembly / 'manifest.json'} not found: synthesize first (make synth)")
-    console.print(render(summarize(assembly)), highlight=False)
+    found = locate(assembly)
+    if not (found / "manifest.json").is_file():
+        _fail(f"no manifest.json in {searched(assembly)}: synthesize first (make synth)", exit_codes.USAGE)
+    console.print(render(summarize(found)), highlight=False)
     console.print(
         "\nNothing was deployed. To deploy to an AWS account: npx cdk bootstrap && "
         "npx cdk deploy '**' -c config=<your config>",
@@ -82,21 +129,34 @@ def summary(assembly: Annotated[Path, typer.Argument(help="cloud assembly direct
     )
 
 
-@app.command()
+@app.command(epilog=exit_codes.HELP)
 def run(
-    config: ConfigOption = Path(DEFAULT_CONFIG_PATH),
+    config: ConfigOption = DEFAULT_CONFIG,
     dataset: Annotated[
-        Path | None, typer.Option(help="local folder with train/ and validation/ to upload and train on")
+        Path | None,
+        typer.Option(
+            help="local folder with train/ and validation/ to upload and train on (default: the bundled sample)"
+        ),
     ] = None,
-    name: Annotated[str, typer.Option(help="data set folder name under pipeline.dataset_prefix")] = "sample",
-    model: Annotated[str | None, typer.Option(help="s3:// URI of a model trained elsewhere (skip training)")] = None,
-    training_job: Annotated[str | None, typer.Option(help="a Completed SageMaker training job (skip training)")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="data set folder name under runs.dataset_prefix (letters, digits, . _ -; ≤ 100; default: sample)"
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="s3:// URI of a model trained elsewhere (skip training; no data set)")
+    ] = None,
+    training_job: Annotated[
+        str | None, typer.Option(help="a Completed SageMaker training job (skip training; no data set)")
+    ] = None,
     watch_run: Annotated[bool, typer.Option("--watch/--no-watch", help="follow the run until it ends")] = True,
 ) -> None:
     """Start a run: upload a data set (default: the bundled sample) or name a model or training job."""
     from panopipe import runs
 
-    loaded = _config(config)
+    _check_run_options(dataset, name, model, training_job)
+    loaded = _config(_config_path(config))
     with _local_endpoint():
         try:
             target = runs.find_target(loaded)
@@ -104,78 +164,129 @@ def run(
                 source = {"model": model} if model else {"training_job": training_job}
                 arn = runs.start(target, source)
             else:
-                folder, prefix = dataset or _sample_dataset(), loaded.runs.dataset_prefix
+                folder, prefix, name = dataset or _sample_dataset(), loaded.runs.dataset_prefix, name or "sample"
                 version = runs.upload_dataset(target, folder, name, prefix)
                 run_name = runs.dataset_run_name(target, name, version, prefix)
                 arn = runs.start(target, {"dataset": f"s3://{target.data_bucket}/{prefix}{name}/"}, run_name)
         except runs.RunError as error:
-            _fail(str(error))
+            _fail(str(error), error.exit_code)
         console.print(f"started {arn}", highlight=False)
         if watch_run:
-            _watch(target, arn)
+            _watch(arn)
 
 
-@app.command()
+def _check_run_options(dataset: Path | None, name: str | None, model: str | None, training_job: str | None) -> None:
+    """Refuse conflicting or malformed ``run`` options before anything is read or uploaded (exit 2)."""
+    from panopipe import runs
+
+    if model is not None and training_job is not None:
+        _fail("--model and --training-job exclude each other: a run starts from one source", exit_codes.USAGE)
+    given = "--model" if model is not None else "--training-job" if training_job is not None else None
+    if given and (dataset is not None or name is not None):
+        data_options = " and ".join(o for o, v in (("--dataset", dataset), ("--name", name)) if v is not None)
+        _fail(f"{given} skips the data set: it excludes {data_options}", exit_codes.USAGE)
+    if model is not None and not runs.MODEL_URI.fullmatch(model):
+        _fail(f"--model {model!r}: must be an s3:// URI (s3://<bucket>/<key>, bucket in lower case)", exit_codes.USAGE)
+    if training_job is not None and not runs.TRAINING_JOB.fullmatch(training_job):
+        _fail(
+            f"--training-job {training_job!r}: must be a SageMaker training job name (letters, digits, -; ≤ 63)",
+            exit_codes.USAGE,
+        )
+    if name is not None and (problem := runs.dataset_name_problem(name)):
+        _fail(f"--name {name!r}: {problem}", exit_codes.USAGE)
+    if dataset is not None and not dataset.is_dir():
+        _fail(f"--dataset {dataset}: no such folder", exit_codes.USAGE)
+    if dataset is not None and not ((dataset / "train").is_dir() and (dataset / "validation").is_dir()):
+        _fail(f"--dataset {dataset}: must hold train/ and validation/ folders", exit_codes.USAGE)
+
+
+@app.command(epilog=exit_codes.HELP)
 def watch(
-    execution: Annotated[str | None, typer.Argument(help="execution ARN (default: the newest run)")] = None,
-    config: ConfigOption = Path(DEFAULT_CONFIG_PATH),
+    execution: Annotated[
+        str | None, typer.Argument(help="execution ARN, or run name of the config's pipeline (default: the newest run)")
+    ] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Follow a run step by step until it ends; exit 1 if it failed."""
     from panopipe import runs
 
-    loaded = _config(config)
+    if execution is not None and execution.startswith("arn:"):
+        if not runs.EXECUTION_ARN.fullmatch(execution):
+            _fail(
+                f"{execution!r} is not an execution ARN (arn:aws:states:<region>:<account>:execution:<machine>:<run>)",
+                exit_codes.USAGE,
+            )
+        with _local_endpoint():  # the ARN says everything: no config needed
+            _watch(execution)
+        return
+    if execution is not None and not runs.RUN_NAME.fullmatch(execution):
+        _fail(f"{execution!r} is neither an execution ARN nor a run name", exit_codes.USAGE)
+    loaded = _config(_config_path(config))
     with _local_endpoint():
         try:
             target = runs.find_target(loaded)
-            newest = runs.recent_runs(target, limit=1)
+            if execution is None:
+                newest = runs.recent_runs(target, limit=1)
+                if not newest:
+                    _fail("no run yet: start one with panopipe run", exit_codes.AWS)
+                execution = str(newest[0]["executionArn"])
+            else:
+                execution = runs.execution_arn(target, execution)
         except runs.RunError as error:
-            _fail(str(error))
-        if execution is None and not newest:
-            _fail("no run yet: start one with panopipe run")
-        _watch(target, execution or newest[0]["executionArn"])
+            _fail(str(error), error.exit_code)
+        _watch(execution)
 
 
-@app.command()
-def status(config: ConfigOption = Path(DEFAULT_CONFIG_PATH)) -> None:
+@app.command(epilog=exit_codes.HELP)
+def status(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """The newest runs of the environment's pipeline."""
     from panopipe import runs
 
-    loaded = _config(config)
+    loaded = _config(_config_path(config))
     with _local_endpoint():
         try:
             target = runs.find_target(loaded)
             recent = runs.recent_runs(target)
         except runs.RunError as error:
-            _fail(str(error))
+            _fail(str(error), error.exit_code)
+    if not recent:
+        console.print(f"{loaded.project}-{loaded.environment}: no run yet (start one with panopipe run)")
+        return
     table = Table(title=f"{loaded.project}-{loaded.environment} pipeline runs")
     for column in ("run", "status", "started", "took"):
         table.add_column(column, no_wrap=True)
     for item in recent:
         stopped = item.get("stopDate")
         took = f"{(stopped - item['startDate']).total_seconds():.0f} s" if stopped else "running"
-        table.add_row(item["name"], item["status"], f"{item['startDate']:%Y-%m-%d %H:%M:%S}", took)
+        name = item.get("name") or str(item["executionArn"]).rsplit(":", 1)[-1]
+        table.add_row(name, item["status"], f"{item['startDate']:%Y-%m-%d %H:%M:%S}", took)
     console.print(table)
 
 
 local_app = typer.Typer(
-    no_args_is_help=True, help="The embedded local AWS: start it with every stack deployed, stop it."
+    no_args_is_help=True,
+    help="The embedded local AWS: start it with every stack deployed, stop it.",
+    epilog=exit_codes.HELP,
 )
 app.add_typer(local_app, name="local")
 
 
-@local_app.command("up")
+@local_app.command("up", epilog=exit_codes.HELP)
 def local_up(
-    config: ConfigOption = Path(DEFAULT_CONFIG_PATH),
+    config: ConfigOption = DEFAULT_CONFIG,
     poll_seconds: Annotated[int, typer.Option(min=1, help="wait-loop interval of local runs (seconds)")] = 1,
 ) -> None:
     """Start the local AWS (if not running), then bootstrap and deploy every stack with the real CDK CLI."""
     from panopipe import local_mode
 
-    loaded = _config(config)
+    path = _config_path(config)
+    loaded = _config(path)
     try:
-        done = local_mode.up(config, loaded, poll_seconds=poll_seconds, say=lambda line: console.print(line))
+        done = local_mode.up(path, loaded, poll_seconds=poll_seconds, say=lambda line: console.print(line))
     except local_mode.LocalModeError as error:
-        _fail(str(error))
+        _fail(str(error), error.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted: the local AWS may still run (panopipe local down stops it)", exit_codes.INTERRUPTED)
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in done.seconds.items())
     console.print(f"deployed {loaded.project}-{loaded.environment} into {done.state.endpoint} ({timings})")
 
@@ -188,23 +299,33 @@ def local_down() -> None:
     console.print("local AWS stopped" if local_mode.down() else "no local AWS was running")
 
 
-def _watch(target: Any, arn: str) -> None:
+def _watch(arn: str) -> None:
+    """Follow the run ``arn`` to its end; exit 1 unless it SUCCEEDED (2: no such run; 3: AWS errors)."""
     from datetime import datetime
 
     from panopipe import runs
 
+    unknown = (f"no run {arn} here (wrong account, region or endpoint?)", exit_codes.USAGE)
     last: runs.Progress | None = None
-    with Live(console=console, refresh_per_second=4, transient=False) as live:
-        for last in runs.follow(target, arn):
-            now = last.stopped or datetime.now(UTC)
-            live.update(_steps_table(last, now))
+    try:
+        with (
+            runs.aws_errors("following the run", {"ExecutionDoesNotExist": unknown, "InvalidArn": unknown}),
+            Live(console=console, refresh_per_second=4, transient=False) as live,
+        ):
+            for last in runs.follow(None, arn):
+                now = last.stopped or datetime.now(UTC)
+                live.update(_steps_table(last, now))
+    except runs.RunError as error:
+        _fail(str(error), error.exit_code)
+    except KeyboardInterrupt:
+        _fail(f"stopped watching; the run goes on (panopipe watch {arn})", exit_codes.INTERRUPTED)
     assert last is not None
     console.print()
     for key, value in last.facts().items():
         console.print(f"{key}: {value}", highlight=False)
     if last.status != "SUCCEEDED":
         step = f" at {last.failed_step}" if last.failed_step else ""
-        _fail(f"run {last.status}{step}: {last.error}: {last.cause}")
+        _fail(f"run {last.status}{step}: {last.error}: {last.cause}", exit_codes.RUN_FAILED)
     console.print(f"[green]run SUCCEEDED[/green] in {(last.stopped or now) - last.started}", highlight=False)
 
 
@@ -244,7 +365,7 @@ class _local_endpoint:
 
 
 def main() -> None:
-    """Console entry point (``python -m panopipe``)."""
+    """Console entry point: the ``panopipe`` script of the venv, and ``python -m panopipe``."""
     app(prog_name="panopipe")
 
 

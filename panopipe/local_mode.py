@@ -19,16 +19,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from local_aws.emulator_process import DEFAULT_REGION, EmulatorState, clean_environment, launch, read_state, terminate
+from panopipe import exit_codes
 from panopipe.config import EnvironmentConfig
 from panopipe.local_state import STATE_FILE
+from panopipe.project import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 LOCAL_ACCOUNT = "123456789012"  # moto's account
 
 
 class LocalModeError(Exception):
-    """Something ``local up`` cannot do, in one line with what to do about it."""
+    """Something ``local up`` cannot do, in one line with what to do about it.
+
+    ``exit_code``: :data:`~panopipe.exit_codes.AWS` (the default: the emulator or the CDK CLI fails),
+    :data:`~panopipe.exit_codes.USAGE` for a config the local mode cannot take.
+    """
+
+    def __init__(self, message: str, exit_code: int = exit_codes.AWS) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,9 @@ def up(
     if not CDK.exists():
         raise LocalModeError(f"{CDK} is missing: run `make local` (it installs the pinned CDK CLI)")
     if config.account not in (None, LOCAL_ACCOUNT):
-        raise LocalModeError(f"{config_path}: account {config.account} cannot be emulated; leave account unset")
+        raise LocalModeError(
+            f"{config_path}: account {config.account} cannot be emulated; leave account unset", exit_codes.USAGE
+        )
     seconds: dict[str, float] = {}
     clock = time.monotonic()
     state = read_state(state_file)

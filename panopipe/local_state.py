@@ -12,14 +12,18 @@ import os
 from pathlib import Path
 
 from local_aws.emulator_process import read_state
+from panopipe.project import ROOT
 
 #: In the project, wherever the command runs from (one emulator per checkout).
-STATE_FILE = Path(__file__).resolve().parent.parent / ".panopipe" / "local.json"
+STATE_FILE = ROOT / ".panopipe" / "local.json"
 
 
-def apply_endpoint(path: Path = STATE_FILE) -> dict[str, str | None]:
-    """Point this process at the recorded emulator; returns what to restore afterwards."""
-    state = read_state(path)
+def apply_endpoint(path: Path | None = None) -> dict[str, str | None]:
+    """Point this process at the recorded emulator (``path``: default :data:`STATE_FILE`).
+
+    Returns what to restore afterwards.
+    """
+    state = read_state(path or STATE_FILE)
     if state is None or os.environ.get("AWS_ENDPOINT_URL"):
         return {}
     changes = state.env()

@@ -3,13 +3,20 @@
 Works the same against a real account and against the local emulator: only the endpoint differs
 (boto3 reads ``AWS_ENDPOINT_URL``). The stacks are found by name (``<project>-<env>-pipeline``)
 and the data bucket by the naming rule, so nothing but the config is needed.
+
+Every AWS call runs inside :func:`aws_errors`, which turns botocore's exceptions into a
+:class:`RunError` that says in one line what is wrong (no region, no credentials, not deployed,
+unreachable, refused) and carries the CLI's exit code for it (:mod:`panopipe.exit_codes`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,14 +24,132 @@ from typing import Any
 
 from lambda_handlers.domain import DEFAULT_DATASET_PREFIX, READY_MARKER
 from lambda_handlers.names import execution_name
+from panopipe import exit_codes
 from panopipe.config import EnvironmentConfig
 from panopipe.naming import bucket_name
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 
+#: A data set folder name: one S3 key segment the trigger's marker rule and the run name accept.
+DATASET_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+#: What the pipeline's validate step accepts as ``model`` and ``training_job`` (the syntax only).
+MODEL_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+")
+TRAINING_JOB = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+#: A Step Functions name (state machine or execution): 1-80 characters, none of these.
+_NAME = r"[^\s<>{}\[\]?*\"#%\\^|~`$&,;:/]{1,80}"
+RUN_NAME = re.compile(_NAME)
+EXECUTION_ARN = re.compile(rf"arn:aws[a-z-]*:states:(?P<region>[a-z0-9-]+):\d{{12}}:execution:{_NAME}:{_NAME}")
+
+_CREDENTIAL_CODES = frozenset(
+    {
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "AuthFailure",
+        "InvalidAccessKeyId",
+    }
+)
+
 
 class RunError(Exception):
-    """Something the user can fix (stack not deployed, data set missing): one clear line."""
+    """Something the user can fix (stack not deployed, data set missing): one clear line.
+
+    ``exit_code`` is the CLI's exit code for it: :data:`~panopipe.exit_codes.USAGE` for bad input,
+    :data:`~panopipe.exit_codes.AWS` (the default) when AWS is not ready or refuses.
+    """
+
+    def __init__(self, message: str, exit_code: int = exit_codes.AWS) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def dataset_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a data set folder (one S3 key segment), or None if it can."""
+    if not name:
+        return "is empty"
+    if len(name) > 100:
+        return f"is {len(name)} characters long (at most 100)"
+    if "/" in name:
+        return "must be one folder name, without /"
+    if name.strip(".") == "":
+        return "must not be . or .."
+    if ".." in name:
+        return "must not contain .."
+    if not DATASET_NAME.fullmatch(name):
+        return "may only hold letters, digits, . _ and -"
+    return None
+
+
+def execution_arn(target: Target, run: str) -> str:
+    """The execution ARN of the pipeline's run named ``run``."""
+    return f"{target.state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{run}"
+
+
+def _where() -> str:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    return f" at {endpoint}" if endpoint else ""
+
+
+def _explain(error: Exception, doing: str) -> RunError:
+    """One line for a botocore/boto3 exception raised while ``doing`` something."""
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+    )
+
+    if isinstance(error, NoRegionError):
+        return RunError(
+            "no AWS region is configured: set AWS_REGION (e.g. export AWS_REGION=us-west-2), run `aws configure`,"
+            " or set region: in the config; to use the local AWS instead, start it: panopipe local up"
+        )
+    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        return RunError(
+            f"no AWS credentials found ({error}) while {doing}: run `aws configure` (or `aws sso login`), or set"
+            " AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; for the local AWS: panopipe local up"
+        )
+    if isinstance(error, EndpointConnectionError):
+        hint = " (is the local AWS still running? panopipe local up)" if os.environ.get("AWS_ENDPOINT_URL") else ""
+        return RunError(f"cannot reach AWS while {doing}: {error}{hint}")
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "?")
+        message = error.response.get("Error", {}).get("Message", "")
+        if code in _CREDENTIAL_CODES:
+            return RunError(
+                f"AWS refused the credentials while {doing} ({code}: {message}): refresh them"
+                " (`aws sso login`, `aws configure`) or check AWS_PROFILE"
+            )
+        if "AccessDenied" in code or code in ("UnauthorizedOperation", "AuthorizationError"):
+            return RunError(f"AWS denied access while {doing} ({code}: {message})")
+        return RunError(f"AWS error while {doing}{_where()}: {code}: {message}")
+    return RunError(f"AWS error while {doing}{_where()}: {error}")
+
+
+@contextmanager
+def aws_errors(doing: str, known: Mapping[str, tuple[str, int]] | None = None) -> Iterator[None]:
+    """Turn botocore's and boto3's exceptions into :class:`RunError` (``doing``: for the message).
+
+    ``known`` maps an AWS error code to the message and exit code of that case (e.g. a stack that
+    does not exist), checked before the general rules.
+    """
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if known and code in known:
+            message, exit_code = known[code]
+            raise RunError(message, exit_code) from None
+        raise _explain(error, doing) from None
+    except (BotoCoreError, Boto3Error) as error:
+        raise _explain(error, doing) from None
 
 
 @dataclass(frozen=True)
@@ -45,11 +170,17 @@ def _client(service: str, region: str | None = None) -> Any:
 def find_target(config: EnvironmentConfig) -> Target:
     """The deployed state machine (stack output) and data bucket of ``config``'s environment."""
     stack = f"{config.prefix}-pipeline"
-    cloudformation = _client("cloudformation", config.region)
-    try:
+    with aws_errors(f"looking up the stack {stack}"):
+        cloudformation = _client("cloudformation", config.region)
+    region = cloudformation.meta.region_name
+    # CloudFormation says ValidationError for a stack that does not exist (and for nothing else here).
+    missing = (
+        f"stack {stack} is not deployed in {region}{_where()}: deploy it (npx cdk deploy '**' -c config=<config>),"
+        " or start the local AWS with it (panopipe local up)",
+        exit_codes.AWS,
+    )
+    with aws_errors(f"looking up the stack {stack}", {"ValidationError": missing}):
         described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
-    except Exception as error:  # botocore's ClientError: the stack does not exist here
-        raise RunError(f"stack {stack} is not deployed here ({error}); deploy first (panopipe local up)") from None
     outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
     if "StateMachineArn" not in outputs:
         raise RunError(f"stack {stack} has no StateMachineArn output; redeploy it")
@@ -67,22 +198,35 @@ def upload_dataset(target: Target, directory: Path, name: str, prefix: str = DEF
     Returns the version of the marker (VersionId, or ETag when unversioned): the run's identity.
     """
     if not (directory / "train").is_dir() or not (directory / "validation").is_dir():
-        raise RunError(f"{directory} must hold train/ and validation/ folders")
-    s3 = _client("s3", target.region)
+        raise RunError(f"{directory} must hold train/ and validation/ folders", exit_codes.USAGE)
     folder = f"{prefix}{name}/"
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        s3.upload_file(str(path), target.data_bucket, folder + path.relative_to(directory).as_posix())
-    marker = s3.put_object(Bucket=target.data_bucket, Key=folder + READY_MARKER, Body=b"")
+    with aws_errors(f"uploading the data set to s3://{target.data_bucket}/{folder}"):
+        s3 = _client("s3", target.region)
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            s3.upload_file(str(path), target.data_bucket, folder + path.relative_to(directory).as_posix())
+        marker = s3.put_object(Bucket=target.data_bucket, Key=folder + READY_MARKER, Body=b"")
     return str(marker.get("VersionId") or marker["ETag"].strip('"'))
 
 
 def start(target: Target, run_input: dict[str, Any], name: str | None = None) -> str:
-    """Start one execution; a data set run is named after the data set version (never run twice)."""
-    sfn = _client("stepfunctions", target.region)
+    """Start one execution; a data set run is named after the data set version (never run twice).
+
+    If a run of that name exists already (the trigger saw the same ``_READY`` marker first), that
+    run is the one: its ARN is returned.
+    """
     kwargs: dict[str, Any] = {"stateMachineArn": target.state_machine_arn, "input": json.dumps(run_input)}
     if name:
         kwargs["name"] = name
-    return str(sfn.start_execution(**kwargs)["executionArn"])
+    from botocore.exceptions import ClientError
+
+    with aws_errors("starting a run"):
+        sfn = _client("stepfunctions", target.region)
+        try:
+            return str(sfn.start_execution(**kwargs)["executionArn"])
+        except ClientError as error:
+            if name and error.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+                return execution_arn(target, name)
+            raise
 
 
 def dataset_run_name(target: Target, name: str, version: str, prefix: str = DEFAULT_DATASET_PREFIX) -> str:
@@ -145,9 +289,18 @@ def _history(sfn: Any, arn: str) -> Iterator[dict[str, Any]]:
         yield from page["events"]
 
 
-def progress(target: Target, arn: str, sfn: Any = None) -> Progress:
-    """The run's steps (from its history) and, once ended, its outcome (``sfn``: a client to reuse)."""
-    sfn = sfn or _client("stepfunctions", target.region)
+def region_of(arn: str) -> str | None:
+    """The region in an ARN (``arn:<partition>:<service>:<region>:…``), or None if it has none."""
+    parts = arn.split(":")
+    return (parts[3] or None) if len(parts) > 3 else None
+
+
+def progress(target: Target | None, arn: str, sfn: Any = None) -> Progress:
+    """The run's steps (from its history) and, once ended, its outcome (``sfn``: a client to reuse).
+
+    The client is made for the run's region (its ARN's): ``target`` may be None.
+    """
+    sfn = sfn or _client("stepfunctions", region_of(arn) or (target.region if target else None))
     described = sfn.describe_execution(executionArn=arn)
     result = Progress(arn, described["status"], described["startDate"], described.get("stopDate"))
     open_steps: dict[str, Step] = {}
@@ -180,10 +333,10 @@ def _failed_step(state_json: str | None) -> str | None:
     return str(step) if step else None
 
 
-def follow(target: Target, arn: str, interval: float = 1.0, timeout: float | None = None) -> Iterator[Progress]:
+def follow(target: Target | None, arn: str, interval: float = 1.0, timeout: float | None = None) -> Iterator[Progress]:
     """Yield the run's progress every ``interval`` seconds until it ends (or ``timeout`` passes)."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    sfn = _client("stepfunctions", target.region)  # one client for the whole watch
+    sfn = _client("stepfunctions", region_of(arn) or (target.region if target else None))  # one client for the watch
     while True:
         current = progress(target, arn, sfn)
         yield current
@@ -194,6 +347,7 @@ def follow(target: Target, arn: str, interval: float = 1.0, timeout: float | Non
 
 def recent_runs(target: Target, limit: int = 10) -> list[dict[str, Any]]:
     """The newest executions of the pipeline (name, status, start and stop)."""
-    sfn = _client("stepfunctions", target.region)
-    runs = sfn.list_executions(stateMachineArn=target.state_machine_arn, maxResults=limit)["executions"]
+    with aws_errors("listing the runs"):
+        sfn = _client("stepfunctions", target.region)
+        runs = sfn.list_executions(stateMachineArn=target.state_machine_arn, maxResults=limit)["executions"]
     return sorted(runs, key=lambda r: r["startDate"], reverse=True)[:limit]

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -33,8 +34,8 @@ def test_summary_lists_every_stack_bucket_and_role(synthesized: Synthesized) -> 
 
 def test_summary_without_assembly(tmp_path: Path) -> None:
     result = cli.invoke(app, ["summary", str(tmp_path)])
-    assert result.exit_code == 1
-    assert "manifest.json not found: synthesize first" in result.stderr
+    assert result.exit_code == 2
+    assert f"no manifest.json in {tmp_path}: synthesize first" in result.stderr
 
 
 def test_validate_checks_the_config_and_its_manifests(tmp_path: Path) -> None:
@@ -44,7 +45,7 @@ def test_validate_checks_the_config_and_its_manifests(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("project: X\n")
     result = cli.invoke(app, ["validate", str(bad)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "(6 problems)" in result.stderr
     assert "  - project = 'X': " in result.stderr
     assert "  - devices = <missing>: required field is missing" in result.stderr
@@ -54,42 +55,49 @@ def test_validate_checks_the_config_and_its_manifests(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """moto (state machines execute), fake credentials, and no local AWS even if one runs here."""
     from moto import mock_aws
 
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
+    monkeypatch.setattr(local_state, "STATE_FILE", tmp_path_factory.mktemp("state") / "local.json")
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         yield
 
 
 def test_run_without_a_deployed_pipeline_says_what_to_do(aws: None) -> None:
     result = cli.invoke(app, ["run", "--config", str(ROOT / "config" / "dev.yaml")])
-    assert result.exit_code == 1
-    assert "stack panopipe-dev-pipeline is not deployed here" in result.stderr
+    assert result.exit_code == 3
+    assert "stack panopipe-dev-pipeline is not deployed in us-east-1: deploy it" in result.stderr
 
 
-def _deployed(config_path: Path) -> runs.Target:
-    """A pipeline stack with a (one-state) state machine, and the data bucket, in moto."""
+SUCCEEDS = {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
+FAILS = {"StartAt": "Gate", "States": {"Gate": {"Type": "Fail", "Error": "MetricBelowThreshold", "Cause": "0.5"}}}
+
+
+def deployed_pipeline(
+    config_path: Path = ROOT / "config" / "dev.yaml", machine: dict[str, Any] = SUCCEEDS
+) -> runs.Target:
+    """A pipeline stack whose StateMachineArn output names a (one-state) state machine, and the data bucket.
+
+    moto executes only the state machines made through its Step Functions API (not CloudFormation's),
+    so the machine is made first and the stack's output names it.
+    """
     import boto3
 
     config = load_config(config_path, base_dir=ROOT)
-    definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+    machine_arn = boto3.client("stepfunctions").create_state_machine(
+        name="panopipe-dev-pipeline-machine",
+        definition=json.dumps(machine),
+        roleArn="arn:aws:iam::123456789012:role/panopipe-dev-state-machine",
+    )["stateMachineArn"]
     template = {
-        "Resources": {
-            "Role": {
-                "Type": "AWS::IAM::Role",
-                "Properties": {"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}},
-            },
-            "Machine": {
-                "Type": "AWS::StepFunctions::StateMachine",
-                "Properties": {"DefinitionString": definition, "RoleArn": {"Fn::GetAtt": ["Role", "Arn"]}},
-            },
-        },
-        "Outputs": {"StateMachineArn": {"Value": {"Ref": "Machine"}}},
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"StateMachineArn": {"Value": machine_arn}},
     }
     boto3.client("cloudformation").create_stack(StackName="panopipe-dev-pipeline", TemplateBody=json.dumps(template))
     target = runs.find_target(config)
@@ -100,7 +108,7 @@ def _deployed(config_path: Path) -> runs.Target:
 def test_a_data_set_run_uploads_the_sample_and_is_named_after_its_version(aws: None) -> None:
     import boto3
 
-    target = _deployed(ROOT / "config" / "dev.yaml")
+    target = deployed_pipeline()
     assert target.data_bucket == "aws-panorama-panopipe-dev-data-123456789012-us-east-1"
     result = cli.invoke(app, ["run", "--config", str(ROOT / "config" / "dev.yaml"), "--no-watch"])
     assert result.exit_code == 0, result.output
@@ -118,7 +126,7 @@ def test_a_data_set_run_uploads_the_sample_and_is_named_after_its_version(aws: N
 def test_a_model_run_skips_the_upload(aws: None) -> None:
     import boto3
 
-    target = _deployed(ROOT / "config" / "dev.yaml")
+    target = deployed_pipeline()
     model = f"s3://{target.data_bucket}/imported/model.tar.gz"
     result = cli.invoke(app, ["run", "--config", str(ROOT / "config" / "dev.yaml"), "--model", model, "--no-watch"])
     assert result.exit_code == 0, result.output
@@ -128,7 +136,7 @@ def test_a_model_run_skips_the_upload(aws: None) -> None:
 
 
 def test_status_lists_the_runs(aws: None) -> None:
-    target = _deployed(ROOT / "config" / "dev.yaml")
+    target = deployed_pipeline()
     runs.start(target, {"model": "s3://x/model.tar.gz"}, "first-run")
     result = cli.invoke(app, ["status", "--config", str(ROOT / "config" / "dev.yaml")])
     assert result.exit_code == 0, result.output
@@ -165,3 +173,52 @@ def test_local_state_points_clients_at_a_live_emulator_only(tmp_path: Path, monk
     assert "AWS_ENDPOINT_URL" not in os.environ
     state_file.write_text(json.dumps({**live, "pid": 2**22 + 12345}))
     assert local_state.apply_endpoint(state_file) == {}, "a dead emulator is ignored"
+
+
+# --- watch: exit 0 for a SUCCEEDED run, 1 for a failed one ------------------------------------------
+
+
+def test_watch_follows_the_newest_run_or_one_by_name_and_exits_0_when_it_succeeded(aws: None) -> None:
+    target = deployed_pipeline()
+    arn = runs.start(target, {"model": "s3://x/model.tar.gz"}, "good-run")
+    for args in (["watch"], ["watch", "good-run"], ["watch", arn]):
+        result = cli.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "run SUCCEEDED" in result.stdout
+
+
+def test_a_run_that_fails_exits_1_with_its_error(aws: None) -> None:
+    target = deployed_pipeline(machine=FAILS)
+    result = cli.invoke(app, ["run", "--model", f"s3://{target.data_bucket}/imported/model.tar.gz"])
+    assert result.exit_code == 1, result.output
+    assert "error: run FAILED: MetricBelowThreshold: 0.5" in result.stderr
+    (execution,) = runs.recent_runs(target)
+    watched = cli.invoke(app, ["watch", execution["executionArn"]])
+    assert watched.exit_code == 1 and "run FAILED" in watched.stderr
+
+
+def test_watch_interrupted_says_the_run_goes_on(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = deployed_pipeline()
+    arn = runs.start(target, {"model": "s3://x/model.tar.gz"}, "long-run")
+
+    def interrupted(*_: object) -> Iterator[runs.Progress]:
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(runs, "follow", interrupted)
+    result = cli.invoke(app, ["watch", arn])
+    assert result.exit_code == 130
+    assert f"stopped watching; the run goes on (panopipe watch {arn})" in result.stderr
+
+
+def test_status_without_runs_says_so(aws: None) -> None:
+    deployed_pipeline()
+    result = cli.invoke(app, ["status"])
+    assert result.exit_code == 0, result.output
+    assert "panopipe-dev: no run yet (start one with panopipe run)" in result.stdout
+
+
+def test_a_data_set_version_the_trigger_started_first_is_that_run(aws: None) -> None:
+    target = deployed_pipeline()
+    first = runs.start(target, {"dataset": "s3://b/datasets/sample/"}, "ds-sample-0123456789ab")
+    assert runs.start(target, {"dataset": "s3://b/datasets/sample/"}, "ds-sample-0123456789ab") == first
