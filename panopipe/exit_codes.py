@@ -12,7 +12,9 @@ RUN_FAILED = 1
 #: Usage or input error: nothing was started.
 USAGE = 2
 #: AWS (or the local AWS) is not ready or refused: no region or credentials, not deployed, unreachable.
-AWS = 3
+#: An input of the command's environment: the same code as any usage or input error (the three codes
+#: users script against are 0, 1 and 2).
+AWS = USAGE
 #: Interrupted (Ctrl-C); a run that was being watched goes on.
 INTERRUPTED = 130
 
@@ -23,9 +25,9 @@ HELP = "\n".join(
         f"{SUCCESS}    success (a watched run SUCCEEDED)",
         f"{RUN_FAILED}    the run ended FAILED, TIMED_OUT or ABORTED",
         f"{USAGE}    usage or input error: bad option or option combination, missing or invalid config file,"
-        " malformed or unknown execution ARN, invalid data set name or folder",
-        f"{AWS}    AWS not ready or refusing: no region or credentials, pipeline not deployed,"
-        " AWS or the local AWS unreachable, access denied, the CDK CLI failing",
+        " malformed or unknown execution ARN, invalid data set name or folder; AWS not ready or refusing"
+        " (no region or credentials, pipeline not deployed, AWS or the local AWS unreachable, access denied,"
+        " the CDK CLI failing)",
         f"{INTERRUPTED}  interrupted (Ctrl-C): a run goes on (panopipe watch)",
     ]
 )

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from panopipe import local_state, runs
+from panopipe import exit_codes, local_state, runs
 from panopipe.cli import app
 from panopipe.config import load_config
 from tests.conftest import ROOT, Synthesized
@@ -71,7 +71,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactor
 
 def test_run_without_a_deployed_pipeline_says_what_to_do(aws: None) -> None:
     result = cli.invoke(app, ["run", "--config", str(ROOT / "config" / "dev.yaml")])
-    assert result.exit_code == 3
+    assert result.exit_code == exit_codes.AWS
     assert "stack panopipe-dev-pipeline is not deployed in us-east-1: deploy it" in result.stderr
 
 

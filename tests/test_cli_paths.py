@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from panopipe import local_mode, local_state, project
+from panopipe import exit_codes, local_mode, local_state, project
 from panopipe.cli import app
 from tests.conftest import ROOT
 from tests.test_cli import aws, deployed_pipeline  # noqa: F401  (aws: a fixture, used by name)
@@ -83,7 +83,7 @@ def test_local_up_deploys_the_config_it_found(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(local_mode, "up", up)
     monkeypatch.chdir(tmp_path)
     result = cli.invoke(app, ["local", "up"])
-    assert result.exit_code == 3 and "error: stop here" in result.stderr
+    assert result.exit_code == exit_codes.AWS and "error: stop here" in result.stderr
     assert seen == [ROOT / "config" / "dev.yaml"]
 
 
