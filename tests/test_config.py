@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,13 @@ from panopipe.config import ConfigError, EnvironmentConfig, load_config, parse_c
 from tests.conftest import ROOT
 
 DEV = yaml.safe_load((ROOT / "config" / "dev.yaml").read_text())
+SCRIPT = yaml.safe_load((ROOT / "tests" / "configs" / "script.yaml").read_text())
+NAN, INF = float("nan"), float("inf")
 
 
-def _with(changes: dict[str, Any]) -> dict[str, Any]:
-    """The dev config with dotted-path changes applied; a value of ``...`` deletes the key."""
-    data: dict[str, Any] = copy.deepcopy(DEV)
+def _with(changes: dict[str, Any], base: dict[str, Any] = DEV) -> dict[str, Any]:
+    """The dev config (or ``base``) with dotted-path changes applied; a value of ``...`` deletes the key."""
+    data: dict[str, Any] = copy.deepcopy(base)
     for dotted, value in changes.items():
         *parents, leaf = dotted.split(".")
         node = data
@@ -221,6 +224,200 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str, str]] = {
         "each entry must be unique",
     ),
     "too-many-cameras": ({"cameras": [{"name": f"c{i}"} for i in range(9)]}, "cameras", "at most 8 items"),
+    # item 2: the built-in image-classification algorithm cannot run without num_classes
+    "num-classes-missing": (
+        {"training.hyperparameters.num_classes": ...},
+        "training.hyperparameters.num_classes",
+        "the built-in image-classification algorithm needs it: the number of model.classes (2)",
+    ),
+    # item 3: thresholds on the metric's scale, and no NaN or infinity in any number
+    "accuracy-threshold-as-percent": (
+        {"training.metric.threshold": 90},
+        "training.metric.threshold",
+        "validation:accuracy is a ratio, so the threshold must lie within 0 and 1: write 0.9 for 90 %",
+    ),
+    "accuracy-threshold-negative": (
+        {"training.metric.threshold": -0.5},
+        "training.metric.threshold",
+        "must lie within 0 and 1",
+    ),
+    "metric-threshold-nan": ({"training.metric.threshold": NAN}, "training.metric.threshold", "finite number"),
+    "metric-threshold-infinite": (
+        {"training.metric.threshold": -INF, "training.metric.goal": "minimize"},
+        "training.metric.threshold",
+        "must be a finite number (not .nan or .inf)",
+    ),
+    "application-threshold-nan": ({"application": {"threshold": NAN}}, "application.threshold", "finite number"),
+    "metrics-interval-infinite": (
+        {"application": {"metrics_interval_seconds": INF}},
+        "application.metrics_interval_seconds",
+        "finite number",
+    ),
+    "hyperparameter-nan": (
+        {"training.hyperparameters.learning_rate": NAN},
+        "training.hyperparameters.learning_rate",
+        "must be a finite number (not .nan or .inf)",
+    ),
+    # item 4: the gate reads a metric the built-in algorithm emits
+    "builtin-metric-never-emitted": (
+        {"training.metric.name": "validation:mAP"},
+        "training.metric.name",
+        "the built-in image-classification algorithm emits only validation:accuracy, train:accuracy",
+    ),
+    "builtin-metric-misspelt": (
+        {"training.metric.name": "validation_accuracy"},
+        "training.metric.name",
+        "emits only validation:accuracy",
+    ),
+    "builtin-with-metric-definitions": (
+        {"training.metric_definitions": [{"name": "validation:accuracy", "regex": "acc=([0-9.]+)"}]},
+        "training.metric_definitions",
+        "only script mode takes metric definitions",
+    ),
+    # item 5: schedules EventBridge refuses (the whole table is in tests/test_config_schedule.py)
+    "schedule-rate-one-plural": (
+        {"runs.schedule": "rate(1 hours)"},
+        "runs.schedule",
+        "a rate of 1 takes the singular unit: rate(1 hour)",
+    ),
+    "schedule-rate-zero": ({"runs.schedule": "rate(0 minutes)"}, "runs.schedule", "must be at least 1"),
+    "schedule-both-days": (
+        {"runs.schedule": "cron(0 3 * * MON *)"},
+        "runs.schedule",
+        "exactly one of day-of-month and day-of-week must be ?",
+    ),
+    "schedule-minute-out-of-range": (
+        {"runs.schedule": "cron(60 3 ? * MON *)"},
+        "runs.schedule",
+        "minutes field '60': 60 is out of range (0-59)",
+    ),
+    # item 6: class names the device would split or strip
+    "class-name-with-comma": (
+        {"model.classes": ["empty", "person,adult"], "training.hyperparameters.num_classes": 2},
+        "model.classes",
+        "must not contain a comma: the device receives them comma-joined and would split 'person,adult'",
+    ),
+    "class-name-with-leading-space": (
+        {"model.classes": ["empty", " person"]},
+        "model.classes",
+        "must not start or end with whitespace",
+    ),
+    "class-of-interest-with-comma": (
+        {"application": {"classes_of_interest": ["empty,person"]}},
+        "application.classes_of_interest",
+        "must not contain a comma",
+    ),
+    "class-of-interest-with-trailing-space": (
+        {"application": {"classes_of_interest": ["person "]}},
+        "application.classes_of_interest",
+        "must not start or end with whitespace",
+    ),
+    # item 8: Unicode digits are digits to \d, not to AWS
+    "account-arabic-indic-digits": (
+        {"account": "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660\u0661\u0662"},
+        "account",
+        "must be a 12-digit AWS account id of ASCII digits 0-9",
+    ),
+    "account-fullwidth-digits": ({"account": "１２３４５６７８９０１２"}, "account", "12-digit AWS account id"),
+    # a builtin run takes no script settings
+    "builtin-with-source-dir": (
+        {"training.source_dir": "tests/fixtures"},
+        "training.source_dir",
+        "only script mode takes a source_dir",
+    ),
+}
+
+#: Script mode (tests/configs/script.yaml): entry points, source directories and metric definitions.
+_FIXTURE = "tests/fixtures/train_detector.py"
+SCRIPT_BAD_CONFIGS: dict[str, tuple[dict[str, Any], str, str]] = {
+    # item 7: the training code comes from inside the repository
+    "entry-point-absolute": (
+        {"training.entry_point": str(ROOT / _FIXTURE)},
+        "training.entry_point",
+        "must be relative to the project root, not an absolute path",
+    ),
+    "entry-point-climbs-out": (
+        {"training.entry_point": f"../{ROOT.name}/{_FIXTURE}"},
+        "training.entry_point",
+        "must stay inside the project: no .. in the path",
+    ),
+    "entry-point-climbs-out-of-source-dir": (
+        {"training.source_dir": "tests/configs", "training.entry_point": "../fixtures/train_detector.py"},
+        "training.entry_point",
+        "no .. in the path",
+    ),
+    "entry-point-windows-path": (
+        {"training.entry_point": "tests\\fixtures\\train_detector.py"},
+        "training.entry_point",
+        "use / as the path separator",
+    ),
+    "source-dir-absolute": (
+        {"training.source_dir": str(ROOT / "tests" / "fixtures"), "training.entry_point": "train_detector.py"},
+        "training.source_dir",
+        "not an absolute path",
+    ),
+    "source-dir-climbs-out": (
+        {"training.source_dir": f"../{ROOT.name}/tests/fixtures", "training.entry_point": "train_detector.py"},
+        "training.source_dir",
+        "no .. in the path",
+    ),
+    "source-dir-missing": (
+        {"training.source_dir": "training/", "training.entry_point": "train.py"},
+        "training.source_dir",
+        "must be a directory",
+    ),
+    # item 4: metric definitions SageMaker would refuse, or that do not define the gate's metric
+    "metric-definition-without-group": (
+        {"training.metric_definitions": [{"name": "validation:mAP", "regex": "mAP=[0-9.]+"}]},
+        "training.metric_definitions[0].regex",
+        "must have exactly one capture group, around the value (it has 0)",
+    ),
+    "metric-definition-two-groups": (
+        {"training.metric_definitions": [{"name": "validation:mAP", "regex": "(mAP)=([0-9.]+)"}]},
+        "training.metric_definitions[0].regex",
+        "(it has 2)",
+    ),
+    "metric-definition-bad-regex": (
+        {"training.metric_definitions": [{"name": "validation:mAP", "regex": "mAP=([0-9.]+"}]},
+        "training.metric_definitions[0].regex",
+        "is not a valid regular expression: missing ), unterminated subpattern",
+    ),
+    "metric-definition-regex-too-long": (
+        {"training.metric_definitions": [{"name": "validation:mAP", "regex": "(x)" + "y" * 498}]},
+        "training.metric_definitions[0].regex",
+        "at most 500 characters",
+    ),
+    "metric-definition-empty-name": (
+        {"training.metric_definitions": [{"name": "", "regex": "mAP=([0-9.]+)"}]},
+        "training.metric_definitions[0].name",
+        "at least 1 character",
+    ),
+    "metric-definition-name-too-long": (
+        {"training.metric_definitions": [{"name": "m" * 256, "regex": "mAP=([0-9.]+)"}]},
+        "training.metric_definitions[0].name",
+        "at most 255 characters",
+    ),
+    "metric-definitions-repeat-a-name": (
+        {
+            "training.metric_definitions": [
+                {"name": "validation:mAP", "regex": "mAP=([0-9.]+)"},
+                {"name": "validation:mAP", "regex": "map ([0-9.]+)"},
+            ]
+        },
+        "training.metric_definitions",
+        "metric names must be unique; repeated: validation:mAP",
+    ),
+    "gate-metric-not-defined": (
+        {"training.metric_definitions": [{"name": "train:loss", "regex": "loss=([0-9.]+)"}]},
+        "training.metric.name",
+        "must be one of training.metric_definitions (train:loss): SageMaker reports only those",
+    ),
+    # item 3 in script mode: mAP is a ratio too
+    "map-threshold-as-percent": (
+        {"training.metric.threshold": 50},
+        "training.metric.threshold",
+        "validation:mAP is a ratio, so the threshold must lie within 0 and 1: write 0.5 for 50 %",
+    ),
 }
 
 
@@ -230,6 +427,143 @@ def test_bad_config_is_rejected_with_a_clear_message(case: str) -> None:
     problems = _problems(_with(changes))
     assert len(problems) == 1, f"one fault, one message: {problems}"
     assert problems[0].startswith(f"{field} = ") and rule in problems[0], problems[0]
+
+
+@pytest.mark.parametrize("case", sorted(SCRIPT_BAD_CONFIGS))
+def test_bad_script_mode_config_is_rejected_with_a_clear_message(case: str) -> None:
+    changes, field, rule = SCRIPT_BAD_CONFIGS[case]
+    problems = _problems(_with(changes, SCRIPT))
+    assert len(problems) == 1, f"one fault, one message: {problems}"
+    assert problems[0].startswith(f"{field} = ") and rule in problems[0], problems[0]
+
+
+def test_num_training_samples_is_an_optional_fallback() -> None:
+    """The pipeline counts a data set's records at run time; a configured value is kept as a fallback."""
+    without = parse_config(_with({"training.hyperparameters.num_training_samples": ...}), base_dir=ROOT)
+    assert "num_training_samples" not in without.training.hyperparameters
+    given = parse_config(DEV, base_dir=ROOT)
+    assert given.training.hyperparameters["num_training_samples"] == 400
+
+
+@pytest.mark.parametrize(
+    ("name", "scale"),
+    [
+        ("validation:accuracy", 1),
+        ("train:accuracy:epoch", 1),
+        ("val_acc", 1),
+        ("top1_acc", 1),
+        ("valAccuracy", 1),
+        ("validation:mAP", 1),
+        ("mAP50", 1),
+        ("bbox/AP75", 1),
+        ("test/f1", 1),
+        ("macro_f1", 1),
+        ("mean_iou", 1),
+        ("mIoU", 1),
+        ("roc_auc", 1),
+        ("precision", 1),
+        ("recall_at_5", 1),
+        ("dice_score", 1),
+        ("val_acc_percent", 100),
+        ("accuracy_pct", 100),
+        ("validation:loss", None),
+        ("dice_loss", None),
+        ("validation:rmse", None),
+        ("throughput", None),
+        ("mapping_error", None),  # 'map' is a word of its own only
+        ("capacity", None),
+    ],
+)
+def test_which_metrics_are_ratios(name: str, scale: float | None) -> None:
+    from panopipe.config.schema import metric_scale
+
+    assert metric_scale(name) == scale
+
+
+@pytest.mark.parametrize(
+    ("name", "threshold", "goal"),
+    [
+        ("validation:loss", 2.5, "minimize"),  # not a ratio: any finite value
+        ("val_acc_percent", 90, "maximize"),  # a percentage: 0-100
+        ("validation:mAP", 0, "maximize"),
+        ("validation:mAP", 1, "maximize"),
+    ],
+)
+def test_thresholds_on_the_metric_scale_are_accepted(name: str, threshold: float, goal: str) -> None:
+    data = _with({"training.metric": {"name": name, "threshold": threshold, "goal": goal}}, SCRIPT)
+    assert parse_config(data, base_dir=ROOT).training.metric.threshold == threshold
+
+
+def test_percentage_metric_threshold_above_100_is_refused() -> None:
+    data = _with({"training.metric": {"name": "val_acc_percent", "threshold": 900}}, SCRIPT)
+    assert _problems(data) == [
+        "training.metric.threshold = 900: val_acc_percent is a percentage, so the threshold must lie within 0 and 100"
+    ]
+
+
+def test_metric_definitions_define_the_gate_and_reach_the_handlers() -> None:
+    from lambda_handlers.settings import StepSettings, parse
+    from panopipe.config.step_settings import step_settings_json
+
+    definitions = [
+        {"name": "validation:mAP", "regex": r"mAP: (?P<value>[0-9.]+)"},
+        {"name": "train:loss", "regex": r"loss=([0-9.eE+-]+)(?:\s|$)"},
+    ]
+    config = parse_config(_with({"training.metric_definitions": definitions}, SCRIPT), base_dir=ROOT)
+    assert [(d.name, d.regex) for d in config.training.metric_definitions] == [
+        (d["name"], d["regex"]) for d in definitions
+    ]
+    parsed = parse(StepSettings, json.loads(step_settings_json(config)))
+    assert [(d.name, d.regex) for d in parsed.training.metric_definitions] == [
+        (d["name"], d["regex"]) for d in definitions
+    ]
+    omitted = parse_config(SCRIPT, base_dir=ROOT)
+    assert omitted.training.metric_definitions == ()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"training.source_dir": "tests/fixtures", "training.entry_point": "train_detector.py"},
+        {"training.source_dir": "tests/fixtures/", "training.entry_point": "./train_detector.py"},
+        {"training.entry_point": "./tests/fixtures/train_detector.py"},
+    ],
+)
+def test_script_paths_inside_the_project_are_accepted(changes: dict[str, Any]) -> None:
+    assert parse_config(_with(changes, SCRIPT), base_dir=ROOT).training.entry_point == changes["training.entry_point"]
+
+
+def test_entry_point_linked_out_of_the_project_is_refused(tmp_path: Path) -> None:
+    project, outside = tmp_path / "project", tmp_path / "outside"
+    project.mkdir()
+    outside.mkdir()
+    (outside / "train.py").write_text("print('validation:mAP=1')\n")
+    (project / "train.py").symlink_to(outside / "train.py")
+    (project / "code").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_with({"training.entry_point": "train.py"}, SCRIPT), "config/bad.yaml", base_dir=project)
+    assert [str(p) for p in caught.value.problems] == [
+        f"training.entry_point = 'train.py': resolves outside the project ({outside / 'train.py'})"
+    ]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            _with({"training.source_dir": "code", "training.entry_point": "train.py"}, SCRIPT),
+            "config/bad.yaml",
+            base_dir=project,
+        )
+    assert [str(p) for p in caught.value.problems] == [
+        f"training.source_dir = 'code': resolves outside the project ({outside})"
+    ]
+
+
+def test_class_names_with_inner_spaces_are_accepted() -> None:
+    config = parse_config(
+        _with(
+            {"model.classes": ["empty", "person with bag"], "application": {"classes_of_interest": ["person with bag"]}}
+        ),
+        base_dir=ROOT,
+    )
+    assert config.model.classes == ("empty", "person with bag")
 
 
 @pytest.mark.parametrize(

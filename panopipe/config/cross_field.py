@@ -7,8 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from panopipe.config.problems import Problem
-from panopipe.config.schema import GPU_FAMILY_PREFIXES, EnvironmentConfig, Framework, instance_family
+from panopipe.config.problems import MISSING, Problem
+from panopipe.config.schema import (
+    BUILTIN_METRICS,
+    GPU_FAMILY_PREFIXES,
+    EnvironmentConfig,
+    Framework,
+    TrainingConfig,
+    instance_family,
+)
 from panopipe.naming import BUCKET_PURPOSES, BucketNameError
 
 
@@ -24,6 +31,25 @@ def cross_field_problems(config: EnvironmentConfig, base_dir: Path) -> list[Prob
         if training.entry_point is not None:
             problems.append(
                 Problem("training.entry_point", training.entry_point, "only script mode takes an entry point")
+            )
+        if training.source_dir is not None:
+            problems.append(Problem("training.source_dir", training.source_dir, "only script mode takes a source_dir"))
+        if training.metric_definitions:
+            problems.append(
+                Problem(
+                    "training.metric_definitions",
+                    [d.name for d in training.metric_definitions],
+                    "only script mode takes metric definitions (a built-in algorithm emits its own metrics)",
+                )
+            )
+        known_metrics = BUILTIN_METRICS.get(training.algorithm or "")
+        if known_metrics and training.metric.name not in known_metrics:
+            problems.append(
+                Problem(
+                    "training.metric.name",
+                    training.metric.name,
+                    f"the built-in {training.algorithm} algorithm emits only {', '.join(known_metrics)}",
+                )
             )
         if training.algorithm == "image-classification":
             if (model.framework, model.framework_version) != (Framework.MXNET, "1.8"):
@@ -48,7 +74,16 @@ def cross_field_problems(config: EnvironmentConfig, base_dir: Path) -> list[Prob
                     )
                 )
             declared = training.hyperparameters.get("num_classes")
-            if declared is not None and str(declared) != str(len(model.classes)):
+            if declared is None:
+                problems.append(
+                    Problem(
+                        "training.hyperparameters.num_classes",
+                        MISSING,
+                        f"the built-in image-classification algorithm needs it: the number of model.classes "
+                        f"({len(model.classes)})",
+                    )
+                )
+            elif str(declared) != str(len(model.classes)):
                 problems.append(
                     Problem(
                         "training.hyperparameters.num_classes",
@@ -61,21 +96,7 @@ def cross_field_problems(config: EnvironmentConfig, base_dir: Path) -> list[Prob
             problems.append(
                 Problem("training.algorithm", training.algorithm, "script mode takes entry_point, not algorithm")
             )
-        if training.entry_point is None:
-            problems.append(
-                Problem("training.entry_point", None, "script mode needs an entry point (a .py file in the repo)")
-            )
-        else:
-            source = base_dir / (training.source_dir or ".")
-            script = source / training.entry_point
-            if not training.entry_point.endswith(".py") or not script.is_file():
-                problems.append(
-                    Problem(
-                        "training.entry_point",
-                        training.entry_point,
-                        f"must be an existing .py file (looked for {script})",
-                    )
-                )
+        problems.extend(_script_problems(training, base_dir))
     unknown = sorted(set(config.application.classes_of_interest) - set(model.classes))
     if unknown:
         problems.append(
@@ -107,6 +128,47 @@ def cross_field_problems(config: EnvironmentConfig, base_dir: Path) -> list[Prob
         repeated = sorted({k for k in items if items.count(k) > 1})
         if repeated:
             problems.append(Problem(field, repeated, "each entry must be unique"))
+    return problems
+
+
+def _script_problems(training: TrainingConfig, base_dir: Path) -> list[Problem]:
+    """Script mode: the entry point exists inside the project; the gate's metric is one it reports."""
+    problems: list[Problem] = []
+    defined = [d.name for d in training.metric_definitions]
+    if defined and training.metric.name not in defined:
+        problems.append(
+            Problem(
+                "training.metric.name",
+                training.metric.name,
+                f"must be one of training.metric_definitions ({', '.join(defined)}): SageMaker reports only those",
+            )
+        )
+    if training.entry_point is None:
+        problems.append(
+            Problem("training.entry_point", None, "script mode needs an entry point (a .py file in the repo)")
+        )
+        return problems
+    root = base_dir.resolve()
+    source = base_dir / (training.source_dir or ".")
+    if training.source_dir is not None:
+        if not source.is_dir():
+            return [*problems, Problem("training.source_dir", training.source_dir, f"must be a directory ({source})")]
+        if not source.resolve().is_relative_to(root):
+            return [
+                *problems,
+                Problem(
+                    "training.source_dir", training.source_dir, f"resolves outside the project ({source.resolve()})"
+                ),
+            ]
+    script = source / training.entry_point
+    if not training.entry_point.endswith(".py") or not script.is_file():
+        problems.append(
+            Problem("training.entry_point", training.entry_point, f"must be an existing .py file (looked for {script})")
+        )
+    elif not script.resolve().is_relative_to(root):
+        problems.append(
+            Problem("training.entry_point", training.entry_point, f"resolves outside the project ({script.resolve()})")
+        )
     return problems
 
 

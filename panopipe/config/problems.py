@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,18 +27,68 @@ class Problem:
     rule: str
 
     def __str__(self) -> str:
-        shown = "<missing>" if self.value is MISSING else repr(short(self.value))
+        shown = "<missing>" if self.value is MISSING else bounded_repr(self.value)
         return f"{self.field} = {shown}: {self.rule}"
 
 
 #: The value of a required field that is absent.
 MISSING = object()
 
+#: How much of a value a problem line shows.
+SHOWN_CHARACTERS = 80
+
+
+def bounded_repr(value: Any, limit: int = SHOWN_CHARACTERS) -> str:
+    """``repr(value)``, cut to ``limit`` characters, built piece by piece up to the cut.
+
+    A value read from a file can be huge (a million-item list, a megabyte string): only as much of
+    it is rendered as is shown, so a problem line costs the same whatever the value's size.
+    """
+    return _bounded(value, limit)[0]
+
+
+def _bounded(value: Any, limit: int) -> tuple[str, bool]:
+    """The cut repr, and whether it was cut."""
+    pieces: list[str] = []
+    size = 0
+    for piece in _repr_pieces(value, limit + 1):
+        pieces.append(piece)
+        size += len(piece)
+        if size > limit:
+            return "".join(pieces)[: limit - 3] + "...", True
+    return "".join(pieces), False
+
+
+def _repr_pieces(value: Any, budget: int) -> Iterator[str]:
+    """The pieces of ``repr(value)``, lazily: containers yield item by item, strings are cut first."""
+    if isinstance(value, (str, bytes)):
+        yield repr(value[:budget])  # longer than the budget once quoted when it was cut
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * budget:
+        yield f"<{value.bit_length()}-bit integer>"  # repr() of a huge int is slow, and refused past 4300 digits
+    elif isinstance(value, (list, tuple, set, frozenset, Mapping)):
+        if isinstance(value, Mapping):
+            opening, closing = "{", "}"
+        elif isinstance(value, (set, frozenset)):
+            opening, closing = ("{", "}") if value else ("set(", ")")
+        else:
+            opening, closing = ("[", "]") if isinstance(value, list) else ("(", ",)" if len(value) == 1 else ")")
+        yield opening
+        for i, item in enumerate(value):
+            if i:
+                yield ", "
+            yield from _repr_pieces(item, budget)
+            if isinstance(value, Mapping):
+                yield ": "
+                yield from _repr_pieces(value[item], budget)
+        yield closing
+    else:
+        yield repr(value)
+
 
 def short(value: Any) -> Any:
-    """``value``, or its repr cut to 80 characters when longer."""
-    text = repr(value)
-    return value if len(text) <= 80 else text[:77] + "..."
+    """``value`` when its repr fits a problem line, else that repr cut (never rendered whole)."""
+    text, cut = _bounded(value, SHOWN_CHARACTERS)
+    return text if cut else value
 
 
 class ConfigError(Exception):
@@ -59,19 +109,21 @@ def _location(loc: tuple[str | int, ...]) -> str:
     return text or "<root>"
 
 
-#: Plain-words rules for pattern-checked fields (instead of the raw regular expression).
+#: Plain-words rules for pattern-checked fields (instead of the raw regular expression), by the
+#: field's path without list indices, else by its name.
 _PATTERN_RULES = {
     "project": "lower-case letters and digits in words joined by single hyphens, starting with a letter",
     "environment": "lower-case letters and digits, starting with a letter",
-    "account": 'a 12-digit AWS account id, quoted ("123456789012")',
+    "account": 'a 12-digit AWS account id of ASCII digits 0-9, quoted ("123456789012")',
     "notification_email": "an e-mail address",
     "secret_name": "a Secrets Manager secret name (letters, digits and /_+=.@-)",
+    "training.metric.name": "letters, digits and _ : . / - (e.g. validation:accuracy)",
+    "training.metric_definitions.name": "one line of text",
     "name": "letters, digits, - and _",
     "id": "letters, digits, - and _",
     "input_name": "a tensor name: letters, digits, _ . : starting with a letter or _",
     "package_version": '<major>.<minor>, quoted ("1.0")',
     "dataset_prefix": "an S3 key prefix of one or more folders, ending in / (e.g. datasets/)",
-    "schedule": "an EventBridge schedule: rate(<n> minutes|hours|days) or cron(<6 fields>)",
 }
 _REDACTED = "<redacted>"
 _URL_CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")
@@ -88,16 +140,23 @@ def _redact(loc: tuple[str | int, ...], value: Any) -> Any:
     return value
 
 
+def _paths(error_loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], tuple[str | int, ...]]:
+    """The error's location without validator names, and also without a union's branch names."""
+    raw_loc = tuple(p for p in error_loc if not (isinstance(p, str) and p.startswith("function-")))
+    loc = raw_loc
+    while loc and isinstance(loc[-1], str) and loc[-1] in {"str", "int", "float", "bool", "tuple[str, ...]"}:
+        loc = loc[:-1]
+    return raw_loc, loc
+
+
 def problems_from(error: ValidationError) -> list[Problem]:
     """One problem per broken field: union branches merged, follow-on errors of a parent dropped."""
     by_location: dict[tuple[str | int, ...], Problem] = {}
-    for err in error.errors(include_url=False):
-        raw_loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    errors = [(_paths(err["loc"]), err) for err in error.errors(include_url=False)]
+    # NaN or infinity: say so, whichever branch of a union (str | int | float | bool) fails first.
+    not_finite = {loc for (_, loc), err in errors if err["type"] == "finite_number"}
+    for (raw_loc, loc), err in errors:
         kind = err["type"]
-        # A union's branch names (str, int, ...) follow the real path: cut them off.
-        loc = raw_loc
-        while loc and isinstance(loc[-1], str) and loc[-1] in {"str", "int", "float", "bool", "tuple[str, ...]"}:
-            loc = loc[:-1]
         message = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         value = err.get("input", MISSING)
         if kind == "missing":
@@ -107,8 +166,11 @@ def problems_from(error: ValidationError) -> list[Problem]:
             allowed = allowed_fields().get(section, [])
             message = f"unknown field; allowed here: {', '.join(allowed)}"
         elif kind == "string_pattern_mismatch":
-            rule = _PATTERN_RULES.get(str(loc[-1]), "")
+            path = ".".join(str(p) for p in loc if not isinstance(p, int))
+            rule = _PATTERN_RULES.get(path) or _PATTERN_RULES.get(str(loc[-1]), "")
             message = f"must be {rule}" if rule else message
+        elif loc in not_finite:
+            message = "must be a finite number (not .nan or .inf)"
         elif kind == "string_type" and isinstance(value, (int, float)):
             message = "must be text: quote the value in YAML"
         elif loc != raw_loc:

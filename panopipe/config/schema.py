@@ -8,9 +8,10 @@ pydantic's errors into one line per problem (field, value, rule).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from enum import StrEnum
-from pathlib import PurePosixPath
+from pathlib import PurePosixPath, PureWindowsPath
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -27,6 +28,7 @@ from pydantic import (
 from pydantic.functional_serializers import PlainSerializer
 
 from lambda_handlers import domain
+from panopipe.config.schedule import check_schedule
 from panopipe.naming import PANORAMA_REGIONS, bucket_name, resource_prefix
 
 # --- domain tables ------------------------------------------------------------------------------
@@ -59,6 +61,45 @@ REFUSED_ALGORITHMS: dict[str, str] = {
 #: Families the built-in image-classification algorithm trains on (GPU only).
 GPU_FAMILY_PREFIXES = ("p", "g")
 
+#: Metrics each built-in algorithm emits (its final values are what the gate reads). Source for
+#: image-classification: the SageMaker developer guide, "Tune an Image Classification Model"
+#: (IC-tuning, section "Metrics Computed by the Image Classification Algorithm") documents
+#: validation:accuracy (maximize, "the ratio of the number of correct predictions to the total
+#: number of predictions"); the algorithm's own metric definitions, listed for its training jobs
+#: in the SageMaker console and CloudWatch, add train:accuracy and the per-epoch
+#: train:accuracy:epoch and validation:accuracy:epoch. All four are ratios (0-1).
+BUILTIN_METRICS: dict[str, tuple[str, ...]] = {
+    "image-classification": (
+        "validation:accuracy",
+        "train:accuracy",
+        "validation:accuracy:epoch",
+        "train:accuracy:epoch",
+    ),
+}
+
+#: Words that make a metric a ratio, 0 to 1 (``validation:accuracy``, ``val_acc``, ``mAP50``,
+#: ``test/f1``, ``mean_iou``): a long word anywhere in the name, or a short one as a whole word of it
+#: (words split at anything but letters and digits, trailing digits ignored, case ignored). A name
+#: with the word ``loss`` is not a ratio; one with ``percent`` or ``pct`` is a percentage (0-100).
+RATIO_WORDS = ("accuracy", "precision", "recall", "jaccard", "dice")
+RATIO_SHORT_WORDS = frozenset({"acc", "f1", "fscore", "map", "ap", "auc", "iou", "miou"})
+PERCENT_WORDS = frozenset({"percent", "pct"})
+
+
+def metric_scale(name: str) -> float | None:
+    """The upper bound of a metric known by its name to be a ratio (1) or a percentage (100), else None."""
+    lowered = name.lower()
+    words = re.findall(r"[a-z0-9]+", lowered)
+    if "loss" in words:
+        return None
+    ratio = any(w in lowered for w in RATIO_WORDS) or any(
+        w in RATIO_SHORT_WORDS or w.rstrip("0123456789") in RATIO_SHORT_WORDS for w in words
+    )
+    if not ratio:
+        return None
+    return 100.0 if PERCENT_WORDS & set(words) else 1.0
+
+
 _NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"  # Panorama NodeName / NodePackageName / DeviceName pattern
 #: Keys that would put camera credentials in a config file (refused, and redacted from messages).
 CREDENTIAL_FIELDS = frozenset(
@@ -90,7 +131,31 @@ ReadOnlyMapping = Annotated[Mapping[str, V], AfterValidator(lambda v: MappingPro
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+    # allow_inf_nan=False: .nan and .inf are refused in every number (thresholds, hyperparameters).
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False, allow_inf_nan=False)
+
+
+#: What the device splits the comma-joined class lists on (the graph's class_names and
+#: classes_of_interest parameters), and strips from each name.
+CLASS_SEPARATOR = ","
+
+
+def check_class_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Names the device gets back unchanged after joining with :data:`CLASS_SEPARATOR` and splitting."""
+    if any(not n.strip() for n in names):
+        raise ValueError("class names must not be blank")
+    separated = [n for n in names if CLASS_SEPARATOR in n]
+    if separated:
+        raise ValueError(
+            f"class names must not contain a comma: the device receives them comma-joined and would split "
+            f"{separated[0]!r} into several"
+        )
+    padded = [n for n in names if n != n.strip()]
+    if padded:
+        raise ValueError(
+            f"class names must not start or end with whitespace: the device strips it, so {padded[0]!r} would not match"
+        )
+    return names
 
 
 class ModelConfig(_Section):
@@ -133,9 +198,7 @@ class ModelConfig(_Section):
         duplicates = sorted({c for c in classes if classes.count(c) > 1})
         if duplicates:
             raise ValueError(f"class names must be unique; repeated: {', '.join(duplicates)}")
-        if any(not c.strip() for c in classes):
-            raise ValueError("class names must not be blank")
-        return classes
+        return check_class_names(classes)
 
 
 class MetricGate(_Section):
@@ -145,14 +208,54 @@ class MetricGate(_Section):
     threshold: float
     goal: Literal["maximize", "minimize"] = "maximize"
 
+    @field_validator("threshold")
+    @classmethod
+    def _on_the_metric_scale(cls, threshold: float, info: ValidationInfo) -> float:
+        name = info.data.get("name")
+        scale = metric_scale(name) if name else None
+        if scale is not None and not 0 <= threshold <= scale:
+            kind = "a ratio" if scale == 1 else "a percentage"
+            hint = f": write {threshold / 100:g} for {threshold:g} %" if scale == 1 and 1 < threshold <= 100 else ""
+            raise ValueError(f"{name} is {kind}, so the threshold must lie within 0 and {scale:g}{hint}")
+        return threshold
+
+
+class MetricDefinition(_Section):
+    """A metric SageMaker reads from the training log (its ``MetricDefinitions``): the regex's one group."""
+
+    name: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^.+$")]
+    regex: Annotated[str, Field(min_length=1, max_length=500)]
+
+    @field_validator("regex")
+    @classmethod
+    def _one_group(cls, regex: str) -> str:
+        try:
+            groups = re.compile(regex).groups
+        except re.error as err:
+            raise ValueError(f"is not a valid regular expression: {err}") from None
+        if groups != 1:
+            raise ValueError(f"must have exactly one capture group, around the value (it has {groups})")
+        return regex
+
+
+def _relative_path(path: str) -> str:
+    """A path inside the repository: relative, with / separators and no .. component."""
+    if "\\" in path:
+        raise ValueError("use / as the path separator")
+    if PurePosixPath(path).is_absolute() or PureWindowsPath(path).drive or path.startswith("~"):
+        raise ValueError("must be relative to the project root, not an absolute path")
+    if ".." in PurePosixPath(path).parts:
+        raise ValueError("must stay inside the project: no .. in the path")
+    return path
+
 
 class TrainingConfig(_Section):
     """How SageMaker trains the model."""
 
     mode: Literal["builtin", "script"]
     algorithm: str | None = None
-    entry_point: str | None = None
-    source_dir: str | None = None
+    entry_point: Annotated[str, Field(min_length=1), AfterValidator(_relative_path)] | None = None
+    source_dir: Annotated[str, Field(min_length=1), AfterValidator(_relative_path)] | None = None
     instance_type: str = "ml.p3.2xlarge"
     instance_count: Annotated[int, Field(ge=1, le=100)] = 1
     volume_size_gb: Annotated[int, Field(ge=1, le=16384)] = 50
@@ -161,6 +264,16 @@ class TrainingConfig(_Section):
     max_wait_seconds: Annotated[int, Field(ge=60, le=28 * 24 * 3600)] | None = None
     hyperparameters: ReadOnlyMapping[str | int | float | bool] = Field(default_factory=dict, validate_default=True)
     metric: MetricGate
+    metric_definitions: Annotated[tuple[MetricDefinition, ...], Field(max_length=40)] = ()
+
+    @field_validator("metric_definitions")
+    @classmethod
+    def _unique_metric_names(cls, definitions: tuple[MetricDefinition, ...]) -> tuple[MetricDefinition, ...]:
+        names = [d.name for d in definitions]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"metric names must be unique; repeated: {', '.join(repeated)}")
+        return definitions
 
     @field_validator("algorithm")
     @classmethod
@@ -294,7 +407,7 @@ class ApplicationConfig(_Section):
     """The on-device application's parameters (graph value nodes, overridable per deployment)."""
 
     threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
-    classes_of_interest: tuple[str, ...] = ()
+    classes_of_interest: Annotated[tuple[str, ...], AfterValidator(check_class_names)] = ()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     hdmi_output: bool = True
     metrics_interval_seconds: Annotated[float, Field(ge=10, le=3600)] = 60
@@ -308,7 +421,10 @@ class StorageConfig(_Section):
     access_log_days: Annotated[int, Field(ge=1, le=3650)] = 365
 
 
-_SCHEDULE_PATTERN = r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(\S+( \S+){5}\))$"
+def _schedule(expression: str | None) -> str | None:
+    if expression is not None:
+        check_schedule(expression)
+    return expression
 
 
 class RunsConfig(_Section):
@@ -317,7 +433,7 @@ class RunsConfig(_Section):
     dataset_prefix: Annotated[str, Field(pattern=r"^([A-Za-z0-9!_.*'()-]+/)+$", max_length=256)] = (
         domain.DEFAULT_DATASET_PREFIX
     )
-    schedule: Annotated[str, Field(pattern=_SCHEDULE_PATTERN)] | None = None
+    schedule: Annotated[str | None, AfterValidator(_schedule)] = None
     poll_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
     training_timeout_seconds: Annotated[int, Field(ge=60, le=60 * 24 * 3600)] | None = None
     compilation_timeout_seconds: Annotated[int, Field(ge=60, le=24 * 3600)] = 1800
@@ -332,7 +448,7 @@ class EnvironmentConfig(_Section):
 
     project: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", min_length=2, max_length=20)]
     environment: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]*$", min_length=2, max_length=10)]
-    account: Annotated[str, Field(pattern=r"^\d{12}$")] | None = None
+    account: Annotated[str, Field(pattern=r"^[0-9]{12}$")] | None = None
     region: str | None = None
     termination_protection: bool | None = None
     model: ModelConfig
