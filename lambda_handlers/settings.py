@@ -104,6 +104,7 @@ class Training:
     hyperparameters: dict[str, str | int | float | bool]
     metric: Metric
     metric_definitions: tuple[MetricDefinition, ...]  # script mode; empty: the gate metric as <name>=<value>
+    label_attribute: str  # a manifest data set's label attribute (with source-ref: the AttributeNames)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import CreateTrainingJobRequestTypeDef
 
 BUILTIN_CONTENT_TYPE = "application/x-recordio"
+AUGMENTED_MANIFEST = "AugmentedManifestFile"
 #: A number as scripts print it: 0.93, -1, 1e-05, 3.5E+2.
 METRIC_VALUE_REGEX = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
@@ -134,10 +135,16 @@ def training_request(
         }
         if training.mode != "script":
             spec["ContentType"] = BUILTIN_CONTENT_TYPE
+        if source["s3_data_type"] == AUGMENTED_MANIFEST:
+            # A Ground Truth manifest streams each image with its label: only in Pipe mode, as RecordIO.
+            spec["DataSource"]["S3DataSource"]["AttributeNames"] = ["source-ref", training.label_attribute]
+            spec["RecordWrapperType"] = "RecordIO"
+            spec["InputMode"] = "Pipe"
         channels.append(spec)
     algorithm: dict[str, Any] = {"TrainingImage": image, "TrainingInputMode": "File"}
     if training.mode == "script":
-        algorithm["MetricDefinitions"] = [
+        defined = training.metric_definitions
+        algorithm["MetricDefinitions"] = [{"Name": d.name, "Regex": d.regex} for d in defined] or [
             {"Name": training.metric.name, "Regex": f"{re.escape(training.metric.name)}={METRIC_VALUE_REGEX}"}
         ]
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": training.max_runtime_seconds}

@@ -265,6 +265,8 @@ class TrainingConfig(_Section):
     hyperparameters: ReadOnlyMapping[str | int | float | bool] = Field(default_factory=dict, validate_default=True)
     metric: MetricGate
     metric_definitions: Annotated[tuple[MetricDefinition, ...], Field(max_length=40)] = ()
+    #: The Ground Truth attribute that holds each image's class in a manifest data set (AttributeNames).
+    label_attribute: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=256)] = "class"
 
     @field_validator("metric_definitions")
     @classmethod

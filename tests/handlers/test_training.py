@@ -41,7 +41,7 @@ TRAINING_TIMEOUT = 2 * 3600 + 1800
 
 
 def dataset_state(data_type: str = "S3Prefix") -> RunState:
-    suffix = {"S3Prefix": "/", "ManifestFile": ".manifest"}[data_type]
+    suffix = {"S3Prefix": "/", "AugmentedManifestFile": ".manifest"}[data_type]
     return {
         "input": {"dataset": f"s3://{DATA}/datasets/d1/"},
         "run": {"name": RUN, "started": "2026-11-30T10:00:00Z"},
@@ -52,6 +52,7 @@ def dataset_state(data_type: str = "S3Prefix") -> RunState:
             "prefix": "datasets/d1/",
             "s3_data_type": data_type,
             "channels": {c: f"s3://{DATA}/datasets/d1/{c}{suffix}" for c in ("train", "validation")},
+            "train_records": 1200,
         },
     }
 
@@ -87,9 +88,9 @@ def started(state: Any = None) -> Any:
     return training.start_training(state or dataset_state())
 
 
-def set_job(**attributes: Any) -> Any:
+def set_job(name: str = JOB, **attributes: Any) -> Any:
     """Give moto's job another status, reason or metrics (moto makes every job Completed at once)."""
-    job = sagemaker_backend().training_jobs[JOB]
+    job = sagemaker_backend().training_jobs[name]
     for name, value in attributes.items():
         setattr(job, name, value)
     return job
@@ -135,7 +136,7 @@ def test_start_creates_a_spot_job_with_checkpoints_kms_and_both_channels(sagemak
     ]
     assert job["HyperParameters"] == {  # the config's, as strings
         "num_classes": "2",
-        "num_training_samples": "400",
+        "num_training_samples": "1200",
         "epochs": "10",
         "augmentation_type": "crop_color_transform",
         "image_shape": "3,224,224",  # from the model's input shape
@@ -154,12 +155,27 @@ def test_max_wait_never_below_max_runtime(sagemaker: Any, settings: StepSettings
     assert stopping == {"MaxRuntimeInSeconds": 5000, "MaxWaitTimeInSeconds": 5000}
 
 
-def test_manifest_data_sets_use_manifest_file_channels(sagemaker: Any) -> None:
-    started(dataset_state("ManifestFile"))
+def test_a_ground_truth_manifest_is_streamed_in_pipe_mode_with_its_label_attribute(sagemaker: Any) -> None:
+    """AugmentedManifestFile, AttributeNames, RecordIO wrapping, Pipe: what the service model requires
+    (the aws fixture's moto refuses an augmented manifest outside Pipe mode or without attributes)."""
+    install(make_settings({"training.label_attribute": "person-label"}))
+    started(dataset_state("AugmentedManifestFile"))
 
     channels = sagemaker.describe_training_job(TrainingJobName=JOB)["InputDataConfig"]
-    assert [c["DataSource"]["S3DataSource"]["S3DataType"] for c in channels] == ["ManifestFile", "ManifestFile"]
+    for channel in channels:
+        source = channel["DataSource"]["S3DataSource"]
+        assert source["S3DataType"] == "AugmentedManifestFile"
+        assert source["AttributeNames"] == ["source-ref", "person-label"]
+        assert (channel["InputMode"], channel["RecordWrapperType"]) == ("Pipe", "RecordIO")
+        assert channel["ContentType"] == "application/x-recordio"
     assert channels[0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{DATA}/datasets/d1/train.manifest"
+
+
+def test_num_training_samples_is_the_counted_records_the_config_only_a_fallback(sagemaker: Any) -> None:
+    started()  # the data set counted 1200 records; dev.yaml's num_training_samples is 400
+    assert sagemaker.describe_training_job(TrainingJobName=JOB)["HyperParameters"]["num_training_samples"] == "1200"
+    config = make_settings()
+    assert training.hyperparameters(config, REGION, train_records=None)["num_training_samples"] == "400"
 
 
 ASSETS = "cdk-hnb659fds-assets-123456789012-us-east-1"
@@ -217,6 +233,23 @@ def test_script_mode_defines_the_gate_metric() -> None:
         match = re.search(definition["Regex"], line)
         assert match is not None and match.group(1) == value
     assert re.search(definition["Regex"], "validationXmAP=0.7") is None
+
+
+def test_script_mode_sends_the_configured_metric_definitions() -> None:
+    defined = [{"name": "validation:mAP", "regex": "mAP: ([0-9.]+)"}, {"name": "train:loss", "regex": "loss=([0-9.]+)"}]
+    request = training.training_request(
+        make_settings({"training.metric_definitions": defined}, config="tests/configs/script.yaml"),
+        dataset_state(),
+        image=IMAGE,
+        role_arn=ROLE_ARN,
+        bucket=ARTIFACTS,
+        key_arn=KEY_ARN,
+        region=REGION,
+        source_uri=f"s3://{ARTIFACTS}/code/3f2a9c/sourcedir.tar.gz",
+    )
+    assert request["AlgorithmSpecification"]["MetricDefinitions"] == [
+        {"Name": d["name"], "Regex": d["regex"]} for d in defined
+    ]
 
 
 def test_script_mode_without_a_source_archive_is_a_deployment_fault(
@@ -399,10 +432,12 @@ def test_evaluate_fails_below_the_threshold(sagemaker: Any) -> None:
     assert str(caught.value) == "metric validation:accuracy = 0.71 below threshold 0.8"
 
 
-def test_evaluate_minimized_metric_fails_above_the_threshold(sagemaker: Any) -> None:
-    install(make_settings({"training.metric": {"name": "validation:loss", "threshold": 0.3, "goal": "minimize"}}))
+def test_evaluate_minimized_metric_fails_above_the_threshold(sagemaker: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = {"name": "validation:loss", "threshold": 0.3, "goal": "minimize"}
+    install(make_settings({"training.metric": gate}, config="tests/configs/script.yaml"))
+    uploaded_source(monkeypatch)
     state = started()
-    set_job(final_metric_data_list=metrics(validation_loss=0.45))
+    set_job(state["training"]["job_name"], final_metric_data_list=metrics(validation_loss=0.45))
 
     with pytest.raises(MetricBelowThreshold) as caught:
         training.evaluate(state)
