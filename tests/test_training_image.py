@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import yaml
 
@@ -53,9 +55,7 @@ def test_unknown_region_is_a_clear_error() -> None:
     [(f, v) for f, versions in NEO_EDGE_FRAMEWORK_VERSIONS.items() for v in versions],
 )
 def test_every_framework_version_the_config_accepts_gets_the_sdks_newest_python3_image(
-    retrieve,  # type: ignore[no-untyped-def]
-    framework: str,
-    version: str,
+    retrieve: Any, framework: str, version: str
 ) -> None:
     """PyTorch 1.4 lists py2 first: script mode must never resolve a Python 2 image."""
     data = yaml.safe_load((ROOT / "tests" / "configs" / "script.yaml").read_text())
