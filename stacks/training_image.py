@@ -18,7 +18,7 @@ from aws_cdk import Aws, CfnMapping
 from constructs import Construct
 
 from panopipe.config import Framework, ModelConfig, TrainingConfig
-from panopipe.config.schema import GPU_FAMILY_PREFIXES, instance_family
+from panopipe.config.training_schema import GPU_FAMILY_PREFIXES, instance_family
 from panopipe.naming import PANORAMA_REGIONS
 
 _FRAMEWORK_TABLES = {

@@ -475,7 +475,7 @@ def test_num_training_samples_is_an_optional_fallback() -> None:
     ],
 )
 def test_which_metrics_are_ratios(name: str, scale: float | None) -> None:
-    from panopipe.config.schema import metric_scale
+    from panopipe.config.training_schema import metric_scale
 
     assert metric_scale(name) == scale
 

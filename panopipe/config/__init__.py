@@ -9,13 +9,8 @@ steps are told of the config is derived from the same model (:mod:`.step_setting
 
 from panopipe.config.loader import DEFAULT_CONFIG_PATH, load_config, parse_config
 from panopipe.config.problems import ConfigError, Problem
-from panopipe.config.schema import (
-    DeviceConfig,
-    EnvironmentConfig,
-    Framework,
-    ModelConfig,
-    TrainingConfig,
-)
+from panopipe.config.schema import DeviceConfig, EnvironmentConfig, Framework, ModelConfig
+from panopipe.config.training_schema import TrainingConfig
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",

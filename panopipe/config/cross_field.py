@@ -8,14 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from panopipe.config.problems import MISSING, Problem
-from panopipe.config.schema import (
-    BUILTIN_METRICS,
-    GPU_FAMILY_PREFIXES,
-    EnvironmentConfig,
-    Framework,
-    TrainingConfig,
-    instance_family,
-)
+from panopipe.config.schema import EnvironmentConfig, Framework
+from panopipe.config.training_schema import BUILTIN_METRICS, GPU_FAMILY_PREFIXES, TrainingConfig, instance_family
 from panopipe.naming import BUCKET_PURPOSES, BucketNameError
 
 
