@@ -17,6 +17,7 @@ from stacks.steps.step_spec import (
     list_artifacts,
     read_models,
     write_encrypted,
+    write_package_storage,
 )
 
 
@@ -25,7 +26,6 @@ def _packages(r: StepResources) -> str:
 
 
 def _register(r: StepResources) -> Sequence[Permission]:
-    stack = Stack.of(r.scope)
     return (
         read_models(r),
         list_artifacts(r),
@@ -42,16 +42,7 @@ def _register(r: StepResources) -> Sequence[Permission]:
             ("*",),
             "panorama:CreatePackage has no resource-level permission (Service Authorization Reference)",
         ),
-        Allow(
-            "WritePackageStorage",
-            ("s3:PutObject", "s3:PutObjectAcl", "s3:GetObject"),
-            (
-                f"arn:{stack.partition}:s3:{stack.region}:*:accesspoint/*",
-                f"arn:{stack.partition}:s3:{stack.region}:*:accesspoint/*/object/*",
-            ),
-            "a package's storage location is an S3 access point that Panorama owns and names in "
-            "DescribePackage/CreatePackage at run time",
-        ),
+        write_package_storage(Stack.of(r.scope)),
     )
 
 

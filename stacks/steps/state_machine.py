@@ -33,7 +33,7 @@ from stacks.steps.deployment_spec import CHECK_DEPLOYMENT, DEPLOY
 from stacks.steps.notify_spec import NOTIFY
 from stacks.steps.package_registration_spec import CHECK_REGISTRATION, REGISTER_PACKAGE
 from stacks.steps.rollback_spec import CHECK_ROLLBACK, ROLLBACK
-from stacks.steps.step_spec import Grant, StepResources, StepSpec
+from stacks.steps.step_spec import StepResources, StepSpec, apply_permissions
 from stacks.steps.training_spec import CHECK_TRAINING, EVALUATE, START_TRAINING
 from stacks.steps.trigger_spec import TRIGGER
 from stacks.steps.validate_input_spec import VALIDATE_INPUT
@@ -128,26 +128,8 @@ class PipelineStateMachine(Construct):
         return function
 
     def _grant(self, role: iam.IRole, spec: StepSpec) -> None:
-        """Add the spec's permissions to its role; acknowledge exactly the wildcards each one explains."""
-        for permission in spec.permissions(self.resources):
-            if isinstance(permission, Grant):
-                permission.apply(role)
-                findings = wildcard_findings(self, permission.actions, permission.resources)
-                reason = permission.why
-            else:
-                statement = iam.PolicyStatement(
-                    sid=permission.sid,
-                    actions=list(permission.actions),
-                    resources=list(permission.resources),
-                    conditions=dict(permission.conditions) if permission.conditions else None,
-                )
-                role.add_to_principal_policy(statement)
-                findings = wildcard_findings(self, permission.actions, permission.resources)
-                reason = f"{permission.sid}: {permission.why}"
-                if findings and not permission.why:
-                    raise ValueError(f"{spec.id}: statement {permission.sid} has wildcards {findings}: say why")
-            if findings:
-                acknowledge(role, "AwsSolutions-IAM5", reason, findings)
+        """Add the spec's permissions to its role (see :func:`apply_permissions`)."""
+        apply_permissions(role, spec.permissions(self.resources), spec.id)
 
     # --- state machine --------------------------------------------------------------------------
 

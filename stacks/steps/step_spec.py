@@ -28,6 +28,7 @@ from constructs import Construct
 from lambda_handlers.step import state_name
 from panopipe.config import EnvironmentConfig
 from stacks.lambda_code import handler_path
+from stacks.nag import acknowledge, wildcard_findings
 
 #: Wildcard actions that ``grant_read`` / ``grant_encrypt_decrypt`` write.
 GRANT_READ_ACTIONS = ("s3:GetBucket*", "s3:GetObject*", "s3:List*")
@@ -127,6 +128,32 @@ class StepSpec:
         return handler_path(self.handler)
 
 
+def apply_permissions(role: iam.IRole, permissions: Sequence[Permission], owner: str) -> None:
+    """Add ``permissions`` to ``role``; acknowledge exactly the cdk-nag wildcards each one explains.
+
+    ``owner`` names the role's user (a step, a delivery step) in the error for an unexplained wildcard.
+    """
+    for permission in permissions:
+        if isinstance(permission, Grant):
+            permission.apply(role)
+            findings = wildcard_findings(role, permission.actions, permission.resources)
+            reason = permission.why
+        else:
+            statement = iam.PolicyStatement(
+                sid=permission.sid,
+                actions=list(permission.actions),
+                resources=list(permission.resources),
+                conditions=dict(permission.conditions) if permission.conditions else None,
+            )
+            role.add_to_principal_policy(statement)
+            findings = wildcard_findings(role, permission.actions, permission.resources)
+            reason = f"{permission.sid}: {permission.why}"
+            if findings and not permission.why:
+                raise ValueError(f"{owner}: statement {permission.sid} has wildcards {findings}: say why")
+        if findings:
+            acknowledge(role, "AwsSolutions-IAM5", reason, findings)
+
+
 # --- permissions several steps share --------------------------------------------------------------
 
 OWN_JOBS = "job names are derived from each run's name, always under this environment's own prefix"
@@ -154,6 +181,20 @@ def read_models(r: StepResources) -> Allow:
         (r.data.arn_for_objects("*"), r.artifacts.arn_for_objects("*")),
         "a model (given, or a training job's output) may be any object of the pipeline's data or "
         "artifacts bucket; read only",
+    )
+
+
+def write_package_storage(stack: Stack) -> Allow:
+    """Write assets and manifests to a Panorama package's storage location (an S3 access point)."""
+    return Allow(
+        "WritePackageStorage",
+        ("s3:PutObject", "s3:PutObjectAcl", "s3:GetObject"),
+        (
+            f"arn:{stack.partition}:s3:{stack.region}:*:accesspoint/*",
+            f"arn:{stack.partition}:s3:{stack.region}:*:accesspoint/*/object/*",
+        ),
+        "a package's storage location is an S3 access point that Panorama owns and names in "
+        "DescribePackage/CreatePackage at run time",
     )
 
 
