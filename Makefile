@@ -5,6 +5,7 @@ SHELL := /bin/bash
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 CONFIG ?= config/dev.yaml
+DELIVERY ?= config/delivery.example.yaml
 # Node 22 (the npm package's real binary, not its wrapper script), the pinned CDK CLI and the venv's
 # python3 come first on PATH: cdk.json runs `python3 app.py`, and jsii runs whichever `node` it finds.
 export PATH := $(CURDIR)/node_modules/node/bin:$(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
@@ -13,7 +14,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
 
-.PHONY: help test local local-run local-down summary synth lint typecheck unit bench bench-app bench-pipeline lock clean
+.PHONY: help test local local-run local-down summary synth delivery-synth delivery-deploy lint typecheck unit bench bench-app bench-pipeline lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +41,12 @@ unit: deps ## pytest only
 
 synth: deps ## cdk synth with CONFIG (default config/dev.yaml)
 	cdk synth --quiet --no-notices -c config=$(CONFIG)
+
+delivery-synth: deps ## Synthesize the GitOps delivery pipeline and its stages (DELIVERY=<file>)
+	cdk synth --quiet --no-notices -c delivery=$(DELIVERY)
+
+delivery-deploy: deps ## Deploy the GitOps delivery pipeline once (DELIVERY=<file>); git push deploys after that
+	cdk deploy --no-notices -c delivery=$(DELIVERY)
 
 lint: deps ## ruff lint and format check
 	$(PYTHON) -m ruff check .

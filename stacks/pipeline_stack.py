@@ -82,7 +82,9 @@ class PipelineStack(Stack):
             application=application.spec,
             topic=self.notifications.topic,
         )
-        CfnOutput(self, "StateMachineArn", value=self.pipeline.state_machine.state_machine_arn)
+        self.state_machine_arn_output = CfnOutput(
+            self, "StateMachineArn", value=self.pipeline.state_machine.state_machine_arn
+        )
         CfnOutput(self, "StateMachineName", value=self.pipeline.state_machine.state_machine_name)
         CfnOutput(self, "NotificationTopicArn", value=self.notifications.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=self.monitoring.dashboard_name)

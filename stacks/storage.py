@@ -163,9 +163,14 @@ class StorageStack(Stack):
             **kwargs,
         )
         self.storage = Storage(self, "Storage", config=config)
-        for name, bucket in (
-            ("DataBucketName", self.storage.data_bucket),
-            ("ArtifactsBucketName", self.storage.artifacts_bucket),
-            ("AccessLogsBucketName", self.storage.access_logs_bucket),
-        ):
-            CfnOutput(self, name, value=bucket.bucket_name, description="where the pipeline's data and artifacts are")
+        #: The bucket-name outputs by output id (a delivery stage's check reads them).
+        self.outputs = {
+            name: CfnOutput(
+                self, name, value=bucket.bucket_name, description="where the pipeline's data and artifacts are"
+            )
+            for name, bucket in (
+                ("DataBucketName", self.storage.data_bucket),
+                ("ArtifactsBucketName", self.storage.artifacts_bucket),
+                ("AccessLogsBucketName", self.storage.access_logs_bucket),
+            )
+        }

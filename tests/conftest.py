@@ -19,6 +19,10 @@ STAGE_CONFIGS = {
     "example": ROOT / "config" / "example.yaml",
     "script": ROOT / "tests" / "configs" / "script.yaml",
 }
+#: The delivery file whose pipeline is synthesized in the same app: its stack is ``delivery/Delivery``,
+#: its stages' stacks ``delivery:<environment>/<Stack>``.
+DELIVERY_FILE = "config/delivery.example.yaml"
+DELIVERY = "delivery"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     from cdk_nag import AwsSolutionsChecks
 
     from panopipe.config import load_config
+    from panopipe.config.delivery import load_delivery
+    from stacks.delivery.pipeline_stack import DeliveryStack
     from stacks.stage import EnvironmentStage
 
     outdir = tmp_path_factory.mktemp("cdk.out")
@@ -62,13 +68,15 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
         key: EnvironmentStage(app, f"{key}-stage", config=load_config(path, base_dir=ROOT))
         for key, path in STAGE_CONFIGS.items()
     }
-    app.synth()  # raises if cdk-nag reports an unacknowledged finding
+    delivery = DeliveryStack(app, "Delivery", delivery=load_delivery(DELIVERY_FILE, ROOT))
+    stages.update({f"{DELIVERY}:{s.config.environment}": s for s in delivery.environment_stages})
+    assembly = app.synth()  # raises if cdk-nag reports an unacknowledged finding
     templates: dict[str, dict[str, dict[str, Any]]] = {}
     stacks: dict[str, dict[str, Any]] = {}
-    for key, stage in stages.items():
-        assembly = stage.synth()
+    for key, stage in [(DELIVERY, None), *stages.items()]:
+        artifacts = [assembly.get_stack_artifact(delivery.artifact_id)] if stage is None else stage.synth().stacks
         templates[key] = {}
-        for artifact in assembly.stacks:
+        for artifact in artifacts:
             stack_id = artifact.hierarchical_id.split("/")[-1]
             templates[key][stack_id] = json.loads(Path(artifact.template_full_path).read_text())
             stacks[f"{key}/{stack_id}"] = {

@@ -149,8 +149,16 @@ def _paths(error_loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], tup
     return raw_loc, loc
 
 
-def problems_from(error: ValidationError) -> list[Problem]:
-    """One problem per broken field: union branches merged, follow-on errors of a parent dropped."""
+def problems_from(
+    error: ValidationError,
+    model: type[BaseModel] = EnvironmentConfig,
+    pattern_rules: Mapping[str, str] = _PATTERN_RULES,
+) -> list[Problem]:
+    """One problem per broken field: union branches merged, follow-on errors of a parent dropped.
+
+    ``model`` is the validated file's model (for the fields an unknown one could have been) and
+    ``pattern_rules`` says in words what its pattern-checked fields take.
+    """
     by_location: dict[tuple[str | int, ...], Problem] = {}
     errors = [(_paths(err["loc"]), err) for err in error.errors(include_url=False)]
     # NaN or infinity: say so, whichever branch of a union (str | int | float | bool) fails first.
@@ -163,11 +171,11 @@ def problems_from(error: ValidationError) -> list[Problem]:
             value, message = MISSING, "required field is missing"
         elif kind == "extra_forbidden":
             section = _location(tuple(p for p in loc[:-1] if not isinstance(p, int)))
-            allowed = allowed_fields().get(section, [])
+            allowed = allowed_fields(model).get(section, [])
             message = f"unknown field; allowed here: {', '.join(allowed)}"
         elif kind == "string_pattern_mismatch":
             path = ".".join(str(p) for p in loc if not isinstance(p, int))
-            rule = _PATTERN_RULES.get(path) or _PATTERN_RULES.get(str(loc[-1]), "")
+            rule = pattern_rules.get(path) or pattern_rules.get(str(loc[-1]), "")
             message = f"must be {rule}" if rule else message
         elif loc in not_finite:
             message = "must be a finite number (not .nan or .inf)"
@@ -190,8 +198,8 @@ def problems_from(error: ValidationError) -> list[Problem]:
 
 
 @functools.cache
-def allowed_fields() -> dict[str, list[str]]:
-    """Field names per section path, for 'unknown field' messages."""
+def allowed_fields(model: type[BaseModel] = EnvironmentConfig) -> dict[str, list[str]]:
+    """Field names per section path of ``model``, for 'unknown field' messages."""
     table: dict[str, list[str]] = {}
 
     def walk(model: type[BaseModel], path: str) -> None:
@@ -203,6 +211,6 @@ def allowed_fields() -> dict[str, list[str]]:
                     if isinstance(typ, type) and issubclass(typ, BaseModel):
                         walk(typ, f"{path}.{name}" if path else name)
 
-    walk(EnvironmentConfig, "")
+    walk(model, "")
     table["<root>"] = table.pop("")
     return table
