@@ -20,7 +20,7 @@ STAGE_CONFIGS = {
     "script": ROOT / "tests" / "configs" / "script.yaml",
 }
 #: The delivery file whose pipeline is synthesized in the same app: its stack is ``delivery/Delivery``,
-#: its stages' stacks ``delivery:<environment>/<Stack>``.
+#: its stages' stacks ``delivery-<environment>/<Stack>``.
 DELIVERY_FILE = "config/delivery.example.yaml"
 DELIVERY = "delivery"
 
@@ -69,7 +69,7 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
         for key, path in STAGE_CONFIGS.items()
     }
     delivery = DeliveryStack(app, "Delivery", delivery=load_delivery(DELIVERY_FILE, ROOT))
-    stages.update({f"{DELIVERY}:{s.config.environment}": s for s in delivery.environment_stages})
+    stages.update({f"{DELIVERY}-{s.config.environment}": s for s in delivery.environment_stages})
     assembly = app.synth()  # raises if cdk-nag reports an unacknowledged finding
     templates: dict[str, dict[str, dict[str, Any]]] = {}
     stacks: dict[str, dict[str, Any]] = {}

@@ -198,10 +198,10 @@ def _stage(index: int, entry: StageEntry, root: Path, problems: list[Problem]) -
     return DeliveryStage(entry, config, PurePosixPath(entry.config).as_posix())
 
 
-def _cross_stage_problems(stages: list[DeliveryStage]) -> list[Problem]:
+def _cross_stage_problems(stages: list[tuple[int, DeliveryStage]]) -> list[Problem]:
     problems = []
     seen: dict[str, int] = {}
-    for index, stage in enumerate(stages):
+    for index, stage in stages:
         environment = stage.config.environment
         if environment in seen:
             problems.append(
@@ -224,10 +224,11 @@ def parse_delivery(data: Any, source: str, root: Path = ROOT) -> Delivery:
     except ValidationError as error:
         raise ConfigError(source, problems_from(error, DeliverySettings, _PATTERN_RULES)) from None
     problems: list[Problem] = []
-    stages = [s for i, e in enumerate(settings.stages) if (s := _stage(i, e, root, problems)) is not None]
-    problems.extend(_cross_stage_problems(stages))
+    loaded = [(i, s) for i, e in enumerate(settings.stages) if (s := _stage(i, e, root, problems)) is not None]
+    problems.extend(_cross_stage_problems(loaded))
     if problems:
         raise ConfigError(source, problems)
+    stages = [stage for _, stage in loaded]
     first = stages[0]
     toolchain = settings.toolchain or Toolchain(account=first.account, region=first.region)
     delivery = Delivery(source, settings, tuple(stages), toolchain, cdk_cli_version(root))
