@@ -14,7 +14,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
 
-.PHONY: help test local local-run local-down summary synth delivery-synth delivery-deploy lint typecheck unit bench bench-app bench-pipeline lock clean
+.PHONY: help test local local-run local-down summary synth delivery-synth delivery-deploy lint typecheck unit bench bench-delivery bench-app bench-pipeline lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ typecheck: deps ## mypy --strict
 
 bench: deps ## Measure synth and test-suite time (benchmarks/README.md)
 	$(PYTHON) benchmarks/synth_and_suite.py
+
+bench-delivery: deps ## Measure synth with and without the delivery stack (benchmarks/README.md)
+	$(PYTHON) benchmarks/delivery_synth.py
 
 bench-app: deps ## Measure the on-device app's per-frame pre/postprocessing vs the AWS sample's
 	PYTHONPATH=. $(PYTHON) benchmarks/preprocess_postprocess.py
