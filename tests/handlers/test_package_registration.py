@@ -14,6 +14,7 @@ from botocore.stub import ANY, Stubber
 
 from lambda_handlers import artifacts as artifacts_store
 from lambda_handlers import package_registration as reg
+from lambda_handlers import package_versions
 from lambda_handlers import settings as cfg
 from lambda_handlers.aws import panorama
 from lambda_handlers.errors import InvalidInput, PackageRegistrationFailed, StepTimedOut, Throttled
@@ -135,14 +136,14 @@ def test_status_polling(stub: Stubber) -> None:
     params = {"PackageId": "pkg-1", "PackageVersion": "1.0", "PatchVersion": "abc"}
     stub.add_response("describe_package_version", _described("REGISTER_PENDING"), params)
     stub.add_response("describe_package_version", _described("REGISTER_COMPLETED"), params)
-    assert reg.registration_status(REGISTRATION) == "REGISTER_PENDING"
-    assert reg.registration_status(REGISTRATION) == "REGISTER_COMPLETED"
+    assert package_versions.registration_status(REGISTRATION) == "REGISTER_PENDING"
+    assert package_versions.registration_status(REGISTRATION) == "REGISTER_COMPLETED"
 
 
 def test_failed_registration_raises_with_the_service_description(stub: Stubber) -> None:
     stub.add_response("describe_package_version", _described("FAILED", "Invalid descriptor: unsupported framework"))
     with pytest.raises(PackageRegistrationFailed, match="patch abc: Invalid descriptor: unsupported framework"):
-        reg.registration_status(REGISTRATION)
+        package_versions.registration_status(REGISTRATION)
 
 
 def test_old_patch_versions_beyond_the_window_are_deregistered(stub: Stubber) -> None:
@@ -151,7 +152,7 @@ def test_old_patch_versions_beyond_the_window_are_deregistered(stub: Stubber) ->
         stub.add_response(
             "deregister_package_version", {}, {"PackageId": "pkg-1", "PackageVersion": "1.0", "PatchVersion": patch}
         )
-    assert reg.deregister_oldest(REGISTRATION, history, keep=3) == history[:2]
+    assert package_versions.deregister_oldest(REGISTRATION, history, keep=3) == history[:2]
 
 
 def test_stubber_rejects_a_request_the_real_api_would_reject() -> None:
