@@ -15,15 +15,15 @@ a crash (the deployment succeeded, the application does not run): AWS reports bo
 that read only Status would call a crash-looping application a good deployment.
 RemoveApplicationInstance is immediate.
 
-The code package is never registered by the pipeline locally (its container image needs Docker):
-when a graph names a package that exists (the stack's ``AWS::Panorama::Package``) but has no version
-at all, without a patch version, and wires its node with edges (a code node), the service registers
-that version itself (REGISTER_COMPLETED, a synthetic patch version) and skips its port checks.
+Every package version a graph names must have been registered through RegisterPackageVersion, the
+code package's too (``panopipe package-app`` builds and registers it, locally without Docker): a
+version never registered, or named without a patch version while the package has none, is refused
+with ValidationException, as AWS refuses it; the graph's ports and parameters are then checked
+against the registered package.json interfaces of both packages.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -174,7 +174,7 @@ class InstanceOperations(PackageOperations, DeviceOperations):
             if package is None:
                 problems.append(f"{what}: no such package in account {self.account_id}")
                 continue
-            found = self._resolve_version(package, version, patch, graph)
+            found = self._resolve_version(package, version, patch)
             if found is None:
                 problems.append(f"{what}: not registered")
             elif found.status != REGISTER_COMPLETED:
@@ -209,35 +209,10 @@ class InstanceOperations(PackageOperations, DeviceOperations):
             )
         return frozenset(uses)
 
-    def _resolve_version(
-        self, package: PackageRecord, version: str, patch: str | None, graph: Any
-    ) -> VersionRecord | None:
-        """The version a graph entry names; the code package is registered here when it has none.
-
-        The pipeline never registers the code package (its container image needs Docker), so a package
-        of the stack (made by CloudFormation) with no version at all, named without a patch version,
-        whose node the graph wires with edges (a code node: a model node has none) is registered now.
-        """
+    def _resolve_version(self, package: PackageRecord, version: str, patch: str | None) -> VersionRecord | None:
+        """The version a graph entry names: its patch version, or the latest patch of ``version``."""
         patch = patch or package.latest.get(version)
-        if patch is not None:
-            return package.versions.get((version, patch))
-        if package.versions or not _is_code_package(graph, f"{self.account_id}::{package.name}"):
-            return None
-        note = json.dumps({"localAutoRegistered": {"package": package.name, "version": version}}, sort_keys=True)
-        auto = VersionRecord(
-            version=version,
-            patch=hashlib.sha256(note.encode()).hexdigest(),
-            registered=now(),
-            pending=0,
-            outcome=REGISTER_COMPLETED,
-            outcome_description=None,
-            manifest=None,
-            status=REGISTER_COMPLETED,
-            description="registered by the local Panorama service (the code package is not built locally)",
-        )
-        package.versions[(version, auto.patch)] = auto
-        package.latest[version] = auto.patch
-        return auto
+        return package.versions.get((version, patch)) if patch is not None else None
 
     def _advance(self, instance: InstanceRecord) -> None:
         if instance.status == DEPLOYMENT_SUCCEEDED and instance.health == "NOT_AVAILABLE":
@@ -373,13 +348,6 @@ def _graph_nodes_with_edges(graph: Any) -> set[str]:
     for edge in graph["nodeGraph"].get("edges", []):
         wired |= {str(edge["producer"]).partition(".")[0], str(edge["consumer"]).partition(".")[0]}
     return wired
-
-
-def _is_code_package(graph: Any, package: str) -> bool:
-    wired = _graph_nodes_with_edges(graph)
-    return any(
-        n["name"] in wired and str(n["interface"]).rsplit(".", 1)[0] == package for n in graph["nodeGraph"]["nodes"]
-    )
 
 
 def _runtime_contexts(graph: Any) -> tuple[str, ...]:

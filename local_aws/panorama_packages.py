@@ -4,18 +4,26 @@ RegisterPackageVersion is where a broken package shows in AWS, asynchronously: t
 and the version ends FAILED with a status description. The pipeline must handle that, so the local
 service reads the registered ``package.json`` from the package's storage location
 (``panorama_object_store``) and checks what the real service checks — the patch version is the
-sha256 of the manifest, the manifest's schema, name and version, and every asset and descriptor
-present under the binary prefix and named by its sha256 — then reports the outcome after the pending
-describes (``Progress.registration_describes``). A missing manifest is refused at once
-(ValidationException), a version registered twice is ConflictException, the 21st version of a
-package is ServiceQuotaExceededException (Panorama's quota of 20), and a version an application
-instance uses cannot be deregistered (ConflictException), as in AWS.
+sha256 of the manifest; the manifest against the official schema (``panorama_schema``) and the
+package's name and version; every asset and descriptor present under the binary prefix and named by
+its sha256; each descriptor against the official schema and of the asset's kind (a model asset has
+an ``mlModelDescriptor``, a container asset a ``runtimeDescriptor``); and a container asset a
+tarball (``docker export`` of the image, gzipped) that holds the file its descriptor's entry runs
+(``/panorama/app.py``) — then reports the outcome after the pending describes
+(``Progress.registration_describes``). A missing manifest is refused at once (ValidationException),
+a version registered twice is ConflictException, the 21st version of a package is
+ServiceQuotaExceededException (Panorama's quota of 20), and a version an application instance uses
+cannot be deregistered (ConflictException), as in AWS. Nothing is registered that was not uploaded
+and registered through these calls: the code package too is built and registered by the project
+(``panopipe package-app``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import tarfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,8 +45,12 @@ from local_aws.panorama_records import (
     random_id,
     short_text,
 )
+from local_aws.panorama_schema import DESCRIPTOR, PACKAGE, schema_problems
 from panorama_app.manifest.rules import ManifestError
 from panorama_app.manifest.validation import validate_descriptor, validate_package
+
+#: The descriptor a non-system asset of each implementation type carries.
+_DESCRIPTOR_OF = {"model": "mlModelDescriptor", "container": "runtimeDescriptor"}
 
 #: Panorama's quota of versions (patch versions) per package.
 MAX_VERSIONS_PER_PACKAGE = 20
@@ -182,9 +194,13 @@ class PackageOperations(BackendState):
             return None, f"package.json has sha256 {actual}; the patch version must be the sha256 of its bytes"
         try:
             document = json.loads(body)
-            validate_package(document)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             return None, f"package.json is not JSON: {error}"
+        official = schema_problems(PACKAGE, document)
+        if official:
+            return None, f"invalid package.json (schema {PACKAGE}): {'; '.join(official)}"
+        try:
+            validate_package(document)
         except ManifestError as error:
             return None, f"invalid package.json: {'; '.join(error.problems)}"
         node_package = document["nodePackage"]
@@ -192,36 +208,54 @@ class PackageOperations(BackendState):
             return None, f"package.json names package {node_package['name']!r}, not {package.name!r}"
         if node_package["version"] != version:
             return None, f"package.json has version {node_package['version']!r}, registered as {version!r}"
-        binaries = package.storage["BinaryPrefixLocation"]
         for asset in node_package.get("assets", []):
             for implementation in asset.get("implementations", []):
                 if implementation["type"] == "system":
                     continue
-                for uri, descriptor in (
-                    (implementation["assetUri"], False),
-                    (implementation.get("descriptorUri"), True),
-                ):
-                    if uri is None:
-                        continue
-                    problem = self._check_binary(package, f"{binaries}/{uri}", uri, descriptor)
-                    if problem:
-                        return None, f"asset {asset['name']}: {problem}"
+                problem = self._check_implementation(package, implementation)
+                if problem:
+                    return None, f"asset {asset['name']}: {problem}"
         return document, None
 
-    def _check_binary(self, package: PackageRecord, key: str, name: str, descriptor: bool) -> str | None:
+    def _check_implementation(self, package: PackageRecord, implementation: dict[str, Any]) -> str | None:
+        """The descriptor (schema, kind), then the asset (present, sha256-named, a container's entry inside)."""
+        kind, entry = implementation["type"], None
+        descriptor_uri = implementation.get("descriptorUri")
+        if descriptor_uri is not None:
+            data, problem = self._binary(package, descriptor_uri)
+            if data is None:
+                return problem
+            try:
+                descriptor = json.loads(data)
+            except (UnicodeDecodeError, json.JSONDecodeError) as error:
+                return f"descriptor {descriptor_uri} is not JSON: {error}"
+            official = schema_problems(DESCRIPTOR, descriptor)
+            if official:
+                return f"invalid descriptor {descriptor_uri} (schema {DESCRIPTOR}): {'; '.join(official)}"
+            try:
+                validate_descriptor(descriptor)
+            except ManifestError as error:
+                return f"invalid descriptor {descriptor_uri}: {'; '.join(error.problems)}"
+            expected = _DESCRIPTOR_OF.get(kind)
+            if expected and expected not in descriptor:
+                return f"descriptor {descriptor_uri} of a {kind} asset must hold {expected}"
+            entry = (descriptor.get("runtimeDescriptor") or {}).get("entry", {}).get("name")
+        data, problem = self._binary(package, implementation["assetUri"])
+        if data is None:
+            return problem
+        if kind == "container":
+            return _container_problem(implementation["assetUri"], data, entry)
+        return None
+
+    def _binary(self, package: PackageRecord, name: str) -> tuple[bytes | None, str | None]:
+        """A binary of the package's storage location, if it is there and named by its sha256."""
+        key = f"{package.storage['BinaryPrefixLocation']}/{name}"
         data = self.store.read(package.storage["Bucket"], key)
         if data is None:
-            return f"{name} not found under the package's binary prefix (s3://{package.storage['Bucket']}/{key})"
+            return None, f"{name} not found under the package's binary prefix (s3://{package.storage['Bucket']}/{key})"
         if hashlib.sha256(data).hexdigest() != name.split(".", 1)[0]:
-            return f"{name} is not named by the sha256 of its content"
-        if descriptor:
-            try:
-                validate_descriptor(json.loads(data))
-            except (UnicodeDecodeError, json.JSONDecodeError) as error:
-                return f"descriptor {name} is not JSON: {error}"
-            except ManifestError as error:
-                return f"invalid descriptor {name}: {'; '.join(error.problems)}"
-        return None
+            return None, f"{name} is not named by the sha256 of its content"
+        return data, None
 
     def _version(self, package: PackageRecord, version: str, patch: str | None) -> VersionRecord:
         patch = patch if patch is not None else package.latest.get(version)
@@ -301,3 +335,23 @@ class PackageOperations(BackendState):
                     package.latest[package_version] = max(remaining, key=lambda v: v.registered).patch
                 else:
                     package.latest.pop(package_version, None)
+
+
+def _container_problem(name: str, data: bytes, entry: str | None) -> str | None:
+    """Why a container asset is not a filesystem tarball holding its entry file, or None.
+
+    AWS's tooling makes it with ``docker export`` of a created container, gzipped; its members are
+    paths without the leading ``/`` (``panorama/app.py``).
+    """
+    wanted = entry.lstrip("/") if entry else None
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+            for member in archive:
+                path = member.name.removeprefix("./").lstrip("/")
+                if wanted is not None and path == wanted and (member.isfile() or member.issym()):
+                    return None
+    except (tarfile.TarError, EOFError, OSError) as error:
+        return f"{name} is not a container filesystem archive (a gzipped tar of docker export): {error}"
+    if wanted is None:
+        return None
+    return f"{name} holds no {entry}, the entry its descriptor runs: not the application's container"

@@ -19,13 +19,13 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from lambda_handlers import app_instances, deployment, rollback, settings
+from lambda_handlers import app_instances, deployment, package_versions, rollback, settings, validate_input
 from lambda_handlers import package_registration as reg
 from lambda_handlers.artifacts import last_good_key, read_json
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.errors import PackageRegistrationFailed
 from lambda_handlers.settings import install
-from lambda_handlers.state import PackageVersion, RunState
+from lambda_handlers.state import PackageRef, PackageVersion, RunState
 from local_aws.emulator import Emulator
 from local_aws.emulator_process import control
 from local_aws.panorama_backend import PanoramaBackend
@@ -33,7 +33,7 @@ from local_aws.panorama_packages import MAX_VERSIONS_PER_PACKAGE
 from local_aws.panorama_protocol import match, routes
 from local_aws.panorama_records import Progress, device_id_for_name
 from local_aws.panorama_service import is_panorama_request
-from panopipe import local_mode
+from panopipe import code_package, local_mode
 from panopipe.config import load_config
 from panopipe.config.panorama_spec import application_spec
 from panorama_app.manifest import documents, validation
@@ -114,7 +114,7 @@ def _binary(s3: Any, location: dict[str, str], body: bytes, extension: str) -> s
 
 
 def _manifest(s3: Any, location: dict[str, str], document: dict[str, Any], version: str = "1.0") -> str:
-    body = reg.canonical(document)
+    body = package_versions.canonical(document)
     patch = hashlib.sha256(body).hexdigest()
     _put(s3, location["Bucket"], f"{location['ManifestPrefixLocation']}/{version}/{patch}.json", body)
     return patch
@@ -123,7 +123,7 @@ def _manifest(s3: Any, location: dict[str, str], document: dict[str, Any], versi
 def _model_package(s3: Any, location: dict[str, str], model: bytes = b"model") -> dict[str, Any]:
     """A valid package.json of the model package, its asset and descriptor uploaded."""
     asset = _binary(s3, location, model, "tar.gz")
-    descriptor = _binary(s3, location, reg.canonical(documents.model_descriptor(SPEC)), "json")
+    descriptor = _binary(s3, location, package_versions.canonical(documents.model_descriptor(SPEC)), "json")
     return documents.model_package(SPEC, asset, descriptor)
 
 
@@ -144,6 +144,36 @@ def _registered_model(pano: Any, s3: Any, bucket: str, model: bytes = b"model by
     ):
         pass
     return registration
+
+
+@pytest.fixture(scope="module")
+def code_asset(tmp_path_factory: pytest.TempPathFactory) -> code_package.BuiltAsset:
+    """The code package's asset as `panopipe package-app` builds it for the local AWS (no Docker)."""
+    return code_package.build(code_package.LocalBuilder(), ROOT, tmp_path_factory.mktemp("code-asset"))
+
+
+def _wait_registered(pano: Any, package_id: str, patch: str) -> str:
+    status = "REGISTER_PENDING"
+    while status == "REGISTER_PENDING":
+        status = str(_describe_version(pano, package_id, patch)["Status"])
+    return status
+
+
+def _registered_code(pano: Any, s3: Any, built: code_package.BuiltAsset) -> PackageRef:
+    """The code package registered by the project's shared registration code (as `panopipe package-app` does)."""
+    registration = package_versions.register_version(
+        s3,
+        SPEC.code_package,
+        SPEC.package_version,
+        package_versions.file_asset(built.path),
+        documents.code_descriptor(),
+        lambda asset_sha, descriptor_sha: documents.code_package(SPEC, asset_sha, descriptor_sha),
+    )
+    status = _wait_registered(pano, registration.package_id, registration.patch_version)
+    assert status == "REGISTER_COMPLETED", _describe_version(
+        pano, registration.package_id, registration.patch_version
+    ).get("StatusDescription")
+    return registration.ref()
 
 
 def _graph(patch: str | None, device_id: str = DEVICE_ID) -> dict[str, Any]:
@@ -280,7 +310,7 @@ def test_register_model_runs_the_whole_package_sequence(pano: Any, s3: Any, buck
     assert second["IsLatestPatch"] and second["PackageName"] == SPEC.model_package
     latest = pano.describe_package_version(PackageId=registration["package_id"], PackageVersion="1.0")
     assert latest["PatchVersion"] == registration["patch_version"]
-    assert reg.registration_status(registration) == "REGISTER_COMPLETED"
+    assert package_versions.registration_status(registration) == "REGISTER_COMPLETED"
 
     again = reg.register_model(s3, SPEC, bucket, key)  # same bytes: ConflictException, adopted by the handler
     assert again == registration
@@ -311,7 +341,7 @@ def test_a_bad_package_json_fails_registration_asynchronously(
         document["nodePackage"]["assets"][0]["implementations"][0]["assetUri"] = f"{'0' * 64}.tar.gz"
     patch = _manifest(s3, location, document)
     if breakage == "sha":
-        body = reg.canonical(document) + b" "
+        body = package_versions.canonical(document) + b" "
         _put(s3, location["Bucket"], f"{location['ManifestPrefixLocation']}/1.0/{patch}.json", body)
 
     pano.register_package_version(PackageId=package["PackageId"], PackageVersion="1.0", PatchVersion=patch)
@@ -319,16 +349,90 @@ def test_a_bad_package_json_fails_registration_asynchronously(
     assert [d["Status"] for d in statuses] == ["REGISTER_PENDING", "REGISTER_PENDING", "FAILED"]
     assert expected in statuses[-1]["StatusDescription"]
     with pytest.raises(PackageRegistrationFailed, match=expected.split("'")[0]):
-        reg.registration_status(
+        package_versions.registration_status(
             {
                 "package_id": package["PackageId"],
                 "package_name": "p",
                 "package_version": "1.0",
                 "patch_version": patch,
-                "model_sha256": "",
-                "descriptor_sha256": "",
             }
         )
+
+
+def _tarball(members: dict[str, bytes], compressed: bool = True) -> bytes:
+    """A gzipped tar of ``members`` (path → content); not ``compressed``: what docker export writes."""
+    import io
+    import tarfile
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz" if compressed else "w") as archive:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    return raw.getvalue()
+
+
+CODE_BREAKAGES = {
+    # the official schema (nodePackage.schema.json) refuses a field it does not define
+    "package.json schema": ("schema", "invalid package.json (schema nodePackage.schema.json): $.nodePackage"),
+    "descriptor schema": ("descriptor", "(schema assetDescriptor.schema.json)"),
+    "descriptor of a model": ("model-descriptor", "of a container asset must hold runtimeDescriptor"),
+    "asset named by another sha256": ("sha", "is not named by the sha256 of its content"),
+    "no entry file": ("entry", "holds no /panorama/app.py, the entry its descriptor runs"),
+    "not a tarball": ("not-tar", "is not a container filesystem archive"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CODE_BREAKAGES))
+def test_a_bad_code_package_fails_registration_with_the_reason(
+    pano: Any, s3: Any, env: Service, code_asset: code_package.BuiltAsset, case: str
+) -> None:
+    """What the code package's registration checks: the official schemas, the asset's sha256, its entry file."""
+    breakage, expected = CODE_BREAKAGES[case]
+    location = pano.create_package(PackageName=SPEC.code_package)["StorageLocation"]
+    asset = code_asset.path.read_bytes()
+    if breakage == "entry":
+        asset = _tarball({"panorama/elsewhere.py": b"print()", code_package.LOCAL_MARKER: b"{}"})
+    if breakage == "not-tar":
+        asset = b"not a tar at all"
+    asset_sha = _binary(s3, location, asset, "tar.gz")
+    descriptor = documents.code_descriptor()
+    if breakage == "descriptor":
+        descriptor["runtimeDescriptor"]["entry"]["interpreter"] = "python3"  # not in the schema
+    if breakage == "model-descriptor":
+        descriptor = documents.model_descriptor(SPEC)
+    descriptor_sha = _binary(s3, location, package_versions.canonical(descriptor), "json")
+    if breakage == "sha":
+        asset_sha = "0" * 64
+        _put(s3, location["Bucket"], f"{location['BinaryPrefixLocation']}/{asset_sha}.tar.gz", asset)
+    document = documents.code_package(SPEC, asset_sha, descriptor_sha)
+    if breakage == "schema":
+        document["nodePackage"]["maintainer"] = "someone"
+    patch = _manifest(s3, location, document)
+    package_id = pano.describe_package(PackageId=f"packageName/{SPEC.code_package}")["PackageId"]
+
+    pano.register_package_version(PackageId=package_id, PackageVersion="1.0", PatchVersion=patch, MarkLatest=True)
+
+    assert _wait_registered(pano, package_id, patch) == "FAILED"
+    assert expected in _describe_version(pano, package_id, patch)["StatusDescription"]
+    with pytest.raises(pano.exceptions.ValidationException) as info:  # a FAILED version deploys nowhere
+        _create(pano, _graph(None))
+    assert "not registered" in _error(info)[1] or "status FAILED" in _error(info)[1]
+
+
+def test_a_code_package_built_with_docker_export_layout_registers(
+    pano: Any, s3: Any, env: Service, tmp_path: Any
+) -> None:
+    """A real container export has the whole filesystem, members without a leading / (or with ./)."""
+    exported = tmp_path / "export.tar"
+    exported.write_bytes(
+        _tarball({"./usr/bin/python3": b"elf", "./panorama/app.py": b"print('app')"}, compressed=False)
+    )
+    asset = code_package.gzip_named(exported, tmp_path)
+    built = code_package.BuiltAsset(tmp_path, asset.name, asset.name[:64], "s" * 64, "container")
+    pano.create_package(PackageName=SPEC.code_package)
+    assert _registered_code(pano, s3, built)["package_name"] == SPEC.code_package
 
 
 def test_unknown_package_or_patch_version_is_refused(pano: Any, s3: Any) -> None:
@@ -373,9 +477,10 @@ def test_the_21st_version_of_a_package_is_refused_until_one_is_deregistered(pano
 
 
 def test_an_instance_deploys_asynchronously_and_replaces_the_previous_one(
-    pano: Any, s3: Any, bucket: str, env: Service
+    pano: Any, s3: Any, bucket: str, env: Service, code_asset: code_package.BuiltAsset
 ) -> None:
     pano.create_package(PackageName=SPEC.code_package)  # what the stack's AWS::Panorama::Package makes
+    code = _registered_code(pano, s3, code_asset)
     registration = _registered_model(pano, s3, bucket)
     graph = _graph(registration["patch_version"])
     first = _create(pano, graph, Tags={"panopipe:run": "run-1"})
@@ -395,8 +500,8 @@ def test_an_instance_deploys_asynchronously_and_replaces_the_previous_one(
     assert [(c["RuntimeContextName"], c["DeviceReportedStatus"]) for c in described["RuntimeContextStates"]] == [
         ("code_node", "RUNNING")
     ]
-    code = pano.describe_package_version(PackageId=f"packageName/{SPEC.code_package}", PackageVersion="1.0")
-    assert code["Status"] == "REGISTER_COMPLETED"  # registered by the local service (known difference)
+    latest = pano.describe_package_version(PackageId=f"packageName/{SPEC.code_package}", PackageVersion="1.0")
+    assert (latest["PatchVersion"], latest["Status"]) == (code["patch_version"], "REGISTER_COMPLETED")
 
     second = _create(pano, graph, ApplicationInstanceIdToReplace=first)
     assert pano.describe_application_instance(ApplicationInstanceId=second)["ApplicationInstanceIdToReplace"] == first
@@ -422,8 +527,10 @@ def test_an_instance_deploys_asynchronously_and_replaces_the_previous_one(
         pano.remove_application_instance(ApplicationInstanceId="applicationInstance-nope")
 
 
-def test_injected_failures_fail_the_next_deployments_on_a_device(pano: Any, s3: Any, bucket: str, env: Service) -> None:
-    pano.create_package(PackageName=SPEC.code_package)
+def test_injected_failures_fail_the_next_deployments_on_a_device(
+    pano: Any, s3: Any, bucket: str, env: Service, code_asset: code_package.BuiltAsset
+) -> None:
+    _registered_code(pano, s3, code_asset)
     graph = _graph(_registered_model(pano, s3, bucket)["patch_version"])
     assert env.backend.fail_next_deployments(DEVICE_NAME, 1, reason="camera stream unreachable") == 1
     assert _fail_deployments(env.endpoint, DEVICE_ID, 1) == 2  # a separate process's way
@@ -442,9 +549,11 @@ def test_injected_failures_fail_the_next_deployments_on_a_device(pano: Any, s3: 
     assert info.value.code == 404
 
 
-def test_a_deployed_application_reports_each_health_status(pano: Any, s3: Any, bucket: str, env: Service) -> None:
+def test_a_deployed_application_reports_each_health_status(
+    pano: Any, s3: Any, bucket: str, env: Service, code_asset: code_package.BuiltAsset
+) -> None:
     """NOT_AVAILABLE until the application has started, then RUNNING; ERROR for an injected crash."""
-    pano.create_package(PackageName=SPEC.code_package)
+    _registered_code(pano, s3, code_asset)
     graph = _graph(_registered_model(pano, s3, bucket)["patch_version"])
 
     def health(instance_id: str, describes: int) -> list[tuple[str, str]]:
@@ -466,14 +575,32 @@ def test_a_deployed_application_reports_each_health_status(pano: Any, s3: Any, b
     assert [c["DeviceReportedStatus"] for c in described["RuntimeContextStates"]] == ["STOPPED"]
 
 
-def test_create_application_instance_refuses_what_the_service_refuses(pano: Any, s3: Any, bucket: str) -> None:
+def test_create_application_instance_refuses_what_the_service_refuses(
+    pano: Any, s3: Any, bucket: str, code_asset: code_package.BuiltAsset
+) -> None:
     registration = _registered_model(pano, s3, bucket)
     graph = _graph(registration["patch_version"])
 
     with pytest.raises(pano.exceptions.ValidationException) as info:  # the code package does not exist
         _create(pano, graph)
     assert f"{ACCOUNT}::{SPEC.code_package} version 1.0: no such package" in _error(info)[1]
-    pano.create_package(PackageName=SPEC.code_package)
+    pano.create_package(PackageName=SPEC.code_package)  # the stack's AWS::Panorama::Package: no version yet
+    with pytest.raises(pano.exceptions.ValidationException) as info:  # a version never registered
+        _create(pano, graph)
+    assert _error(info)[0] == "ValidationException"
+    assert f"{ACCOUNT}::{SPEC.code_package} version 1.0: not registered" in _error(info)[1]
+    code = _registered_code(pano, s3, code_asset)
+    pinned = documents.graph(
+        SPEC,
+        ACCOUNT,
+        values={"device_id": DEVICE_ID, "region": REGION},
+        patch_versions={SPEC.model_package: registration["patch_version"], SPEC.code_package: "e" * 64},
+    )
+    with pytest.raises(pano.exceptions.ValidationException) as info:  # a code patch never registered
+        _create(pano, pinned)
+    assert f"{ACCOUNT}::{SPEC.code_package} version 1.0 patch {'e' * 64}: not registered" in _error(info)[1]
+    pinned["nodeGraph"]["packages"][0]["patchVersion"] = code["patch_version"]
+    assert _create(pano, pinned).startswith("applicationInstance-")  # both patches registered: deployed
 
     with pytest.raises(pano.exceptions.ValidationException) as info:
         _create(pano, graph, device_id="device-unknown")
@@ -552,7 +679,9 @@ def test_requests_are_validated_against_the_model(pano: Any, env: Service) -> No
 
 
 @pytest.fixture
-def handlers(pano: Any, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def handlers(
+    pano: Any, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch, code_asset: code_package.BuiltAsset
+) -> Iterator[None]:
     """The pipeline's handlers pointed at the local service: the stored template, their variables, settings."""
     graph = documents.graph(SPEC, ACCOUNT)  # the stored template, as stacks/panorama_application.py renders it
     template = {
@@ -569,7 +698,7 @@ def handlers(pano: Any, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(app_instances, "pause", lambda seconds: None)
     install(make_settings({"runs.keep_package_versions": 2}))
-    pano.create_package(PackageName=SPEC.code_package)
+    _registered_code(pano, s3, code_asset)
     yield
     install(None)
 
@@ -589,6 +718,7 @@ def _deployed_run(s3: Any, bucket: str, run: str) -> RunState:
     state: RunState = {
         "run": {"name": run, "started": "2026-01-01T00:00:00Z"},
         "model": {"s3_uri": f"s3://{bucket}/runs/{run}/model.tar.gz"},  # type: ignore[typeddict-item]
+        "code_package": validate_input.registered_code_package(),  # ValidateInput's lookup, on the local service
     }
     state = reg.register_package(state)
     state = reg.check_registration(state)

@@ -6,14 +6,12 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft7Validator
-from referencing import Registry, Resource
 
+from local_aws.panorama_schema import schema_problems
 from panopipe.config import load_config, parse_config
 from panopipe.config.panorama_spec import application_spec
 from panorama_app.manifest import ManifestError, documents
@@ -28,26 +26,14 @@ from panorama_app.manifest.validation import (
 )
 from tests.conftest import ROOT
 
-SCHEMAS = Path(__file__).parent / "schemas"
 SAMPLES = Path(__file__).parent / "samples"  # the AWS Panorama sample application (CC BY-SA 4.0)
 ACCOUNT = "123456789012"
 SHA = {"model": "a" * 64, "model_descriptor": "b" * 64, "code": "c" * 64, "code_descriptor": "d" * 64}
 
 
-@cache
-def _validator(name: str) -> Draft7Validator:
-    def retrieve(uri: str) -> Resource[Any]:
-        return Resource.from_contents(json.loads(Path(uri.removeprefix("file://")).read_text()))
-
-    path = SCHEMAS / name
-    registry: Registry[Any] = Registry(retrieve=retrieve)  # type: ignore[call-arg]
-    schema = json.loads(path.read_text())
-    schema["$id"] = path.as_uri()
-    return Draft7Validator(schema, registry=registry)
-
-
 def _official_errors(name: str, document: dict[str, Any]) -> list[str]:
-    return [e.message for e in _validator(name).iter_errors(document)]
+    """The official schema's verdict (the copy the local Panorama service validates with)."""
+    return schema_problems(name, document)
 
 
 def _spec(config_file: str, **changes: Any) -> ApplicationSpec:
