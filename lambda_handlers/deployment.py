@@ -3,8 +3,9 @@
 Steps (the API sequence: CreateApplicationInstance replacing the running instance, then
 DescribeApplicationInstance until DEPLOYMENT_SUCCEEDED):
 
-- :func:`deploy`: per device, build graph.json (device id, Region, the new model patch version
-  pinned) and take the stored camera overrides → CreateApplicationInstance replacing the instance
+- :func:`deploy`: per device, build graph.json (device id, Region, both packages' patch versions
+  pinned: the model's new one and the code package's that validate_input found registered) and take
+  the stored camera overrides → CreateApplicationInstance replacing the instance
   that runs now → section ``deployment`` (IN_PROGRESS).
 - :func:`check_deployment`: one DescribeApplicationInstance per device still in progress; a device
   that succeeds becomes its ``last-good`` deployment (what ``rollback.py`` restores). A failed or
@@ -82,7 +83,7 @@ def _plans(state: RunState, device_ids: dict[str, str]) -> list[_Plan]:
         clients.s3(), settings.env(settings.ARTIFACTS_BUCKET), settings.env(settings.MANIFEST_TEMPLATE_KEY)
     )
     # The run's model, not the configured one: the graph's input parameters follow what was registered.
-    spec, package = model_spec(template.spec, state["model"]), state["package"]
+    spec, package, code = model_spec(template.spec, state["model"]), state["package"], state["code_package"]
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
     run = run_name(state)
     plans = []
@@ -92,7 +93,7 @@ def _plans(state: RunState, device_ids: dict[str, str]) -> list[_Plan]:
                 spec,
                 template.account_id,
                 values={"device_id": device_id, **({"region": region} if region else {})},
-                patch_versions={spec.model_package: package["patch_version"]},
+                patch_versions={spec.model_package: package["patch_version"], spec.code_package: code["patch_version"]},
             )
             validation.validate_overrides(template.overrides, graph)
         except ManifestError as error:
@@ -103,7 +104,7 @@ def _plans(state: RunState, device_ids: dict[str, str]) -> list[_Plan]:
                 device_id=device_id,
                 name=spec.instance_name(label),
                 description=f"{run}: {package['package_name']} {package['package_version']} "
-                f"patch {package['patch_version'][:12]}"[:255],
+                f"patch {package['patch_version'][:12]}, code patch {code['patch_version'][:12]}"[:255],
                 manifest=_payload(graph, "graph.json", label),
                 overrides=_payload(template.overrides, "camera overrides", label),
             )
@@ -132,6 +133,7 @@ def deploy(state: RunState) -> RunState:
                 "manifest": plan.manifest,
                 "overrides": plan.overrides,
                 "package": {k: v for k, v in state["package"].items() if k in _REGISTRATION_FIELDS},
+                "code_package": state["code_package"],
             },
         )
         instances = instances_on(plan.device_id)
@@ -177,6 +179,7 @@ def _remember(device: DeviceRecord) -> None:
         "overrides": sent["overrides"],
         "run": sent["run"],
         "package": sent["package"],
+        "code_package": sent.get("code_package"),
     }
     write_json(s3, bucket, last_good_key(device["device"]), good)
 

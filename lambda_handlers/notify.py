@@ -79,10 +79,12 @@ def summarize(state: RunState) -> Summary:
         error = StepTimedOut.__name__ if status == TIMED_OUT else DeploymentFailed.__name__
         reason = one_line(f"deployment {status}: " + "; ".join(_device_problems(deployment)))
     package: dict[str, Any] = dict(state.get("package") or {})
+    code: dict[str, Any] = dict(state.get("code_package") or {})
     if error is None:
         devices = deployment.get("devices", [])
         reason = (
             f"patch {str(package.get('patch_version', '?'))[:12]} of {package.get('package_name', '?')} "
+            f"with patch {str(code.get('patch_version', '?'))[:12]} of {code.get('package_name', '?')} "
             f"runs on {len(devices)} device(s)"
         )
     summary: Summary = {
@@ -129,7 +131,7 @@ def _devices_lines(section: DevicesSection) -> list[str]:
 
 
 def message(state: RunState, summary: Summary) -> str:
-    """The e-mail body: outcome, reason, jobs, metric, package, instances, rollback."""
+    """The e-mail body: outcome, reason, jobs, metric, both package versions, instances, rollback."""
     lines = [f"Run {summary['run']}: {summary['status']}", f"Source: {summary['source']}"]
     if summary["error"]:
         if summary.get("failed_step"):
@@ -154,6 +156,12 @@ def message(state: RunState, summary: Summary) -> str:
         )
         if package.get("deregistered"):
             lines.append(f"  deregistered old patches: {', '.join(package['deregistered'])}")
+    code: dict[str, Any] = dict(state.get("code_package") or {})
+    if code.get("patch_version"):
+        lines.append(
+            f"Code package: {code.get('package_name')} version {code.get('package_version')} "
+            f"patch {code['patch_version']} (registered by panopipe package-app)"
+        )
     for title, section in (("Deployment", state.get("deployment")), ("Rollback", state.get("rollback"))):
         if section:
             lines.append(f"{title}: {section.get('status', '?')}")

@@ -100,13 +100,18 @@ class CompilationSection(Loop, total=False):
     output_uri: str
 
 
-class PackageVersion(TypedDict):
-    """A registered patch version: where it is, and how a graph pins it."""
+class PackageRef(TypedDict):
+    """A registered patch version of a package: where it is, and how a graph pins it."""
 
     package_id: str
     package_name: str
     package_version: str
     patch_version: str
+
+
+class PackageVersion(PackageRef):
+    """The model package's registered patch version, and the sha256 of its asset and descriptor."""
+
     model_sha256: str
     descriptor_sha256: str
 
@@ -163,6 +168,7 @@ class RunState(TypedDict, total=False):
     run: RunInfo
     source: Source
     model: ModelSection
+    code_package: PackageRef
     training: TrainingSection
     compilation: CompilationSection
     package: PackageSection

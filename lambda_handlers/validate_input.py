@@ -20,6 +20,10 @@ those are the only buckets the SageMaker execution role reads (least privilege).
 Anything else is refused with :class:`InvalidInput`, whose message names the field, the value and
 the rule. The rules shared with the config (frameworks, input names and shapes, the bucket marker)
 are ``lambda_handlers.domain``'s.
+
+Then the application the run deploys: the code package's latest patch of the configured version
+must be REGISTER_COMPLETED (``panopipe package-app`` registers it), or the run is refused now rather
+than after hours of training; the patch is recorded (``code_package``) and the deploy step pins it.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambda_handlers import dataset_records, settings
+from lambda_handlers import dataset_records, package_versions, settings
+from lambda_handlers.artifacts import load_template
 from lambda_handlers.aws import clients
 from lambda_handlers.aws.client_errors import (
     S3_ACCESS_DENIED,
@@ -48,7 +53,7 @@ from lambda_handlers.domain import (
 )
 from lambda_handlers.errors import InvalidInput
 from lambda_handlers.sagemaker_jobs import TRAINING_JOB
-from lambda_handlers.state import DatasetSource, ModelSection, RunState
+from lambda_handlers.state import DatasetSource, ModelSection, PackageRef, RunState
 from lambda_handlers.step import step
 
 SOURCES = ("dataset", "model", "training_job")
@@ -329,9 +334,45 @@ def validate_training_job(value: Any) -> str:
     return validate_model_artifact("training_job", value, artifact, f"its model artifact {artifact}: ")
 
 
+def registered_code_package() -> PackageRef:
+    """The code package's latest patch of the configured version, which must be REGISTER_COMPLETED.
+
+    Read from the stored manifest template (the package name and version the deploy step's graph uses).
+    """
+    spec = load_template(
+        clients.s3(), settings.env(settings.ARTIFACTS_BUCKET), settings.env(settings.MANIFEST_TEMPLATE_KEY)
+    ).spec
+    what = f"code package {spec.code_package} {spec.package_version}"
+    latest = package_versions.latest_version(spec.code_package, spec.package_version)
+    if latest is None:
+        raise InvalidInput(f"{what} has no registered version: run `panopipe package-app --config <file>`")
+    status, patch = str(latest["Status"]), str(latest["PatchVersion"])
+    if status != package_versions.REGISTER_COMPLETED:
+        described = f" ({latest['StatusDescription']})" if latest.get("StatusDescription") else ""
+        raise InvalidInput(
+            f"{what}: its latest patch {patch} is {status}{described}, not REGISTER_COMPLETED: "
+            "wait for it, or register it again with `panopipe package-app --config <file>`"
+        )
+    return {
+        "package_id": str(latest["PackageId"]),
+        "package_name": spec.code_package,
+        "package_version": spec.package_version,
+        "patch_version": patch,
+    }
+
+
 @step
 def validate_input(state: RunState) -> RunState:
-    """Check the execution input and add ``source`` (and ``model`` unless training is needed)."""
+    """Check the execution input and add ``source`` (and ``model`` unless training is needed).
+
+    Then the code package it will deploy: ``code_package`` (its registered patch), or InvalidInput.
+    """
+    checked = _checked_input(state)
+    return {**checked, "code_package": registered_code_package()}
+
+
+def _checked_input(state: RunState) -> RunState:
+    """The state with ``source`` (and ``model``) for a valid input; InvalidInput otherwise."""
     given = state.get("input")
     if not isinstance(given, dict):
         raise invalid("<root>", given, f"the execution input must be a JSON object naming one of {', '.join(SOURCES)}")

@@ -268,17 +268,18 @@ class Progress:
         return self.status in TERMINAL
 
     def facts(self) -> dict[str, str]:
-        """The final metric, package version and application instances, from the run's output."""
+        """The final metric, both package versions and application instances, from the run's output."""
         out = self.output or {}
         found: dict[str, str] = {}
         metric = (out.get("training") or {}).get("metric") or {}
         if metric.get("name"):
             found["metric"] = f"{metric['name']} = {metric.get('value')} (threshold {metric.get('threshold')})"
-        package = out.get("package") or {}
-        if package.get("patch_version"):
-            found["package version"] = (
-                f"{package.get('package_name')} {package.get('package_version')} patch {package['patch_version']}"
-            )
+        for fact, section in (("model package", "package"), ("code package", "code_package")):
+            package = out.get(section) or {}
+            if package.get("patch_version"):
+                found[fact] = (
+                    f"{package.get('package_name')} {package.get('package_version')} patch {package['patch_version']}"
+                )
         for device in (out.get("deployment") or {}).get("devices", []):
             found[f"instance on {device.get('device')}"] = f"{device.get('instance_id')} ({device.get('status')})"
         return found
@@ -345,9 +346,43 @@ def follow(target: Target | None, arn: str, interval: float = 1.0, timeout: floa
         time.sleep(interval)
 
 
-def recent_runs(target: Target, limit: int = 10) -> list[dict[str, Any]]:
-    """The newest executions of the pipeline (name, status, start and stop)."""
+def package_versions(sfn: Any, arn: str) -> dict[str, str]:
+    """``{"model package": "<version> <patch 12>", "code package": ...}`` of one run, as far as it got.
+
+    From the execution's output when it succeeded, else from the state its last state entered
+    (a failed run ends in a Fail state whose input is the whole run state).
+    """
+    described = sfn.describe_execution(executionArn=arn)
+    state: Any = None
+    if described.get("output"):
+        state = json.loads(described["output"])
+    else:
+        events = sfn.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=5)["events"]
+        for event in sorted(events, key=lambda e: int(e["id"]), reverse=True):  # newest first, whoever answers
+            text = (event.get("stateEnteredEventDetails") or {}).get("input")
+            try:
+                state = json.loads(text) if text else None
+            except ValueError:
+                state = None
+            if isinstance(state, dict):
+                break
+    found: dict[str, str] = {}
+    for column, section in (("model package", "package"), ("code package", "code_package")):
+        package = (state.get(section) if isinstance(state, dict) else None) or {}
+        if package.get("patch_version"):
+            found[column] = f"{package.get('package_version')} {str(package['patch_version'])[:12]}"
+    return found
+
+
+def recent_runs(target: Target, limit: int = 10, packages: bool = False) -> list[dict[str, Any]]:
+    """The newest executions of the pipeline (name, status, start and stop).
+
+    With ``packages``, each also has ``packages``: :func:`package_versions` of the run (one or two calls more).
+    """
     with aws_errors("listing the runs"):
         sfn = _client("stepfunctions", target.region)
         runs = sfn.list_executions(stateMachineArn=target.state_machine_arn, maxResults=limit)["executions"]
-    return sorted(runs, key=lambda r: r["startDate"], reverse=True)[:limit]
+        newest = sorted(runs, key=lambda r: r["startDate"], reverse=True)[:limit]
+        if not packages:
+            return newest
+        return [{**run, "packages": package_versions(sfn, run["executionArn"])} for run in newest]

@@ -31,7 +31,7 @@ def summarize(assembly_dir: Path) -> list[StackSummary]:
     """Every stack in the assembly, nested stage assemblies included, in manifest order."""
     manifest = json.loads((assembly_dir / "manifest.json").read_text())
     summaries: list[StackSummary] = []
-    for artifact in manifest.get("artifacts", {}).values():
+    for artifact_id, artifact in manifest.get("artifacts", {}).items():
         props = artifact.get("properties", {})
         if artifact["type"] == "cdk:cloud-assembly":
             summaries += summarize(assembly_dir / props["directoryName"])
@@ -39,7 +39,7 @@ def summarize(assembly_dir: Path) -> list[StackSummary]:
             path = assembly_dir / props["templateFile"]
             resources = json.loads(path.read_text()).get("Resources", {})
             summary = StackSummary(
-                stack_name=props.get("stackName", path.stem),
+                stack_name=props.get("stackName", artifact_id),  # absent when it is the artifact's id
                 template=path,
                 termination_protection=bool(props.get("terminationProtection", False)),
             )

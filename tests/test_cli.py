@@ -28,7 +28,8 @@ def test_summary_lists_every_stack_bucket_and_role(synthesized: Synthesized) -> 
     assert re.search(r"^panopipe-prod-storage: \d+ resources, termination protection on$", out, re.M)
     assert "bucket  aws-panorama-panopipe-prod-data-123456789012-us-west-2" in out
     assert "role    panopipe-prod-sagemaker-execution" in out
-    assert out.count("-pipeline: ") == 3
+    assert out.count("-pipeline: ") == 5, "three environments, and the delivery example's two stages"
+    assert re.search(r"^Delivery: \d+ resources", out, re.M), "the delivery stack (named Delivery in the tests)"
     assert "Nothing was deployed." in out
 
 
@@ -135,12 +136,43 @@ def test_a_model_run_skips_the_upload(aws: None) -> None:
     assert json.loads(boto3.client("stepfunctions").describe_execution(executionArn=arn)["input"]) == {"model": model}
 
 
-def test_status_lists_the_runs(aws: None) -> None:
-    target = deployed_pipeline()
-    runs.start(target, {"model": "s3://x/model.tar.gz"}, "first-run")
+MODEL_PATCH, CODE_PATCH = "a" * 64, "c" * 64
+DEPLOYED = {
+    "package": {
+        "package_name": "panopipe_dev_people_classifier",
+        "package_version": "1.0",
+        "patch_version": MODEL_PATCH,
+    },
+    "code_package": {"package_name": "panopipe_dev_app", "package_version": "1.0", "patch_version": CODE_PATCH},
+}
+
+
+def test_status_lists_the_runs_with_the_package_versions_each_deployed(aws: None) -> None:
+    """A run that succeeded (its output), one that failed after the registration (its last state's input)."""
+    machine = {
+        "StartAt": "Register",
+        "States": {
+            "Register": {"Type": "Pass", "Result": DEPLOYED, "Next": "Outcome"},
+            "Outcome": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$$.Execution.Name", "StringEquals": "second-run", "Next": "Failed"}],
+                "Default": "Done",
+            },
+            "Failed": {"Type": "Fail", "Error": "DeploymentFailed", "Cause": "device"},
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    target = deployed_pipeline(machine=machine)
+    for name in ("first-run", "second-run"):
+        *_, last = runs.follow(target, runs.start(target, {"model": "s3://x/model.tar.gz"}, name), 0.05, 10)
+        assert last.done, last.status
     result = cli.invoke(app, ["status", "--config", str(ROOT / "config" / "dev.yaml")])
     assert result.exit_code == 0, result.output
-    assert "first-run" in result.stdout
+    rows = [line for line in result.stdout.splitlines() if "-run " in line]
+    assert any("first-run" in row and "SUCCEEDED" in row and f"model 1.0 {MODEL_PATCH[:12]}" in row for row in rows)
+    assert any("second-run" in row and "FAILED" in row and f"model 1.0 {MODEL_PATCH[:12]}" in row for row in rows)
+    assert result.stdout.count(f"code 1.0 {CODE_PATCH[:12]}") == 2
+    assert "(model) and panopipe_dev_app (code)" in result.stdout
 
 
 def test_progress_reads_the_steps_and_the_outcome() -> None:
@@ -152,12 +184,14 @@ def test_progress_reads_the_steps_and_the_outcome() -> None:
     progress.output = {
         "training": {"metric": {"name": "validation:accuracy", "value": 0.93, "threshold": 0.8}},
         "package": {"package_name": "pkg", "package_version": "1.0", "patch_version": "abc"},
+        "code_package": {"package_name": "app", "package_version": "1.0", "patch_version": "def"},
         "deployment": {"devices": [{"device": "local-device-1", "instance_id": "ai-1", "status": "SUCCEEDED"}]},
     }
     assert progress.done and progress.steps[0].seconds(t0) == 2
     assert progress.facts() == {
         "metric": "validation:accuracy = 0.93 (threshold 0.8)",
-        "package version": "pkg 1.0 patch abc",
+        "model package": "pkg 1.0 patch abc",
+        "code package": "app 1.0 patch def",
         "instance on local-device-1": "ai-1 (SUCCEEDED)",
     }
 

@@ -37,6 +37,14 @@ PACKAGE = {
     "model_sha256": "m" * 64,
     "descriptor_sha256": "d" * 64,
 }
+CODE_PATCH = "c" * 64
+#: The code package's registered patch, as validate_input leaves it.
+CODE_PACKAGE = {
+    "package_id": "pkg-code",
+    "package_name": SPEC.code_package,
+    "package_version": "1.0",
+    "patch_version": CODE_PATCH,
+}
 #: The run's model, as validate_input or check_training leave it (the configured model here).
 MODEL = {
     "s3_uri": "s3://bucket/model.tar.gz",
@@ -79,7 +87,8 @@ def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 def _state(**sections: Any) -> dict[str, Any]:
     package = {**PACKAGE, "status": "SUCCEEDED", "deadline": 0, "polls": 3, "deregistered": []}
-    return {"run": {"name": RUN, "started": "2026-05-01T00:00:00Z"}, "model": MODEL, "package": package, **sections}
+    run = {"name": RUN, "started": "2026-05-01T00:00:00Z"}
+    return {"run": run, "model": MODEL, "code_package": CODE_PACKAGE, "package": package, **sections}
 
 
 def _graph(device_id: str) -> str:
@@ -87,7 +96,7 @@ def _graph(device_id: str) -> str:
         SPEC,
         ACCOUNT,
         values={"device_id": device_id, "region": "us-east-1"},
-        patch_versions={SPEC.model_package: PATCH},
+        patch_versions={SPEC.model_package: PATCH, SPEC.code_package: CODE_PATCH},
     )
     return validation.payload(document)
 
@@ -118,7 +127,7 @@ def _list_devices(stub: Stubber) -> None:
 def _create_params(device_id: str, label: str, replaced: str | None, tags: dict[str, str]) -> dict[str, Any]:
     params = {
         "Name": SPEC.instance_name(label),
-        "Description": f"{RUN}: {SPEC.model_package} 1.0 patch {PATCH[:12]}",
+        "Description": f"{RUN}: {SPEC.model_package} 1.0 patch {PATCH[:12]}, code patch {CODE_PATCH[:12]}",
         "DefaultRuntimeContextDevice": device_id,
         "ManifestPayload": {"PayloadData": _graph(device_id)},
         "ManifestOverridesPayload": {"PayloadData": OVERRIDES},
@@ -197,9 +206,11 @@ def test_deploy_replaces_the_running_instance_on_each_device(
     sent = read_json(s3, ARTIFACTS, f"runs/{RUN}/deployment/{BY_NAME}.json")
     assert sent["manifest"] == _graph(NAME_ID) and sent["overrides"] == OVERRIDES
     assert sent["package"] == PACKAGE and sent["instance_name"] == SPEC.instance_name(BY_NAME)
+    assert sent["code_package"] == CODE_PACKAGE
     graph = json.loads(sent["manifest"])["nodeGraph"]
-    model = next(p for p in graph["packages"] if p["name"] == f"{ACCOUNT}::{SPEC.model_package}")
-    assert model["patchVersion"] == PATCH
+    pinned = {p["name"]: p.get("patchVersion") for p in graph["packages"]}
+    assert pinned[f"{ACCOUNT}::{SPEC.model_package}"] == PATCH, "the run's new model patch"
+    assert pinned[f"{ACCOUNT}::{SPEC.code_package}"] == CODE_PATCH, "the code patch validate_input found"
     values = {n["name"]: n.get("value") for n in graph["nodes"]}
     assert values["device_id"] == NAME_ID and values["region"] == "us-east-1"
 
@@ -327,6 +338,7 @@ def _store_sent(s3: Any) -> None:
                 "manifest": _graph(device_id),
                 "overrides": OVERRIDES,
                 "package": PACKAGE,
+                "code_package": CODE_PACKAGE,
             },
         )
 
@@ -364,6 +376,7 @@ def test_check_in_progress_then_succeeded_records_last_good(s3: Any, stub: Stubb
         "overrides": OVERRIDES,
         "run": RUN,
         "package": PACKAGE,
+        "code_package": CODE_PACKAGE,
     }
     assert read_json(s3, ARTIFACTS, last_good_key(BY_ID))["instance_id"] == "ai-new-1"
 

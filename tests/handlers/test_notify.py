@@ -17,6 +17,7 @@ from lambda_handlers.settings import StepSettings
 
 RUN = "ds-people-0123456789ab"
 PATCH = "a" * 64
+CODE_PATCH = "c" * 64
 
 
 @pytest.fixture
@@ -49,6 +50,12 @@ def _state(**sections: Any) -> dict[str, Any]:
             "metric": {"name": "validation:accuracy", "value": 0.93, "threshold": 0.8},
         },
         "compilation": {"job_name": f"panopipe-dev-compile-{RUN}", "status": "COMPLETED"},
+        "code_package": {
+            "package_id": "package-code",
+            "package_name": "panopipe_dev_app",
+            "package_version": "1.0",
+            "patch_version": CODE_PATCH,
+        },
         "package": {
             "package_name": "panopipe_dev_people_classifier",
             "package_version": "1.0",
@@ -90,6 +97,7 @@ def test_success_is_reported_with_jobs_metric_package_and_instances(inbox: Any) 
         f"Compilation job: panopipe-dev-compile-{RUN} (COMPLETED)",
         f"Model package: panopipe_dev_people_classifier version 1.0 patch {PATCH} (SUCCEEDED)",
         "deregistered old patches: p0",
+        f"Code package: panopipe_dev_app version 1.0 patch {CODE_PATCH} (registered by panopipe package-app)",
         "Deployment: SUCCEEDED",
         "  - lobby (device-1): instance ai-1: SUCCEEDED - DEPLOYMENT_SUCCEEDED",
     ):
@@ -98,7 +106,10 @@ def test_success_is_reported_with_jobs_metric_package_and_instances(inbox: Any) 
     summary = result["summary"]
     assert summary["status"] == "SUCCEEDED" and summary["error"] is None
     assert summary["instances"] == {"lobby": "ai-1"} and summary["message_id"]
-    assert summary["reason"] == f"patch {PATCH[:12]} of panopipe_dev_people_classifier runs on 1 device(s)"
+    assert summary["reason"] == (
+        f"patch {PATCH[:12]} of panopipe_dev_people_classifier with patch {CODE_PATCH[:12]} of panopipe_dev_app "
+        "runs on 1 device(s)"
+    )
 
 
 def test_a_caught_error_is_reported_with_the_step_and_the_lambda_message(inbox: Any) -> None:

@@ -65,6 +65,7 @@ RUN = names.execution_name(DATA, "datasets/people/", "v1")  # the name the trigg
 MODEL_KEY = "models/people-v7.tar.gz"
 MODEL_URI = f"s3://{ARTIFACTS}/{MODEL_KEY}"
 MODEL = b"raw model bytes" * 100
+CODE_PATCH = "c" * 64  # the code package's patch that `panopipe package-app` registered
 LOCATION = {
     "Bucket": STORE,
     **{f"{kind}PrefixLocation": f"{ACCOUNT}/nodePackages/pkg-1/{kind.lower()}" for kind in ("Binary", "Manifest")},
@@ -205,6 +206,24 @@ class World:
         self.hooks["CheckCompilation"] = hook
 
     # --- Panorama (Stubber): the exact conversation -------------------------------------------------
+
+    def stub_code_package(self) -> None:
+        """ValidateInput's lookup: the code package's latest patch, REGISTER_COMPLETED (panopipe package-app)."""
+        code = {**self.package(), "PackageId": "pkg-code", "PackageName": self.spec.code_package}
+        self.add("describe_package", code, {"PackageId": f"packageName/{self.spec.code_package}"})
+        latest = {
+            "IsLatestPatch": True,
+            "PackageId": "pkg-code",
+            "PackageName": self.spec.code_package,
+            "PackageVersion": self.spec.package_version,
+            "PatchVersion": CODE_PATCH,
+            "Status": "REGISTER_COMPLETED",
+        }
+        self.add(
+            "describe_package_version",
+            latest,
+            {"PackageId": "pkg-code", "PackageVersion": self.spec.package_version},
+        )
 
     def add(self, operation: str, response: State, params: State) -> None:
         """Queue an answer; first a ThrottlingException if ``operation`` is in :attr:`throttled`."""
@@ -379,6 +398,7 @@ def deploys_after_compilation(polls: int) -> list[str]:
 
 @pytest.mark.parametrize("polls", [2, 3])
 def test_a_data_set_is_trained_evaluated_compiled_registered_and_deployed(world: World, polls: int) -> None:
+    world.stub_code_package()
     old = instance("ai-old", world.spec.instance_name(DEVICE), "DEPLOYMENT_SUCCEEDED")
     world.train(polls, metric=0.93)
     world.compile(polls)
@@ -435,6 +455,13 @@ def test_a_data_set_is_trained_evaluated_compiled_registered_and_deployed(world:
     graph = json.loads(created["ManifestPayload"]["PayloadData"])["nodeGraph"]
     pinned = {p["name"]: p["patchVersion"] for p in graph["packages"] if "patchVersion" in p}
     assert pinned[f"{ACCOUNT}::{world.spec.model_package}"] == patch
+    assert pinned[f"{ACCOUNT}::{world.spec.code_package}"] == CODE_PATCH
+    assert output["code_package"] == {
+        "package_id": "pkg-code",
+        "package_name": world.spec.code_package,
+        "package_version": world.spec.package_version,
+        "patch_version": CODE_PATCH,
+    }
     assert {n["name"]: n.get("value") for n in graph["nodes"]}["device_id"] == DEVICE_ID
 
     good = read_json(world.s3, ARTIFACTS, last_good_key(DEVICE))
@@ -448,9 +475,12 @@ def test_a_data_set_is_trained_evaluated_compiled_registered_and_deployed(world:
     assert message["Subject"] == f"[panopipe-dev] run {RUN} SUCCEEDED"
     assert "Metric: validation:accuracy = 0.93 (threshold 0.8)" in message["Message"]
     assert "instance ai-new replacing ai-old: SUCCEEDED" in message["Message"]
+    assert f"Model package: {world.spec.model_package} version 1.0 patch {patch}" in message["Message"]
+    assert f"Code package: {world.spec.code_package} version 1.0 patch {CODE_PATCH}" in message["Message"]
 
 
 def test_a_model_skips_training_and_goes_straight_to_compilation(world: World) -> None:
+    world.stub_code_package()
     world.put_model()
     world.compile(1)
     world.stub_registration(1, new_package=True)
@@ -468,6 +498,7 @@ def test_a_model_skips_training_and_goes_straight_to_compilation(world: World) -
 
 
 def test_an_existing_training_job_skips_training_and_goes_straight_to_compilation(world: World) -> None:
+    world.stub_code_package()
     sagemaker = clients.sagemaker()
     sagemaker.create_training_job(
         TrainingJobName="people-classifier-2026-05-30",
@@ -509,7 +540,36 @@ def test_an_invalid_input_fails_the_run_before_anything_starts(world: World) -> 
     assert [m["Subject"] for m in world.messages()] == [f"[panopipe-dev] run {RUN} FAILED"]
 
 
+def test_a_code_package_never_registered_fails_the_run_before_training(world: World) -> None:
+    """ValidateInput looks the code package up first thing: no run trains for hours, then cannot deploy."""
+    world.stub.add_response(
+        "describe_package",
+        {**world.package(), "PackageId": "pkg-code", "PackageName": world.spec.code_package},
+        {"PackageId": f"packageName/{world.spec.code_package}"},
+    )
+    world.stub.add_client_error(
+        "describe_package_version",
+        "ResourceNotFoundException",
+        "no version",
+        404,
+        expected_params={"PackageId": "pkg-code", "PackageVersion": world.spec.package_version},
+    )
+
+    run = world.run({"dataset": DATASET})
+
+    assert (run.status, run.error) == ("FAILED", "InvalidInput")
+    assert run.cause == (
+        f"code package {world.spec.code_package} {world.spec.package_version} has no registered version: "
+        "run `panopipe package-app --config <file>`"
+    )
+    assert run.path == ["Start", *failed_at("ValidateInput")]
+    assert training_jobs() == []
+    (message,) = world.messages()
+    assert "panopipe package-app" in message["Message"]
+
+
 def test_a_failed_training_job_fails_the_run_with_its_reason(world: World) -> None:
+    world.stub_code_package()
     reason = "AlgorithmError: ClientError: no .rec file found in the train channel"
     world.train(1, status="Failed", reason=reason)
 
@@ -537,6 +597,7 @@ def test_a_failed_training_job_fails_the_run_with_its_reason(world: World) -> No
 
 
 def test_a_metric_below_the_gate_fails_the_run_before_compilation(world: World) -> None:
+    world.stub_code_package()
     world.train(0, metric=0.5)
 
     run = world.run({"dataset": DATASET})
@@ -545,10 +606,11 @@ def test_a_metric_below_the_gate_fails_the_run_before_compilation(world: World) 
     assert run.cause == "metric validation:accuracy = 0.5 below threshold 0.8"
     assert run.path[-6:] == ["CheckTraining", "Training still in progress?", *failed_at("Evaluate")]
     assert clients.sagemaker().list_compilation_jobs()["CompilationJobSummaries"] == []
-    assert world.calls == [], "nothing reached Panorama"
+    assert [name for name, _ in world.calls] == ["DescribePackage", "DescribePackageVersion"], "only the code lookup"
 
 
 def test_a_failed_compilation_fails_the_run_with_the_reason_verbatim(world: World) -> None:
+    world.stub_code_package()
     reason = (
         "ClientError: InputConfiguration: Framework cannot load MXNET model. "
         "Please make sure data_shape={'data': [1, 3, 224, 224]} is correct"
@@ -574,6 +636,7 @@ def test_a_failed_compilation_fails_the_run_with_the_reason_verbatim(world: Worl
 
 
 def test_a_failed_package_registration_fails_the_run(world: World) -> None:
+    world.stub_code_package()
     description = "Invalid model descriptor: framework version 1.9 is not supported"
     world.put_model()
     world.compile(0)
@@ -594,6 +657,7 @@ def test_a_failed_package_registration_fails_the_run(world: World) -> None:
 
 
 def test_a_failed_deployment_is_rolled_back_to_the_last_good_one_and_the_run_fails(world: World) -> None:
+    world.stub_code_package()
     name = world.spec.instance_name(DEVICE)
     good_graph = documents.graph(
         world.spec,
@@ -681,6 +745,7 @@ def test_a_failed_deployment_is_rolled_back_to_the_last_good_one_and_the_run_fai
     ("operation", "step"), [("describe_package_version", "CheckRegistration"), ("list_devices", "Deploy")]
 )
 def test_a_throttled_call_is_retried_by_the_state_machine(world: World, operation: str, step: str) -> None:
+    world.stub_code_package()
     world.throttled.add(operation)  # its first answer is a ThrottlingException (HTTP 400)
     world.put_model()
     world.compile(0)
@@ -696,6 +761,7 @@ def test_a_throttled_call_is_retried_by_the_state_machine(world: World, operatio
 
 
 def test_a_loop_past_its_deadline_times_out_and_stops_the_job(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.stub_code_package()
     world.put_model()
     world.compile(10**6)  # never done
     sagemaker = clients.sagemaker()
@@ -717,6 +783,7 @@ def test_a_loop_past_its_deadline_times_out_and_stops_the_job(world: World, monk
 
 
 def test_a_deployment_past_its_deadline_is_rolled_back(world: World) -> None:
+    world.stub_code_package()
     world.put_model()
     world.compile(0)
     world.stub_registration(0)
@@ -750,6 +817,7 @@ def test_start_steps_rerun_with_the_same_input_start_nothing_twice(
 ) -> None:
     world.train(0)
     invoke = world.interpreter.invoke
+    world.stub_code_package()
     state = invoke("ValidateInput", {"input": {"dataset": DATASET}, "run": {"name": RUN, "started": "t"}})
 
     trained = [invoke("StartTraining", state) for _ in range(2)]  # the second create answers ResourceInUse
@@ -788,6 +856,7 @@ def test_start_steps_rerun_with_the_same_input_start_nothing_twice(
 def test_a_start_step_retried_after_its_job_was_created_adopts_it(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    world.stub_code_package()
     real = training.start_training
     lost: list[Exception] = [TransientError("ReadTimeoutError: the response to CreateTrainingJob was lost")]
 

@@ -1,17 +1,23 @@
-"""validate_input: the three sources against moto's S3 and SageMaker, and the inputs it refuses."""
+"""validate_input: the three sources against moto's S3 and SageMaker, the inputs it refuses, and the
+code package it requires registered (Panorama through a Stubber on the carried model)."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
 from lambda_handlers import validate_input
 from lambda_handlers.errors import InvalidInput
-from lambda_handlers.settings import ARTIFACTS_BUCKET, DATA_BUCKET, install
+from lambda_handlers.settings import ARTIFACTS_BUCKET, DATA_BUCKET, MANIFEST_TEMPLATE_KEY, install
+from lambda_handlers.state import PackageRef
 from tests.handlers.conftest import REGION, make_settings, manifest_lines, recordio, sagemaker_backend
+from tests.handlers.test_package_registration import SPEC, TEMPLATE_KEY, template_document
 
 DATA = "aws-panorama-panopipe-dev-data-123456789012-us-east-1"
 ARTIFACTS = "aws-panorama-panopipe-dev-artifacts-123456789012-us-east-1"
@@ -19,12 +25,21 @@ ELSEWHERE = "aws-panorama-someone-else"  # a Panorama-readable bucket that is no
 PLAIN = "my-plain-models"  # a bucket without aws-panorama in its name
 RUN = {"name": "ds-d1-0123456789ab", "started": "2026-11-30T10:00:00Z"}
 MODEL_URI = f"s3://{ARTIFACTS}/imported/resnet/model.tar.gz"
+CODE_PATCH = "c" * 64
+CODE_PACKAGE: PackageRef = {
+    "package_id": "package-code",
+    "package_name": SPEC.code_package,
+    "package_version": SPEC.package_version,
+    "patch_version": CODE_PATCH,
+}
 
 
 @pytest.fixture
 def s3(aws: None, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The buckets and data; the code package is taken as registered (its own tests are at the end)."""
     monkeypatch.setenv(DATA_BUCKET, DATA)
     monkeypatch.setenv(ARTIFACTS_BUCKET, ARTIFACTS)
+    monkeypatch.setattr(validate_input, "registered_code_package", lambda: CODE_PACKAGE)
     client = boto3.client("s3", region_name=REGION)
     for bucket in (DATA, ARTIFACTS, ELSEWHERE, PLAIN):
         client.create_bucket(Bucket=bucket)
@@ -429,3 +444,114 @@ def test_script_mode_counts_nothing_and_refuses_a_manifest(s3: Any) -> None:
     install(make_settings(config="tests/configs/script.yaml"))
     assert run({"dataset": f"s3://{DATA}/datasets/d1/"})["source"]["train_records"] is None
     assert "script mode trains from S3 prefixes" in refused({"dataset": f"s3://{DATA}/datasets/m1/train.manifest"})
+
+
+# --- the code package the run will deploy: registered, or the run is refused now ---------------------
+
+
+@pytest.fixture
+def template(aws: None, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Only the stored manifest template (which names the code package and its version)."""
+    monkeypatch.setenv(DATA_BUCKET, DATA)
+    monkeypatch.setenv(ARTIFACTS_BUCKET, ARTIFACTS)
+    monkeypatch.setenv(MANIFEST_TEMPLATE_KEY, TEMPLATE_KEY)
+    client = boto3.client("s3", region_name=REGION)
+    for bucket in (DATA, ARTIFACTS):
+        client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=ARTIFACTS, Key=TEMPLATE_KEY, Body=json.dumps(template_document(SPEC)).encode())
+    client.put_object(Bucket=ARTIFACTS, Key="imported/resnet/model.tar.gz", Body=b"model")
+    return client
+
+
+def _code_package(stub: Stubber, status: str | None, description: str | None = None) -> None:
+    """DescribePackage by name, then DescribePackageVersion without a patch (the latest); None: never registered."""
+    by_name = {"PackageId": f"packageName/{SPEC.code_package}"}
+    stub.add_response(
+        "describe_package",
+        {
+            "PackageId": "package-code",
+            "PackageName": SPEC.code_package,
+            "Arn": f"arn:aws:panorama:{REGION}:123456789012:package/package-code",
+            "StorageLocation": {
+                "Bucket": "store",
+                "BinaryPrefixLocation": "b",
+                "ManifestPrefixLocation": "m",
+                "GeneratedPrefixLocation": "g",
+                "RepoPrefixLocation": "r",
+            },
+            "CreatedTime": "2026-01-01T00:00:00Z",
+            "Tags": {},
+        },
+        by_name,
+    )
+    latest = {"PackageId": "package-code", "PackageVersion": SPEC.package_version}
+    if status is None:
+        stub.add_client_error(
+            "describe_package_version",
+            "ResourceNotFoundException",
+            "no version",
+            404,
+            expected_params=latest,
+            modeled_fields={"Message": "no version", "ResourceId": "package-code", "ResourceType": "PackageVersion"},
+        )
+        return
+    described = {
+        "IsLatestPatch": True,
+        "PackageId": "package-code",
+        "PackageName": SPEC.code_package,
+        "PackageVersion": SPEC.package_version,
+        "PatchVersion": CODE_PATCH,
+        "Status": status,
+        **({"StatusDescription": description} if description else {}),
+    }
+    stub.add_response("describe_package_version", described, latest)
+
+
+def test_the_registered_code_package_is_recorded_for_the_deploy_step(template: Any, stub: Stubber) -> None:
+    _code_package(stub, "REGISTER_COMPLETED")
+    state = validate_input.validate_input({"input": {"model": MODEL_URI}, "run": RUN})
+    assert state["code_package"] == CODE_PACKAGE
+    assert state["source"] == {"kind": "model", "s3_uri": MODEL_URI}
+
+
+def test_a_code_package_never_registered_fails_the_run_before_anything_starts(template: Any, stub: Stubber) -> None:
+    _code_package(stub, None)
+    with pytest.raises(InvalidInput) as caught:
+        validate_input.validate_input({"input": {"model": MODEL_URI}, "run": RUN})
+    assert str(caught.value) == (
+        f"code package {SPEC.code_package} {SPEC.package_version} has no registered version: "
+        "run `panopipe package-app --config <file>`"
+    )
+
+
+def test_a_code_package_that_does_not_exist_is_refused_the_same_way(template: Any, stub: Stubber) -> None:
+    stub.add_client_error(
+        "describe_package",
+        "ResourceNotFoundException",
+        "no package",
+        404,
+        expected_params={"PackageId": f"packageName/{SPEC.code_package}"},
+    )
+    with pytest.raises(InvalidInput, match="has no registered version: run `panopipe package-app"):
+        validate_input.validate_input({"input": {"model": MODEL_URI}, "run": RUN})
+
+
+@pytest.mark.parametrize(
+    ("status", "description", "expected"),
+    [
+        ("REGISTER_PENDING", None, f"its latest patch {CODE_PATCH} is REGISTER_PENDING, not REGISTER_COMPLETED"),
+        ("FAILED", "asset not found", "is FAILED (asset not found), not REGISTER_COMPLETED"),
+    ],
+)
+def test_a_code_package_whose_latest_patch_is_not_completed_is_refused(
+    template: Any, stub: Stubber, status: str, description: str | None, expected: str
+) -> None:
+    _code_package(stub, status, description)
+    with pytest.raises(InvalidInput, match=re.escape(expected)):
+        validate_input.validate_input({"input": {"model": MODEL_URI}, "run": RUN})
+
+
+def test_a_refused_input_asks_nothing_of_panorama(template: Any, stub: Stubber) -> None:
+    """The input is checked first: the Stubber has no answer queued, and none is asked for."""
+    with pytest.raises(InvalidInput, match="does not exist"):
+        validate_input.validate_input({"input": {"model": f"s3://{ARTIFACTS}/missing.tar.gz"}, "run": RUN})
