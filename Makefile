@@ -19,8 +19,9 @@ export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-local: deps ## Main job: start the local AWS, deploy every stack into it, run the pipeline to a deployed app
+local: deps ## Main job: start the local AWS, deploy every stack, register the code package, run to a deployed app
 	$(PYTHON) -m panopipe local up --config $(CONFIG)
+	$(PYTHON) -m panopipe package-app --config $(CONFIG)
 	$(PYTHON) -m panopipe run --config $(CONFIG)
 	@echo "The local AWS keeps running (runs: make local-run, .venv/bin/python -m panopipe status); stop it with: make local-down"
 

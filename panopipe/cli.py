@@ -15,6 +15,7 @@ the code that says what kind it is (:mod:`panopipe.exit_codes`, listed by ``--he
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -239,28 +240,237 @@ def watch(
 
 @app.command(epilog=exit_codes.HELP)
 def status(config: ConfigOption = DEFAULT_CONFIG) -> None:
-    """The newest runs of the environment's pipeline."""
+    """The newest runs of the environment's pipeline, with the model and code package versions each deployed."""
     from panopipe import runs
 
     loaded = _config(_config_path(config))
     with _local_endpoint():
         try:
             target = runs.find_target(loaded)
-            recent = runs.recent_runs(target)
+            recent = runs.recent_runs(target, packages=True)
         except runs.RunError as error:
             _fail(str(error), error.exit_code)
     if not recent:
         console.print(f"{loaded.project}-{loaded.environment}: no run yet (start one with panopipe run)")
         return
-    table = Table(title=f"{loaded.project}-{loaded.environment} pipeline runs")
-    for column in ("run", "status", "started", "took"):
-        table.add_column(column, no_wrap=True)
+    from panopipe.config.panorama_spec import package_names
+
+    model_package, code_package = package_names(loaded)
+    table = Table(
+        title=f"{loaded.project}-{loaded.environment} pipeline runs",
+        caption=f"packages: <version> <patch> of {model_package} (model) and {code_package} (code)",
+    )
+    for column in ("run", "status", "started", "took", "packages"):
+        # only "started" wraps on a narrow terminal: names and patch versions are shown whole
+        table.add_column(column, no_wrap=column != "started")
     for item in recent:
         stopped = item.get("stopDate")
         took = f"{(stopped - item['startDate']).total_seconds():.0f} s" if stopped else "running"
         name = item.get("name") or str(item["executionArn"]).rsplit(":", 1)[-1]
-        table.add_row(name, item["status"], f"{item['startDate']:%Y-%m-%d %H:%M:%S}", took)
+        packages = item.get("packages") or {}
+        deployed = [
+            f"{kind} {packages[f'{kind} package']}" for kind in ("model", "code") if f"{kind} package" in packages
+        ]
+        table.add_row(name, item["status"], f"{item['startDate']:%Y-%m-%d %H:%M:%S}", took, "\n".join(deployed) or "-")
     console.print(table)
+
+
+@app.command("package-app", epilog=exit_codes.HELP)
+def package_app(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="the environment whose code package to register (default config/dev.yaml; not with --build-only)",
+        ),
+    ] = None,
+    build_only: Annotated[
+        bool, typer.Option("--build-only", help="build the asset into --output and register nothing (no config)")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option(help="--build-only: folder for <sha256>.tar.gz and code-asset.json")
+    ] = None,
+    cache: Annotated[
+        str | None,
+        typer.Option(
+            help="--build-only: s3://bucket/prefix/ of built assets, keyed by the hash of what goes into the image;"
+            " reused when panorama_app/ is unchanged, else built and stored there"
+        ),
+    ] = None,
+    asset: Annotated[
+        Path | None,
+        typer.Option(help="register the asset a --build-only run left in this folder (no build, no Docker)"),
+    ] = None,
+    role_arn: Annotated[
+        str | None, typer.Option(help="register as this IAM role (e.g. the environment account's deploy role)")
+    ] = None,
+) -> None:
+    """Build the code package's container asset (arm64, from panorama_app/Dockerfile) and register it.
+
+    Building needs Docker with buildx and arm64 emulation; while the local AWS runs, the asset is built
+    without Docker (the application files, marked as a local build). Forms: `package-app --config C`
+    (build, register, wait); `package-app --build-only --output DIR [--cache s3://B/P/]`;
+    `package-app --config C --asset DIR` (register a built asset). A patch version registered before is
+    not uploaded again; patch versions beyond runs.keep_package_versions are deregistered, never one a
+    device's last good deployment runs.
+    """
+    from panopipe import code_package, runs
+
+    _check_package_app_options(config, build_only, output, cache, asset, role_arn)
+    loaded = None if build_only else _config(_config_path(config or DEFAULT_CONFIG))
+
+    def say(line: str) -> None:
+        console.print(line, highlight=False)
+
+    with _local_endpoint():
+        from panopipe import local_state
+
+        # the local AWS runs nothing and needs no Docker: the application's files, marked as a local build
+        local = local_state.emulator_in_use()
+        builder: code_package.ContainerBuilder = code_package.LocalBuilder() if local else code_package.DockerBuilder()
+        try:
+            if build_only:
+                assert output is not None
+                built = (
+                    code_package.build_cached(builder, ROOT, output, cache, say)
+                    if cache
+                    else code_package.build(builder, ROOT, output)
+                )
+                info = output / code_package.ASSET_INFO
+                say(f"{built.kind} asset {built.path} (source {built.source_sha256[:12]}); described in {info}")
+                return
+            assert loaded is not None
+            if asset is not None:
+                built = code_package.read_asset(asset)
+                if built.kind == "local" and not local:
+                    _fail(
+                        f"--asset {asset}: a local build (no container image, made while the local AWS ran) cannot be"
+                        " registered in AWS: build it with Docker (panopipe package-app --build-only --output DIR)",
+                        exit_codes.USAGE,
+                    )
+            else:
+                say(f"building the code asset ({builder.kind}) …")
+                built = code_package.build(builder, ROOT, Path(tempfile.mkdtemp(prefix="panopipe-code-asset-")))
+            from panopipe.assumed_role import assumed_role
+
+            with assumed_role(role_arn, "package-app", loaded.region):
+                done = code_package.register(loaded, built, say=say)
+        except runs.RunError as error:
+            _fail(str(error), error.exit_code)
+    registration = done.registration
+    for key, value in (
+        ("package", registration.package_name),
+        ("version", registration.package_version),
+        ("patch version", registration.patch_version),
+        ("status", done.status),
+    ):
+        console.print(f"{key}: {value}", highlight=False)
+    if done.deregistered:
+        say(f"deregistered old patch versions: {', '.join(done.deregistered)}")
+    if done.trim_note:
+        say(done.trim_note)
+
+
+def _check_package_app_options(
+    config: Path | None,
+    build_only: bool,
+    output: Path | None,
+    cache: str | None,
+    asset: Path | None,
+    role_arn: str | None,
+) -> None:
+    """Refuse option combinations ``package-app`` cannot take, before anything is built (exit 2)."""
+    from panopipe.assumed_role import role_arn_problem
+    from panopipe.code_package import parse_cache
+
+    if build_only:
+        if output is None:
+            _fail(
+                "--build-only needs --output DIR: the folder the asset and code-asset.json are written to",
+                exit_codes.USAGE,
+            )
+        given = [name for name, value in (("--config", config), ("--asset", asset), ("--role-arn", role_arn)) if value]
+        if given:
+            _fail(f"--build-only registers nothing: it takes no {' or '.join(given)}", exit_codes.USAGE)
+    else:
+        extra = [name for name, value in (("--output", output), ("--cache", cache)) if value is not None]
+        if extra:
+            _fail(
+                f"{' and '.join(extra)} go with --build-only (to register a built asset: --asset DIR)", exit_codes.USAGE
+            )
+    if output is not None and output.exists() and not output.is_dir():
+        _fail(f"--output {output}: exists and is not a folder", exit_codes.USAGE)
+    if cache is not None:
+        try:
+            parse_cache(cache)
+        except Exception as error:  # RunError: one line
+            _fail(str(error), exit_codes.USAGE)
+    if role_arn is not None and (problem := role_arn_problem(role_arn)):
+        _fail(f"--role-arn {role_arn!r}: {problem}", exit_codes.USAGE)
+
+
+def _output_option(variable: str, output: str) -> Any:
+    return typer.Option(envvar=variable, help=f"the stage's {output} stack output (default: ${variable})")
+
+
+@app.command("verify-stage", epilog=exit_codes.HELP)
+def verify_stage(
+    state_machine_arn: Annotated[str | None, _output_option("STATE_MACHINE_ARN", "StateMachineArn")] = None,
+    data_bucket: Annotated[str | None, _output_option("DATA_BUCKET", "DataBucketName")] = None,
+    artifacts_bucket: Annotated[str | None, _output_option("ARTIFACTS_BUCKET", "ArtifactsBucketName")] = None,
+    access_logs_bucket: Annotated[str | None, _output_option("ACCESS_LOGS_BUCKET", "AccessLogsBucketName")] = None,
+    role_arn: Annotated[
+        str | None, typer.Option(help="check as this IAM role (the delivery pipeline: the stage's verify role)")
+    ] = None,
+    smoke_model: Annotated[
+        str | None,
+        typer.Option(help="then start a run from this key of the data bucket (a small model.tar.gz) and wait for it"),
+    ] = None,
+    smoke_timeout_minutes: Annotated[
+        int, typer.Option(min=5, max=480, help="how long the smoke run may take before the check fails")
+    ] = 60,
+    smoke_run_name: Annotated[str | None, typer.Option(help="the smoke run's name (default smoke-<UTC time>)")] = None,
+) -> None:
+    """Check a deployed environment: the state machine ACTIVE, the three buckets there and versioned.
+
+    The delivery pipeline runs it after each stage deploys, with the stage's stack outputs in the
+    environment; by hand, pass them (or export the variables). With --smoke-model it then starts a
+    run and fails unless it SUCCEEDS within --smoke-timeout-minutes. Exit 1 when anything is wrong.
+    """
+    from panopipe import runs, stage_check
+    from panopipe.assumed_role import assumed_role, role_arn_problem
+
+    if role_arn is not None and (problem := role_arn_problem(role_arn)):
+        _fail(f"--role-arn {role_arn!r}: {problem}", exit_codes.USAGE)
+    given = {
+        "STATE_MACHINE_ARN": state_machine_arn,
+        "DATA_BUCKET": data_bucket,
+        "ARTIFACTS_BUCKET": artifacts_bucket,
+        "ACCESS_LOGS_BUCKET": access_logs_bucket,
+    }
+
+    def say(line: str) -> None:
+        console.print(line, highlight=False)
+
+    with _local_endpoint():
+        try:
+            outputs = stage_check.StageOutputs.from_variables({k: v for k, v in given.items() if v})
+            with assumed_role(role_arn, "verify-stage", outputs.region):
+                problems = stage_check.check_stage(outputs)
+                if problems:
+                    _fail("the stage is not ready:\n" + "\n".join(f"  - {p}" for p in problems), exit_codes.RUN_FAILED)
+                say(
+                    f"state machine {outputs.state_machine_arn} ACTIVE; buckets {', '.join(outputs.buckets.values())}"
+                    " exist and are versioned"
+                )
+                if smoke_model:
+                    arn = stage_check.smoke_run(
+                        outputs, smoke_model, timeout_seconds=smoke_timeout_minutes * 60, name=smoke_run_name, say=say
+                    )
+                    say(f"smoke run SUCCEEDED: {arn}")
+        except runs.RunError as error:
+            _fail(str(error), error.exit_code)
 
 
 local_app = typer.Typer(

@@ -23,7 +23,8 @@ HELP = "\n".join(
     [
         "Exit codes:",
         f"{SUCCESS}    success (a watched run SUCCEEDED)",
-        f"{RUN_FAILED}    the run ended FAILED, TIMED_OUT or ABORTED",
+        f"{RUN_FAILED}    the run ended FAILED, TIMED_OUT or ABORTED; a package registration FAILED;"
+        " verify-stage found the stage not ready, or its smoke run did not succeed",
         f"{USAGE}    usage or input error: bad option or option combination, missing or invalid config file,"
         " malformed or unknown execution ARN, invalid data set name or folder; AWS not ready or refusing"
         " (no region or credentials, pipeline not deployed, AWS or the local AWS unreachable, access denied,"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from local_aws.emulator_process import read_state
+from local_aws.emulator_process import control, read_state
 from panopipe.project import ROOT
 
 #: In the project, wherever the command runs from (one emulator per checkout).
@@ -39,3 +39,18 @@ def restore(saved: dict[str, str | None]) -> None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+def emulator_in_use() -> bool:
+    """Whether this process's AWS endpoint (``AWS_ENDPOINT_URL``) is the local emulator (its health route answers).
+
+    Set by :func:`apply_endpoint`, or by whoever started the emulator (a test, a script).
+    """
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return False
+    try:
+        control(endpoint, "health", timeout=3)
+    except (OSError, ValueError):
+        return False
+    return True

@@ -110,3 +110,73 @@ def test_a_smoke_run_still_running_at_the_timeout_fails_the_check_and_is_left_ru
     outputs = StageOutputs.from_variables(deployed_stage(waits))
     with pytest.raises(CheckFailed, match=r"^smoke run smoke-3 still RUNNING after 0 s \(left running: arn:aws:states"):
         smoke_run(outputs, "smoke/model.tar.gz", timeout_seconds=0.2, name="smoke-3", interval=0.05, say=lambda _: None)
+
+
+# --- the command ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def command_env(aws: None, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No local AWS, none of the output variables from the shell running the tests; credentials for STS."""
+    from panopipe import local_state
+
+    monkeypatch.setattr(local_state, "STATE_FILE", tmp_path_factory.mktemp("state") / "local.json")
+    for name in OUTPUT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+def _verify(*arguments: str, env: dict[str, str] | None = None) -> Any:
+    from typer.testing import CliRunner
+
+    from panopipe.cli import app
+
+    return CliRunner().invoke(app, ["verify-stage", *arguments], env=env)
+
+
+def test_verify_stage_reads_the_outputs_from_the_environment_and_assumes_the_role(command_env: None) -> None:
+    role = "arn:aws:iam::123456789012:role/panopipe-dev-delivery-verify"
+    result = _verify("--role-arn", role, "--smoke-model", "smoke/model.tar.gz", env=deployed_stage())
+    assert result.exit_code == 0, result.output
+    assert "ACTIVE; buckets aws-panorama-panopipe-dev-data-" in result.stdout
+    assert f"from s3://{BUCKETS['DATA_BUCKET']}/smoke/model.tar.gz" in result.stdout
+    assert "smoke run SUCCEEDED: arn:aws:states:us-east-1:123456789012:execution:panopipe-dev-pipeline:smoke-" in (
+        result.stdout
+    )
+
+
+def test_verify_stage_takes_the_outputs_as_options_too(command_env: None) -> None:
+    variables = deployed_stage()
+    options = [f"--{name.lower().replace('_', '-')}" for name in OUTPUT_VARIABLES]
+    result = _verify(
+        *[v for option, name in zip(options, OUTPUT_VARIABLES, strict=True) for v in (option, variables[name])]
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_verify_stage_fails_with_every_problem(command_env: None) -> None:
+    result = _verify(env=deployed_stage(versioned=False))
+    assert result.exit_code == exit_codes.RUN_FAILED
+    assert "the stage is not ready:" in result.stderr
+    assert result.stderr.count("has versioning never enabled, not Enabled") == 3
+
+
+def test_verify_stage_fails_when_the_smoke_run_fails(command_env: None) -> None:
+    result = _verify("--smoke-model", "smoke/model.tar.gz", "--smoke-run-name", "smoke-1", env=deployed_stage(FAILS))
+    assert result.exit_code == exit_codes.RUN_FAILED
+    assert "smoke run smoke-1 FAILED" in result.stderr and "no such model" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        ([], "STATE_MACHINE_ARN, DATA_BUCKET, ARTIFACTS_BUCKET, ACCESS_LOGS_BUCKET not set"),
+        (["--role-arn", "verify"], "--role-arn 'verify': "),
+        (["--smoke-timeout-minutes", "1"], "--smoke-timeout-minutes"),  # typer: not in the range 5<=x<=480
+    ],
+)
+def test_verify_stage_refuses_what_it_cannot_use(command_env: None, arguments: list[str], said: str) -> None:
+    result = _verify(*arguments)
+    assert result.exit_code == exit_codes.USAGE
+    assert said in result.output

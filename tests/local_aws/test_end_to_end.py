@@ -2,8 +2,9 @@
 state machine runs the real handlers there (the issue's three runs, in order):
 
 1. a data set run, started by its ``_READY`` marker (S3 → EventBridge → Trigger), to SUCCEEDED with
-   at least two polls in every wait loop: the package version is registered and the application
-   instance runs on the device;
+   at least two polls in every wait loop: the model package version is registered, the code package
+   version that ``panopipe package-app`` registered is pinned, and the application instance runs on
+   the device;
 2. a run whose deployment fails on the device: it rolls back to run 1's manifest and fails;
 3. another run that succeeds and replaces the instance running on the device.
 """
@@ -48,6 +49,9 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulato
             for name, value in aws.env().items():
                 patch.setenv(name, value)
             local_mode.deploy(aws.endpoint, "us-east-1", CONFIG, poll_seconds=1, say=lambda _: None)
+            # the code package, built without Docker and registered by the project (not by the emulator)
+            packaged = CliRunner().invoke(app, ["package-app", "--config", str(CONFIG)])
+            assert packaged.exit_code == 0, packaged.output
             yield aws, runs.find_target(load_config(CONFIG, base_dir=ROOT))
     finally:
         patch.undo()
@@ -102,13 +106,19 @@ def test_three_runs_deploy_roll_back_and_replace(deployed: tuple[Emulator, runs.
         PackageId=package["package_id"], PackageVersion="1.0", PatchVersion=package["patch_version"]
     )
     assert version_status["Status"] == "REGISTER_COMPLETED"
+    code = output["code_package"]
+    code_status = client.describe_package_version(
+        PackageId=code["package_id"], PackageVersion="1.0", PatchVersion=code["patch_version"]
+    )
+    assert code_status["Status"] == "REGISTER_COMPLETED" and code_status["IsLatestPatch"]
     (device_record,) = output["deployment"]["devices"]
     first_instance = device_record["instance_id"]
     assert _running()["ApplicationInstanceId"] == first_instance
     model = output["model"]["s3_uri"]
     watched = CliRunner().invoke(app, ["watch", arn, "--config", str(CONFIG)])
     assert watched.exit_code == 0, watched.output
-    for shown in ("CheckTraining ×", "metric: validation:accuracy = ", package["patch_version"], first_instance):
+    shown_facts = ("CheckTraining ×", "metric: validation:accuracy = ", package["patch_version"], code["patch_version"])
+    for shown in (*shown_facts, first_instance):
         assert shown in watched.stdout, shown
     assert "run SUCCEEDED" in watched.stdout
 
@@ -146,6 +156,7 @@ def test_three_runs_deploy_roll_back_and_replace(deployed: tuple[Emulator, runs.
     assert statuses[first_instance] == "REMOVAL_SUCCEEDED"
     listed = CliRunner().invoke(app, ["status", "--config", str(CONFIG)])
     assert listed.exit_code == 0 and all(n in listed.stdout for n in (name, "model-run-fails", "model-run-replaces"))
+    assert f"1.0 {code['patch_version'][:12]}" in listed.stdout, "status shows the code package's version"
     print(f"\nthree local runs in {time.monotonic() - started:.1f} s")
 
 
