@@ -49,7 +49,8 @@ def assumed_role(role_arn: str | None, purpose: str, region: str | None = None) 
     import boto3
 
     with aws_errors(f"assuming the role {role_arn}"):
-        sts = boto3.client("sts", region_name=region)
+        # a fresh session: the default one keeps whatever credentials it resolved first
+        sts = boto3.session.Session().client("sts", region_name=region)
         credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name(purpose))["Credentials"]
     values = (credentials["AccessKeyId"], credentials["SecretAccessKey"], credentials["SessionToken"])
     saved = {name: os.environ.get(name) for name in (*_CREDENTIALS, "AWS_PROFILE")}

@@ -116,6 +116,7 @@ def test_stage_files_are_checked_and_their_problems_named_with_the_stage() -> No
             {"config": "config/dev.yaml", "account": "222222222222", "region": "eu-central-1"},
             {"config": "config/example.yaml"},
             {"config": "config/example.yaml"},
+            {"config": "config/example.yaml", "account": "123456789012", "region": "us-east-1"},
         ]
     )
     assert problems(data) == [
@@ -129,6 +130,8 @@ def test_stage_files_are_checked_and_their_problems_named_with_the_stage() -> No
         "(the pipeline deploys to a known environment)",
         "stages[4] (config/dev.yaml) region = 'eu-central-1': AWS Panorama is available only in us-east-1, "
         "us-west-2, ca-central-1, eu-west-1, ap-southeast-1, ap-southeast-2",
+        "stages[7].region = 'us-east-1': config/example.yaml sets region 'us-west-2' already: say it in one place "
+        "(the stage's steps, e.g. panopipe package-app, read the environment from the file)",
         "stages[6] = 'config/example.yaml': environment 'prod' is already stage 5: each stage deploys its own",
     ]
 

@@ -226,6 +226,33 @@ def test_the_verify_role_can_read_but_not_change_the_stage(synthesized: Synthesi
     ]
 
 
+def test_the_code_package_role_holds_what_package_app_calls_and_no_more(synthesized: Synthesized) -> None:
+    """The calls of ``panopipe package-app --asset`` (tests/test_code_package.py), by statement."""
+    statements = _role_statements(synthesized, DEV, "DeliveryAccess", "panopipe-dev-delivery-code-package")
+    by_sid = {s["Sid"]: sorted([s["Action"]] if isinstance(s["Action"], str) else s["Action"]) for s in statements}
+    assert by_sid == {
+        "RegisterCodePackage": [
+            "panorama:DeregisterPackageVersion",
+            "panorama:DescribePackage",
+            "panorama:DescribePackageVersion",
+            "panorama:RegisterPackageVersion",
+        ],
+        "CreatePackage": ["panorama:CreatePackage"],
+        "WritePackageStorage": ["s3:GetObject", "s3:PutObject", "s3:PutObjectAcl"],
+        "ListArtifacts": ["s3:ListBucket"],
+        "ReadLastGoodPins": ["s3:GetObject"],
+        "PackageHistory": ["s3:GetObject", "s3:PutObject"],
+        "UseArtifactsKey": ["kms:Decrypt", "kms:GenerateDataKey"],
+    }
+    artifacts = "arn:aws:s3:::aws-panorama-panopipe-dev-artifacts-222222222222-us-west-2"
+    resources = {s["Sid"]: s["Resource"] for s in statements}
+    assert resources["ReadLastGoodPins"] == f"{artifacts}/deployments/*"
+    assert resources["PackageHistory"] == f"{artifacts}/panorama/package-history/*"
+    assert next(s for s in statements if s["Sid"] == "UseArtifactsKey")["Condition"] == {
+        "ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/panopipe-dev-data"}
+    }
+
+
 def _path_free(template: dict[str, Any]) -> dict[str, Any]:
     """The template with the logical ids CDK derives from the construct path (event-rule permissions) masked."""
     text = json.dumps(mask_asset_hashes(template), sort_keys=True)

@@ -185,6 +185,17 @@ def _stage(index: int, entry: StageEntry, root: Path, problems: list[Problem]) -
     except ConfigError as error:
         problems.extend(Problem(f"{where} ({entry.config}) {p.field}", p.value, p.rule) for p in error.problems)
         return None
+    if conflicts := _overridden(file, overrides):
+        problems.extend(
+            Problem(
+                f"{where}.{field}",
+                overrides[field],
+                f"{entry.config} sets {field} {own!r} already: say it in one place (the stage's steps, "
+                "e.g. panopipe package-app, read the environment from the file)",
+            )
+            for field, own in conflicts
+        )
+        return None
     for field in ("account", "region"):
         if getattr(config, field) is None:
             problems.append(
@@ -196,6 +207,13 @@ def _stage(index: int, entry: StageEntry, root: Path, problems: list[Problem]) -
                 )
             )
     return DeliveryStage(entry, config, PurePosixPath(entry.config).as_posix())
+
+
+def _overridden(file: Path, overrides: dict[str, str]) -> list[tuple[str, Any]]:
+    """The (field, the file's own value) that ``overrides`` would replace with a different value."""
+    data = read_yaml(file)
+    own = data if isinstance(data, dict) else {}
+    return [(f, own[f]) for f, value in overrides.items() if own.get(f) is not None and str(own[f]) != value]
 
 
 def _cross_stage_problems(stages: list[tuple[int, DeliveryStage]]) -> list[Problem]:

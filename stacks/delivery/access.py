@@ -109,8 +109,15 @@ class DeliveryAccessStack(Stack):
                 "(one object per device under this prefix)",
             ),
             Allow(
-                "DecryptArtifacts",
-                ("kms:Decrypt",),
+                "PackageHistory",
+                ("s3:GetObject", "s3:PutObject"),
+                (f"arn:{self.partition}:s3:::{artifacts}/panorama/package-history/*",),
+                "the registered patch versions of each package (what is trimmed), one object per package "
+                "under this prefix, as the pipeline's RegisterPackage step keeps them",
+            ),
+            Allow(
+                "UseArtifactsKey",
+                ("kms:Decrypt", "kms:GenerateDataKey"),
                 (self._arn("kms", "key", "*", ArnFormat.SLASH_RESOURCE_NAME),),
                 "the artifacts bucket's key is in the storage stack; the condition names it by its alias, "
                 "so no cross-stack reference ties this stack to the stateful one",
