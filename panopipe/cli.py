@@ -259,10 +259,12 @@ def status(config: ConfigOption = DEFAULT_CONFIG) -> None:
     table = Table(
         title=f"{loaded.project}-{loaded.environment} pipeline runs",
         caption=f"packages: <version> <patch> of {model_package} (model) and {code_package} (code)",
+        pad_edge=False,
     )
     for column in ("run", "status", "started", "took", "packages"):
-        # only "started" wraps on a narrow terminal: names and patch versions are shown whole
-        table.add_column(column, no_wrap=column != "started")
+        # only "started" wraps (date above time) on an 80-column terminal: names and patches are shown whole
+        wraps = column == "started"
+        table.add_column(column, no_wrap=not wraps, overflow="fold", min_width=8 if wraps else None)
     for item in recent:
         stopped = item.get("stopDate")
         took = f"{(stopped - item['startDate']).total_seconds():.0f} s" if stopped else "running"
@@ -271,7 +273,7 @@ def status(config: ConfigOption = DEFAULT_CONFIG) -> None:
         deployed = [
             f"{kind} {packages[f'{kind} package']}" for kind in ("model", "code") if f"{kind} package" in packages
         ]
-        table.add_row(name, item["status"], f"{item['startDate']:%Y-%m-%d %H:%M:%S}", took, "\n".join(deployed) or "-")
+        table.add_row(name, item["status"], f"{item['startDate']:%m-%d %H:%M:%S}", took, "\n".join(deployed) or "-")
     console.print(table)
 
 

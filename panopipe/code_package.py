@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from lambda_handlers.package_versions import Registration
     from lambda_handlers.state import PackageRef
     from panopipe.config import EnvironmentConfig
+    from panorama_app.manifest.spec import ApplicationSpec
 
 #: The Dockerfile, relative to the build context (the project root: it copies ``panorama_app/...``).
 DOCKERFILE = Path("panorama_app") / "Dockerfile"
@@ -382,25 +383,15 @@ def register(
     """
     import boto3
 
-    from lambda_handlers import package_versions
     from lambda_handlers.aws import panorama
     from panopipe.config.panorama_spec import application_spec
-    from panorama_app.manifest import documents
 
     spec = application_spec(config)
     with aws_errors(f"registering the code package {spec.code_package}"):
         s3 = boto3.client("s3", region_name=config.region)
         panorama.use_client(panorama.new_client(config.region or s3.meta.region_name))
         try:
-            registration = package_versions.register_version(
-                s3,
-                spec.code_package,
-                spec.package_version,
-                package_versions.file_asset(built.path),
-                documents.code_descriptor(),
-                lambda asset_sha, descriptor_sha: documents.code_package(spec, asset_sha, descriptor_sha),
-                reuse=True,
-            )
+            registration = register_code_asset(s3, spec, built.path, reuse=True)
             reused = registration.found is not None
             if reused:
                 patch = registration.patch_version[:12]
@@ -414,6 +405,26 @@ def register(
         finally:
             panorama.use_client(None)
     return Registered(registration, status, reused, deregistered, note)
+
+
+def register_code_asset(s3: S3Client, spec: ApplicationSpec, asset: Path, *, reuse: bool = False) -> Registration:
+    """Upload ``asset`` as the code package's container asset with its descriptor and package.json; register.
+
+    The shared registration (:func:`lambda_handlers.package_versions.register_version`) with the code
+    package's documents; ``reuse`` returns a patch registered before without uploading.
+    """
+    from lambda_handlers import package_versions
+    from panorama_app.manifest import documents
+
+    return package_versions.register_version(
+        s3,
+        spec.code_package,
+        spec.package_version,
+        package_versions.file_asset(asset),
+        documents.code_descriptor(),
+        lambda asset_sha, descriptor_sha: documents.code_package(spec, asset_sha, descriptor_sha),
+        reuse=reuse,
+    )
 
 
 def wait_registered(

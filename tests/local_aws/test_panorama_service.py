@@ -161,14 +161,7 @@ def _wait_registered(pano: Any, package_id: str, patch: str) -> str:
 
 def _registered_code(pano: Any, s3: Any, built: code_package.BuiltAsset) -> PackageRef:
     """The code package registered by the project's shared registration code (as `panopipe package-app` does)."""
-    registration = package_versions.register_version(
-        s3,
-        SPEC.code_package,
-        SPEC.package_version,
-        package_versions.file_asset(built.path),
-        documents.code_descriptor(),
-        lambda asset_sha, descriptor_sha: documents.code_package(SPEC, asset_sha, descriptor_sha),
-    )
+    registration = code_package.register_code_asset(s3, SPEC, built.path)
     status = _wait_registered(pano, registration.package_id, registration.patch_version)
     assert status == "REGISTER_COMPLETED", _describe_version(
         pano, registration.package_id, registration.patch_version
