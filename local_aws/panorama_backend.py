@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from local_aws.appliance import Appliance, ApplianceSettings
 from local_aws.panorama_devices import device_records
 from local_aws.panorama_instances import InstanceOperations
 from local_aws.panorama_records import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Progress
@@ -27,13 +28,24 @@ class PanoramaBackend(InstanceOperations):
         *,
         progress: Progress | None = None,
         devices: Iterable[str] = (),
+        appliance: ApplianceSettings | None = None,
     ) -> None:
-        """A service with these appliances (each a name, or ``id:<device id>``) and no packages yet."""
+        """A service with these appliances (each a name, or ``id:<device id>``) and no packages yet.
+
+        With ``appliance`` the devices run what is deployed to them (``local_aws.appliance``); without,
+        a deployed application only reports RUNNING (fast, for the many tests that deploy).
+        """
         super().__init__(account_id, region, progress)
         self._devices = device_records(devices)
+        self.appliance = Appliance(appliance) if appliance is not None else None
 
     def reset(self) -> None:
-        """Forget packages, application instances and pending failures (devices and settings stay)."""
+        """Forget packages, application instances and pending failures (devices and settings stay).
+
+        The devices' applications stop (the emulator resets, and stops, through this).
+        """
+        if self.appliance is not None:
+            self.appliance.stop_all()
         with self._lock:
             self._packages.clear()
             self._instances.clear()

@@ -15,6 +15,12 @@ a crash (the deployment succeeded, the application does not run): AWS reports bo
 that read only Status would call a crash-looping application a good deployment.
 RemoveApplicationInstance is immediate.
 
+With the local appliance on (``PanoramaBackend(appliance=ApplianceSettings(...))``, as ``panopipe local
+up`` starts it) a deployed instance's application really runs (``local_aws.appliance``): its
+HealthStatus then comes from the process — NOT_AVAILABLE until it reads its first frame, RUNNING while
+it runs, ERROR once it has exited, with the end of its log in the status description — and removing or
+replacing the instance stops it. Off, the application only reports RUNNING (or the injected crash).
+
 Every package version a graph names must have been registered through RegisterPackageVersion, the
 code package's too (``panopipe package-app`` builds and registers it, locally without Docker): a
 version never registered, or named without a patch version while the package has none, is refused
@@ -28,6 +34,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from local_aws.appliance.deployments import deployment_of
 from local_aws.panorama_devices import DeviceOperations
 from local_aws.panorama_errors import ResourceNotFoundException, ValidationException
 from local_aws.panorama_packages import PackageOperations
@@ -149,6 +156,8 @@ class InstanceOperations(PackageOperations, DeviceOperations):
                 uses=uses,
                 fail_reason=failure[1] if failure and not failure[0] else None,
                 crash_reason=failure[1] if failure and failure[0] else None,
+                graph=graph,
+                overrides=override_document,
             )
             if pending is not None and not pending:
                 del self._failures[device_id]
@@ -215,6 +224,9 @@ class InstanceOperations(PackageOperations, DeviceOperations):
         return package.versions.get((version, patch)) if patch is not None else None
 
     def _advance(self, instance: InstanceRecord) -> None:
+        if instance.status == DEPLOYMENT_SUCCEEDED and self.appliance is not None and not instance.crash_reason:
+            self._watch_application(instance)
+            return
         if instance.status == DEPLOYMENT_SUCCEEDED and instance.health == "NOT_AVAILABLE":
             # the application has started on the device: it runs, or it crashed
             instance.health = "ERROR" if instance.crash_reason else "RUNNING"
@@ -241,8 +253,36 @@ class InstanceOperations(PackageOperations, DeviceOperations):
                 replaced.status = REMOVAL_SUCCEEDED
                 replaced.status_description = f"replaced by {instance.instance_id}"
                 replaced.updated = now()
+                if self.appliance is not None:
+                    self.appliance.stop(replaced.instance_id)
         if status != instance.status:
             instance.status, instance.status_description, instance.updated = status, text, now()
+            if status == DEPLOYMENT_SUCCEEDED and self.appliance is not None and not instance.crash_reason:
+                self._start_application(instance)
+
+    def _start_application(self, instance: InstanceRecord) -> None:
+        """The device starts the deployed application (the local appliance); a graph it cannot run: ERROR."""
+        assert self.appliance is not None
+        try:
+            deployment = deployment_of(
+                instance, self._packages, self.store, self._devices[instance.device_id].name, self.region
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            instance.health = "ERROR"
+            instance.status_description = short_text(f"{instance.status_description}; {error}")
+            return
+        self.appliance.start(deployment)
+
+    def _watch_application(self, instance: InstanceRecord) -> None:
+        """HealthStatus from the application's process; an ERROR stays (the device does not restart it)."""
+        assert self.appliance is not None
+        if instance.health == "ERROR":
+            return
+        health, reason = self.appliance.health(instance.instance_id)
+        if health != instance.health:
+            instance.health, instance.updated = health, now()
+            if reason:
+                instance.status_description = short_text(f"{instance.status_description}; {reason}")
 
     def _instance(self, instance_id: str) -> InstanceRecord:
         found = self._instances.get(instance_id)
@@ -311,6 +351,8 @@ class InstanceOperations(PackageOperations, DeviceOperations):
             if instance.status != REMOVAL_SUCCEEDED:
                 instance.status, instance.status_description = REMOVAL_SUCCEEDED, "removed"
                 instance.updated = now()
+            if self.appliance is not None:
+                self.appliance.stop(instance_id)
 
     def list_application_instances(
         self, device_id: str | None = None, status_filter: str | None = None

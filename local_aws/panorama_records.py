@@ -18,9 +18,12 @@ import hashlib
 import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local_aws.panorama_object_store import MotoS3Store
+
+if TYPE_CHECKING:
+    from local_aws.appliance import Appliance
 
 #: moto's default account: what CloudFormation's ``AWS::AccountId`` is in the emulator.
 DEFAULT_ACCOUNT_ID = "123456789012"
@@ -134,6 +137,8 @@ class InstanceRecord:
     status_description: str = "deployment requested"
     updated: dt.datetime = field(default_factory=now)
     describes: int = 0
+    graph: dict[str, Any] | None = None  # the manifest and overrides, for the local appliance
+    overrides: dict[str, Any] | None = None
 
 
 class BackendState:
@@ -149,3 +154,5 @@ class BackendState:
         self._instances: dict[str, InstanceRecord] = {}
         # device id -> (crash?, reason) of the next deployments to fail: DEPLOYMENT_FAILED, or deployed then ERROR
         self._failures: dict[str, list[tuple[bool, str]]] = {}
+        #: The devices run deployed applications when set (``local_aws.appliance``); None: they only report.
+        self.appliance: Appliance | None = None

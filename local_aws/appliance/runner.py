@@ -1,0 +1,272 @@
+"""The local appliance: runs a deployed application instance's code in a process, as a device does.
+
+When the local Panorama service deploys an instance (DEPLOYMENT_SUCCEEDED), the device starts the
+application: the code package's ``/panorama/app.py`` with the real SDK. Here :class:`Appliance`
+extracts the pinned code package version's asset (its ``panorama/`` files) into the instance's folder,
+writes what the ``panoramasdk`` stand-in (``sdk/``) needs — parameter values of the graph with the
+instance's overrides, a frame source per camera, the pinned model asset per model node, the ML
+environment's Python for the model server — and starts ``app.py`` with the project venv's Python,
+the emulator's endpoint and fake credentials (its metrics go to the local CloudWatch).
+
+The instance's HealthStatus comes from that process: NOT_AVAILABLE until the application reads its
+first frame, RUNNING while it runs, ERROR once it has exited (a crash, or any exit: an application
+on a device runs until it is removed) with the end of its log as the reason. Removing or replacing the
+instance stops the process (its whole process group: the model servers too), so does the emulator's
+reset and shutdown; a process whose emulator is gone stops itself.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from local_aws.appliance.graph import GraphPlan
+from panopipe.project import ROOT
+
+LOG = logging.getLogger("local_aws.appliance")
+SDK_DIR = Path(__file__).resolve().parent / "sdk"
+MODEL_SERVER = Path(__file__).resolve().parent / "model_server.py"
+DEFAULT_OUTPUT = ROOT / ".panopipe" / "appliance"
+_CODE_PREFIX = "panorama/"
+_LOG_TAIL = 400
+
+NOT_AVAILABLE, RUNNING, ERROR = "NOT_AVAILABLE", "RUNNING", "ERROR"
+
+
+def _sample_frames(folder: Path, count: int) -> Path:
+    """The sample's camera frames (``panopipe.samples.generate``), written once into ``folder``."""
+    from panopipe.samples.generate import camera_frames
+
+    if not any(folder.glob("*.png")) and not any(folder.glob("*.jpg")):
+        folder.mkdir(parents=True, exist_ok=True)
+        camera_frames(folder, count)
+    return folder
+
+
+@dataclass(frozen=True)
+class ApplianceSettings:
+    """What the local appliance feeds an application, and where its outputs go.
+
+    ``frames``: a video file or an image folder for every camera (None: the sample's generated frames);
+    ``cameras``: per camera node name, overriding ``frames``; ``max_frames``: frames per camera before
+    the cameras go quiet (the outputs are written then); ``output``: the folder of
+    ``<device name>/<instance id>/``; ``ml_python``: the model server's Python (None: the ML
+    environment, made on first use).
+    """
+
+    frames: Path | None = None
+    cameras: Mapping[str, Path] = field(default_factory=dict)
+    max_frames: int = 100
+    output: Path = DEFAULT_OUTPUT
+    ml_python: Path | None = None
+    sample_frames: Callable[[Path, int], Path] = _sample_frames
+
+    def __post_init__(self) -> None:
+        if self.max_frames < 1:
+            raise ValueError("max_frames must be at least 1")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """An instance the device must run: its graph's plan and the assets of its pinned package versions."""
+
+    instance_id: str
+    device_name: str
+    plan: GraphPlan
+    code_asset: bytes
+    model_assets: Mapping[str, bytes]  # model node -> model asset (model.tar.gz)
+    endpoint: str | None  # the emulator's AWS_ENDPOINT_URL (None: no emulator; metrics calls then fail)
+    region: str
+
+
+class _Running:
+    """One instance on the device: its folder, and its process once started."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.process: subprocess.Popen[bytes] | None = None
+        self.failure: str | None = None  # could not start
+        self.stopped = False
+
+
+class Appliance:
+    """Starts, watches and stops the applications of the local Panorama service's devices."""
+
+    def __init__(self, settings: ApplianceSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._running: dict[str, _Running] = {}
+
+    def folder(self, device_name: str, instance_id: str) -> Path:
+        """Where an instance's code, log and HDMI output go."""
+        return self.settings.output / device_name / instance_id
+
+    def start(self, deployment: Deployment) -> Path:
+        """Start the instance's application (in the background: the ML environment may be made first)."""
+        folder = self.folder(deployment.device_name, deployment.instance_id)
+        running = _Running(folder)
+        with self._lock:
+            self._running[deployment.instance_id] = running
+        threading.Thread(
+            target=self._launch, args=(deployment, running), name=f"appliance-{deployment.instance_id}", daemon=True
+        ).start()
+        LOG.info(
+            "local appliance: device %s starts application instance %s (cameras %s); HDMI output, counts and "
+            "the application's log in %s",
+            deployment.device_name,
+            deployment.instance_id,
+            ", ".join(deployment.plan.cameras),
+            folder,
+        )
+        return folder
+
+    def _launch(self, deployment: Deployment, running: _Running) -> None:
+        try:
+            command, env = self._prepare(deployment, running.folder)
+            with self._lock:
+                if running.stopped:
+                    return
+                with open(running.folder / "app.log", "ab") as log:
+                    running.process = subprocess.Popen(
+                        command,
+                        cwd=running.folder / "panorama",
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # a process group: stopping it stops the model servers too
+                    )
+        except Exception as error:
+            LOG.warning("local appliance: instance %s could not start: %s", deployment.instance_id, error)
+            running.failure = f"the application could not start: {error}"
+
+    def _prepare(self, deployment: Deployment, folder: Path) -> tuple[list[str], dict[str, str]]:
+        """Extract the code and models, choose the cameras' frames, write the SDK stand-in's config."""
+        folder.mkdir(parents=True, exist_ok=True)
+        entry = _extract_code(deployment.code_asset, folder)
+        models = {}
+        for node, asset in deployment.model_assets.items():
+            path = folder / "models" / f"{node}.tar.gz"
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(asset)
+            models[node] = str(path)
+        settings = self.settings
+        cameras = []
+        for camera in deployment.plan.cameras:
+            source = settings.cameras.get(camera) or settings.frames
+            if source is None:
+                source = settings.sample_frames(settings.output / "sample-frames", settings.max_frames)
+            cameras.append({"name": camera, "source": str(Path(source).resolve())})
+        ml_python = settings.ml_python
+        if ml_python is None:
+            from local_aws.ml import environment
+
+            ml_python = environment.ensure(lambda text: LOG.info("local appliance: %s", text))
+        config = {
+            "instance": deployment.instance_id,
+            "parameters": deployment.plan.parameters,
+            "cameras": cameras,
+            "video_input": deployment.plan.video_input,
+            "video_outputs": list(deployment.plan.video_outputs),
+            "models": models,
+            "model_python": str(ml_python),
+            "model_server": str(MODEL_SERVER),
+            "output": str(folder),
+            "max_frames": settings.max_frames,
+            "parent_pid": os.getpid(),
+        }
+        (folder / "appliance.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "PYTHONPATH"}
+        if deployment.endpoint is not None:
+            from local_aws.emulator_process import client_env
+
+            env.update(client_env(deployment.endpoint, deployment.region))
+        env.update(
+            {
+                "PYTHONPATH": str(SDK_DIR),
+                "PYTHONUNBUFFERED": "1",
+                "PANOPIPE_APPLIANCE_CONFIG": str(folder / "appliance.json"),
+            }
+        )
+        return [sys.executable, str(entry)], env
+
+    def health(self, instance_id: str) -> tuple[str, str | None]:
+        """(HealthStatus, reason of an ERROR) of the instance's application."""
+        with self._lock:
+            running = self._running.get(instance_id)
+        if running is None:
+            return NOT_AVAILABLE, None
+        if running.failure is not None:
+            return ERROR, running.failure
+        process = running.process
+        if process is None:
+            return NOT_AVAILABLE, None
+        code = process.poll()
+        if code is not None:
+            return ERROR, f"the application exited with code {code}: {_log_tail(running.folder / 'app.log')}"
+        return (RUNNING, None) if (running.folder / "status.json").exists() else (NOT_AVAILABLE, None)
+
+    def stop(self, instance_id: str) -> None:
+        """Stop the instance's application and its model servers (unknown or stopped: nothing)."""
+        with self._lock:
+            running = self._running.pop(instance_id, None)
+            if running is None:
+                return
+            running.stopped = True
+            process = running.process
+        if process is not None and process.poll() is None:
+            _stop_group(process)
+            LOG.info("local appliance: application instance %s stopped", instance_id)
+
+    def stop_all(self) -> None:
+        """Stop every application (emulator reset and shutdown)."""
+        with self._lock:
+            instances = list(self._running)
+        for instance_id in instances:
+            self.stop(instance_id)
+
+
+def _stop_group(process: subprocess.Popen[bytes], timeout: float = 3.0) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _extract_code(asset: bytes, folder: Path) -> Path:
+    """Extract the asset's ``panorama/`` files into ``folder``; return ``panorama/app.py``."""
+    with tarfile.open(fileobj=io.BytesIO(asset), mode="r:*") as archive:
+        members = [m for m in archive.getmembers() if m.name.removeprefix("./").lstrip("/").startswith(_CODE_PREFIX)]
+        for member in members:
+            member.name = member.name.removeprefix("./").lstrip("/")
+        archive.extractall(folder, members=members, filter="data")
+    entry = folder / "panorama" / "app.py"
+    if not entry.is_file():
+        raise FileNotFoundError("the code asset holds no panorama/app.py")
+    return entry
+
+
+def _log_tail(path: Path) -> str:
+    """The last meaningful line of the application's log (a traceback's last line names the error)."""
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        return "no log"
+    lines = [line for line in lines if line]
+    return lines[-1][-_LOG_TAIL:] if lines else "no output"
