@@ -58,6 +58,7 @@ from typing import Any
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from local_aws import moto_patches, sagemaker_job_progress
+from local_aws.appliance import ApplianceSettings
 from local_aws.emulator_process import CONTROL_PREFIX, DEFAULT_REGION, EmulatorState, client_env, write_state
 from local_aws.panorama_backend import PanoramaBackend
 from local_aws.panorama_errors import PanoramaError
@@ -289,6 +290,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sagemaker-describes", type=int, default=SageMakerSettings.in_progress_describes)
     parser.add_argument("--sagemaker-seconds", type=float, default=SageMakerSettings.in_progress_seconds)
     parser.add_argument("--fail-job", action="append", default=[], help="jobs whose name contains this fail")
+    parser.add_argument(
+        "--no-appliance",
+        dest="appliance",
+        action="store_false",
+        help="devices do not run deployed applications (default: they do, see local_aws.appliance)",
+    )
+    parser.add_argument("--appliance-frames", type=Path, help="video file or image folder for every camera")
+    parser.add_argument("--appliance-max-frames", type=int, default=ApplianceSettings.max_frames)
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -311,7 +320,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             in_progress_seconds=args.sagemaker_seconds,
             fail_jobs=set(args.fail_job),
         ),
-        panorama=PanoramaBackend(region=args.region, devices=args.panorama_device or [_DEFAULT_DEVICE]),
+        panorama=PanoramaBackend(
+            region=args.region,
+            devices=args.panorama_device or [_DEFAULT_DEVICE],
+            appliance=ApplianceSettings(frames=args.appliance_frames, max_frames=args.appliance_max_frames)
+            if args.appliance
+            else None,
+        ),
     )
     emulator.start()
     state_file: Path | None = args.state_file.resolve() if args.state_file else None

@@ -106,6 +106,12 @@ class Appliance:
         self.settings = settings
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
+        LOG.info(
+            "local appliance on: devices run deployed applications (%s, %d frames per camera); outputs in %s",
+            f"frames from {settings.frames}" if settings.frames else "the sample's camera frames",
+            settings.max_frames,
+            settings.output / "<device>" / "<application instance id>",
+        )
 
     def folder(self, device_name: str, instance_id: str) -> Path:
         """Where an instance's code, log and HDMI output go."""

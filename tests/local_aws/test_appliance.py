@@ -243,6 +243,24 @@ def test_a_code_asset_without_app_py_cannot_start(tmp_path: Path, fake_model: by
     assert "could not start" in reason and "panorama/app.py" in reason
 
 
+def test_the_emulator_stops_the_applications_when_it_stops(tmp_path: Path, good_code: bytes, fake_model: bytes) -> None:
+    settings = ApplianceSettings(_frames(tmp_path / "frames"), output=tmp_path, ml_python=Path(sys.executable))
+    backend = PanoramaBackend(ACCOUNT, REGION, devices=[DEVICE_NAME], appliance=settings)
+    assert backend.appliance is not None
+    with Emulator(panorama=backend):
+        backend.appliance.start(_deployment("applicationInstance-d", good_code, fake_model))
+        _wait(lambda: backend.appliance and backend.appliance.health("applicationInstance-d")[0] == "RUNNING")
+        process = backend.appliance._running["applicationInstance-d"].process
+    assert process is not None and process.poll() is not None
+
+
+def test_the_emulator_command_runs_the_appliance_unless_told_not_to() -> None:
+    from local_aws.emulator import _parser
+
+    assert _parser().parse_args([]).appliance is True
+    assert _parser().parse_args(["--no-appliance"]).appliance is False
+
+
 # --- in the emulator, with the real model server --------------------------------------------------
 
 
