@@ -15,6 +15,10 @@ class InvalidInput(PipelineError):
     """The execution input names something that cannot be used; nothing has been started."""
 
 
+class PreparationFailed(PipelineError):
+    """The data preparation job failed or was stopped (message: the data set's rejection reason, verbatim)."""
+
+
 class TrainingFailed(PipelineError):
     """SageMaker reported Failed or Stopped for the training job (message: its FailureReason)."""
 

@@ -1,4 +1,4 @@
-"""One poll of a SageMaker job (training or Neo compilation): the part both wait loops share.
+"""One poll of a SageMaker job (processing, training or Neo compilation): the part the wait loops share.
 
 The two APIs spell the same life cycle differently (``Completed`` vs ``COMPLETED``, ``Stopping`` vs
 ``STOPPING``); a :class:`JobKind` names the spellings, and :func:`poll` turns one Describe call
@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from lambda_handlers.aws import clients
 from lambda_handlers.aws.client_errors import ALREADY_EXISTS, SAGEMAKER_NOT_FOUND, error_code
-from lambda_handlers.errors import CompilationFailed, PipelineError, StepTimedOut, TrainingFailed
+from lambda_handlers.errors import CompilationFailed, PipelineError, PreparationFailed, StepTimedOut, TrainingFailed
 from lambda_handlers.state import RunState, past
 
 
@@ -24,7 +24,7 @@ class JobKind:
     """How one kind of SageMaker job is described, stopped and reported."""
 
     noun: str  # "training job"
-    section: Literal["training", "compilation"]  # the run state's section holding job_name and deadline
+    section: Literal["preparation", "training", "compilation"]  # the run state's section: job_name, deadline
     api: str  # "training_job" → describe_training_job / stop_training_job
     name_parameter: str  # "TrainingJobName"
     status_field: str  # "TrainingJobStatus"
@@ -34,6 +34,7 @@ class JobKind:
     running: frozenset[str]
     stoppable: frozenset[str]  # running statuses in which a timeout stops the job
     error: type[PipelineError]
+    has_artifact: bool = True  # a completed job names ModelArtifacts.S3ModelArtifacts (not processing jobs)
 
     def find(self, name: str) -> dict[str, Any] | None:
         """Describe<Kind>Job, or None if there is no such job.
@@ -76,7 +77,7 @@ class JobKind:
 def poll(kind: JobKind, state: RunState, timeout_seconds: int) -> tuple[bool, dict[str, Any]]:
     """(done, job) for the run's job; raises ``kind.error`` on failure, StepTimedOut past the deadline.
 
-    Done means completed with ``ModelArtifacts.S3ModelArtifacts``; a job still running past the
+    Done means completed (with ``ModelArtifacts.S3ModelArtifacts`` where the kind has one); a job still running past the
     section's deadline is stopped (unless already stopping) before StepTimedOut is raised.
     """
     section = state[kind.section]
@@ -84,12 +85,14 @@ def poll(kind: JobKind, state: RunState, timeout_seconds: int) -> tuple[bool, di
     job = kind.describe(name)
     status = job.get(kind.status_field)
     if status == kind.completed:
-        if not (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts"):
+        if kind.has_artifact and not (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts"):
             raise kind.error(f"{kind.noun} {name} completed without ModelArtifacts.S3ModelArtifacts")
         return True, job
     if status in (kind.failed, kind.stopped):
         verb = "failed" if status == kind.failed else "was stopped"
-        raise kind.error(f"{kind.noun} {name} {verb}: {job.get('FailureReason') or 'no FailureReason given'}")
+        # A processing container's own account of the failure is its ExitMessage (/opt/ml/output/message).
+        reasons = [str(job[k]) for k in ("ExitMessage", "FailureReason") if job.get(k)]
+        raise kind.error(f"{kind.noun} {name} {verb}: {'; '.join(reasons) or 'no FailureReason given'}")
     if status not in kind.running:
         raise kind.error(f"{kind.noun} {name} is {status}")
     if past(int(section["deadline"])):
@@ -103,6 +106,21 @@ def poll(kind: JobKind, state: RunState, timeout_seconds: int) -> tuple[bool, di
         raise StepTimedOut(f"{kind.noun} {name} still {status} after the {timeout_seconds} s timeout; {action}")
     return False, job
 
+
+PROCESSING_JOB = JobKind(
+    noun="processing job",
+    section="preparation",
+    api="processing_job",
+    name_parameter="ProcessingJobName",
+    status_field="ProcessingJobStatus",
+    completed="Completed",
+    failed="Failed",
+    stopped="Stopped",
+    running=frozenset({"InProgress", "Stopping"}),
+    stoppable=frozenset({"InProgress"}),
+    error=PreparationFailed,
+    has_artifact=False,
+)
 
 TRAINING_JOB = JobKind(
     noun="training job",

@@ -27,6 +27,8 @@ SAGEMAKER_ROLE_ARN = "SAGEMAKER_ROLE_ARN"
 RUNTIME_ROLE_ARN = "RUNTIME_ROLE_ARN"
 TRAINING_IMAGE = "TRAINING_IMAGE"
 TRAINING_SOURCE = "TRAINING_SOURCE"  # script mode: s3:// URI of the source archive the stack uploaded
+PROCESSING_IMAGE = "PROCESSING_IMAGE"  # the data preparation job's image (a framework image with Pillow)
+PREPARATION_SCRIPT = "PREPARATION_SCRIPT"  # s3:// URI of processing/prepare.py as the stack uploaded it
 TOPIC_ARN = "TOPIC_ARN"
 STATE_MACHINE_ARN = "STATE_MACHINE_ARN"
 MODEL_PACKAGE_NAME = "MODEL_PACKAGE_NAME"
@@ -108,6 +110,27 @@ class Training:
 
 
 @dataclass(frozen=True)
+class Preparation:
+    """Config ``preparation``: the data preparation Processing job (raw image data sets only)."""
+
+    enabled: bool
+    variations_per_image: int
+    variation_kinds: tuple[str, ...]
+    validation_fraction: float
+    seed: int
+    min_images_per_class: int
+    min_image_side: int
+    instance_type: str
+    volume_size_gb: int
+    max_runtime_seconds: int
+
+    @property
+    def timeout_seconds(self) -> int:
+        """The wait loop's timeout (mirrors ``PreparationConfig.timeout_seconds``)."""
+        return self.max_runtime_seconds + 600
+
+
+@dataclass(frozen=True)
 class TargetPlatform:
     """Config ``compilation.target_platform``."""
 
@@ -161,6 +184,7 @@ class StepSettings:
     prefix: str  # <project>-<env>; job and instance names start with it
     model: Model
     training: Training
+    preparation: Preparation
     compilation: Compilation
     devices: tuple[Device, ...]
     runs: Runs

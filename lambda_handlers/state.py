@@ -13,7 +13,7 @@ state machine's Choice reads only that: failures other than a failed deployment 
 from __future__ import annotations
 
 import time
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 IN_PROGRESS = "IN_PROGRESS"
 SUCCEEDED = "SUCCEEDED"
@@ -39,6 +39,10 @@ class DatasetSource(TypedDict):
     s3_data_type: str  # S3Prefix | AugmentedManifestFile (a Ground Truth manifest)
     channels: dict[str, str]  # channel name -> s3:// URI
     train_records: int | None  # samples in the train channel (built-in algorithm: num_training_samples)
+    #: Raw images (``<class>/`` folders, or a Ground Truth manifest): the preparation step makes the
+    #: channels (empty until then); the state machine's "Prepare first?" reads this flag.
+    prepare: NotRequired[bool]
+    raw_manifest: NotRequired[str]  # the raw form's manifest, relative to ``prefix``
 
 
 class ModelSource(TypedDict):
@@ -83,6 +87,17 @@ class MetricResult(TypedDict):
     value: float
     threshold: float
     goal: str
+
+
+class PreparationSection(Loop, total=False):
+    """``preparation``: the Processing job, where it writes, and its report's counts."""
+
+    job_name: str
+    output_uri: str  # s3://<artifacts>/runs/<run>/prepared/
+    images_before: dict[str, int]
+    images_after: dict[str, dict[str, int]]
+    imbalance_ratio: float | None
+    rejected: int
 
 
 class TrainingSection(Loop, total=False):
@@ -169,6 +184,7 @@ class RunState(TypedDict, total=False):
     source: Source
     model: ModelSection
     code_package: PackageRef
+    preparation: PreparationSection
     training: TrainingSection
     compilation: CompilationSection
     package: PackageSection
@@ -181,7 +197,7 @@ class RunState(TypedDict, total=False):
 
 
 #: Sections that run a wait loop.
-LoopName = Literal["training", "compilation", "package", "deployment", "rollback"]
+LoopName = Literal["preparation", "training", "compilation", "package", "deployment", "rollback"]
 
 
 def run_name(state: RunState) -> str:

@@ -170,21 +170,20 @@ def training_request(
     return request  # type: ignore[return-value]
 
 
-def staged_source(uploaded: str, bucket: str) -> str:
-    """The script-mode source archive, copied next to the run's artifacts (once per archive).
+def staged_source(uploaded: str, bucket: str, filename: str = "sourcedir.tar.gz", variable: str = "") -> str:
+    """A CDK asset (the script-mode source archive), copied next to the run's artifacts (once per asset).
 
     The stack uploads the archive as a CDK asset (bootstrap bucket, named by its content hash);
     the SageMaker role reads only the pipeline's own buckets, so the job gets a copy in the
-    artifacts bucket under ``code/<asset name>/sourcedir.tar.gz``.
+    artifacts bucket under ``code/<asset name>/<filename>`` (the preparation script uses it too).
     """
+    variable = variable or settings.TRAINING_SOURCE
     try:
         source_bucket, source_key = split_s3_uri(uploaded)
     except InvalidInput:
-        raise MissingSetting(
-            f"{settings.TRAINING_SOURCE} = {uploaded!r} is not an s3:// object URI; redeploy the stack"
-        ) from None
+        raise MissingSetting(f"{variable} = {uploaded!r} is not an s3:// object URI; redeploy the stack") from None
     name = posixpath.basename(source_key).split(".", 1)[0]
-    key = f"code/{name}/sourcedir.tar.gz"
+    key = f"code/{name}/{filename}"
     s3 = clients.s3()
     try:
         s3.head_object(Bucket=bucket, Key=key)

@@ -8,6 +8,10 @@ The input (``state["input"]``) names exactly one source:
   train channel with ``validation.manifest`` next to it (both non-empty).
   -> ``source = {"kind": "dataset", "uri", "bucket", "prefix", "s3_data_type": "S3Prefix" |
   "ManifestFile", "channels": {"train": <s3 uri>, "validation": <s3 uri>}}``.
+  Raw images instead (no ``train/``/``validation/`` data, but ``<class>/`` folders holding
+  .jpg/.jpeg/.png files; or any ``*.manifest`` but ``train.manifest``: a Ground Truth manifest of
+  images) -> the same kind with ``prepare: true``, empty channels (and ``raw_manifest``): the
+  preparation step makes the channels, if ``preparation.enabled``; otherwise refused.
 - ``{"model": "s3://<data or artifacts bucket>/<key>.tar.gz"}`` with optional ``framework``,
   ``framework_version``, ``input_shape`` and ``input_name`` (defaults: the configured model): a
   model trained elsewhere -> ``source = {"kind": "model", "s3_uri"}`` and ``model``.
@@ -62,6 +66,7 @@ ALLOWED_FIELDS: dict[str, tuple[str, ...]] = {"dataset": (), "model": MODEL_FIEL
 
 CHANNELS = ("train", "validation")
 MANIFEST_SUFFIX = ".manifest"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # what processing/prepare.py reads
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.*)$")
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
@@ -167,11 +172,9 @@ def validate_dataset(value: Any) -> DatasetSource:
         folder, _, name = key.rpartition("/")
         prefix = f"{folder}/" if folder else ""
         if name != f"train{MANIFEST_SUFFIX}":
-            raise invalid(
-                "dataset",
-                value,
-                "a manifest data set is named by its train.manifest, with validation.manifest next to it",
-            )
+            # Any other manifest is a Ground Truth output of raw images: the preparation step splits it.
+            require_object("dataset", value, location, "the Ground Truth manifest")
+            return raw_dataset(value, location.bucket, prefix, manifest=name)
         if settings.current().training.mode == "script":
             raise invalid(
                 "dataset",
@@ -186,13 +189,17 @@ def validate_dataset(value: Any) -> DatasetSource:
     else:
         prefix = key if not key or key.endswith("/") else f"{key}/"
         channels = {channel: S3Location(location.bucket, f"{prefix}{channel}/") for channel in CHANNELS}
+        filled = {c: has_data("dataset", value, location.bucket, at.key) for c, at in channels.items()}
+        if not any(filled.values()) and image_folders(value, location.bucket, prefix):
+            return raw_dataset(value, location.bucket, prefix)
         for channel, channel_location in channels.items():
-            if not has_data("dataset", value, location.bucket, channel_location.key):
+            if not filled[channel]:
                 raise invalid(
                     "dataset",
                     value,
                     f"the {channel} channel {channel_location.uri} holds no data "
-                    f"(a data set needs objects under {', '.join(c + '/' for c in CHANNELS)})",
+                    f"(a prepared data set needs objects under {', '.join(c + '/' for c in CHANNELS)}; "
+                    f"a raw one, <class>/ folders of {'/'.join(IMAGE_SUFFIXES)} images)",
                 )
         data_type = "S3Prefix"
     manifest = data_type == "AugmentedManifestFile"
@@ -205,6 +212,50 @@ def validate_dataset(value: Any) -> DatasetSource:
         "channels": {channel: channel_location.uri for channel, channel_location in channels.items()},
         "train_records": train_records(value, channels["train"], manifest),
     }
+
+
+def image_folders(value: Any, bucket: str, prefix: str) -> list[str]:
+    """The ``<class>/`` folders directly under ``prefix`` that hold at least one image file (raw form)."""
+    s3 = clients.s3()
+    found: list[str] = []
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                folder = common["Prefix"]
+                listed = s3.list_objects_v2(Bucket=bucket, Prefix=folder, MaxKeys=1000).get("Contents", [])
+                if any(item["Key"].lower().endswith(IMAGE_SUFFIXES) for item in listed):
+                    found.append(folder[len(prefix) :].rstrip("/"))
+    except ClientError as error:
+        problem = _access_problem("dataset", value, error)
+        if problem is None:
+            raise
+        raise problem from error
+    return found
+
+
+def raw_dataset(value: Any, bucket: str, prefix: str, manifest: str | None = None) -> DatasetSource:
+    """The ``source`` of raw images that the preparation step turns into channels (if it is on)."""
+    form = f"a Ground Truth manifest ({manifest})" if manifest else "raw images in <class>/ folders"
+    if not settings.current().preparation.enabled:
+        raise invalid(
+            "dataset",
+            value,
+            f"the data set holds {form}, which needs the preparation step, and preparation.enabled is false: "
+            "enable it, or give a prepared data set with train/ and validation/ channels",
+        )
+    source: DatasetSource = {
+        "kind": "dataset",
+        "uri": f"s3://{bucket}/{prefix}{manifest or ''}",
+        "bucket": bucket,
+        "prefix": prefix,
+        "s3_data_type": "S3Prefix",
+        "channels": {},
+        "train_records": None,
+        "prepare": True,
+    }
+    if manifest:
+        source["raw_manifest"] = manifest
+    return source
 
 
 def train_records(value: Any, train: S3Location, manifest: bool) -> int | None:

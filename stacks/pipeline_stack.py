@@ -26,7 +26,7 @@ from stacks.source_archive import write_archive
 from stacks.steps.state_machine import PipelineStateMachine
 from stacks.steps.step_spec import StepResources
 from stacks.storage import Storage
-from stacks.training_image import image_uri, registry_account, training_image
+from stacks.training_image import image_uri, processing_image, registry_account, training_image
 from stacks.triggers import RunTriggers
 
 
@@ -54,7 +54,14 @@ class PipelineStack(Stack):
         buckets = storage.refs_in(self)
         image = training_image(config.training, config.model)
         registry = registry_account(self, image, config.region)
-        self.sagemaker_role = sagemaker_execution_role(self, config, storage, buckets, image, registry)
+        processing = None
+        if config.preparation.enabled:
+            prep_image = processing_image()
+            prep_registry = registry_account(self, prep_image, config.region, "ProcessingImageRegistry", True)
+            processing = (prep_image, prep_registry)
+        self.sagemaker_role = sagemaker_execution_role(
+            self, config, storage, buckets, image, registry, processing=processing
+        )
         resources = StepResources(
             scope=self,
             config=config,
@@ -69,6 +76,10 @@ class PipelineStack(Stack):
             code_package=application.spec.code_package,
             training_image=image_uri(image, registry, config.region or self.region),
             training_source=self._training_source(config),
+            processing_image=image_uri(processing[0], processing[1], config.region or self.region)
+            if processing
+            else None,
+            preparation_script=self._preparation_script() if processing else None,
         )
         self.pipeline = PipelineStateMachine(self, "Pipeline", resources=resources)
         self.triggers = RunTriggers(
@@ -88,6 +99,10 @@ class PipelineStack(Stack):
         CfnOutput(self, "StateMachineName", value=self.pipeline.state_machine.state_machine_name)
         CfnOutput(self, "NotificationTopicArn", value=self.notifications.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=self.monitoring.dashboard_name)
+
+    def _preparation_script(self) -> s3_assets.Asset:
+        """``processing/prepare.py`` as a plain file asset (no bundling): the Processing job's code."""
+        return s3_assets.Asset(self, "PreparationScript", path=str(ROOT / "processing" / "prepare.py"))
 
     def _training_source(self, config: EnvironmentConfig) -> s3_assets.Asset | None:
         """Script mode: the training code as a deterministic tar.gz file asset (built at synth)."""

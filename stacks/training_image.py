@@ -71,6 +71,19 @@ def training_image(training: TrainingConfig, model: ModelConfig) -> TrainingImag
     return TrainingImage(entry["repository"], dict(entry["registries"]), tag)
 
 
+#: The data preparation job's image: the PyTorch training image (CPU) has Python 3.11, numpy and Pillow
+#: (torchvision's dependency), all ``processing/prepare.py`` needs. A fixed version: the script's
+#: environment must not change with the model's framework.
+PROCESSING_FRAMEWORK_VERSION = "2.3.0"
+
+
+def processing_image() -> TrainingImage:
+    """The framework image the preparation Processing job runs ``prepare.py`` in (CPU, Python 3)."""
+    entry = _table("pytorch")["training"]["versions"][PROCESSING_FRAMEWORK_VERSION]
+    tag = f"{PROCESSING_FRAMEWORK_VERSION}-cpu-{newest_python3(entry['py_versions'])}"
+    return TrainingImage(entry["repository"], dict(entry["registries"]), tag)
+
+
 def newest_python3(py_versions: list[str]) -> str:
     """The newest Python 3 the table lists (``py3`` < ``py36`` < ``py37``).
 
@@ -87,13 +100,26 @@ def image_uri(image: TrainingImage, registry: str, region: str) -> str:
     return f"{registry}.dkr.ecr.{region}.amazonaws.com/{image.repository}:{image.tag}"
 
 
-def registry_account(scope: Construct, image: TrainingImage, region: str | None) -> str:
-    """The image's registry account: literal for a fixed region, else a per-region CfnMapping lookup."""
+def registry_account(
+    scope: Construct,
+    image: TrainingImage,
+    region: str | None,
+    mapping_id: str = "TrainingImageRegistry",
+    literal_if_shared: bool = False,
+) -> str:
+    """The image's registry account: literal for a fixed region, else a per-region CfnMapping lookup.
+
+    ``literal_if_shared``: literal also when every Panorama region has the same registry account
+    (the Deep Learning Containers' 763104351884), so no mapping is added for it.
+    """
     if region is not None:
         return image.registry_for(region)
+    accounts = sorted({image.registries[r] for r in PANORAMA_REGIONS if r in image.registries})
+    if literal_if_shared and len(accounts) == 1:
+        return accounts[0]
     mapping = CfnMapping(
         scope,
-        "TrainingImageRegistry",
+        mapping_id,
         mapping={r: {"account": image.registries[r]} for r in PANORAMA_REGIONS if r in image.registries},
     )
     return mapping.find_in_map(Aws.REGION, "account")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ def _steps() -> tuple[StepSpec, ...]:
         deployment_spec,
         notify_spec,
         package_registration_spec,
+        preparation_spec,
         rollback_spec,
         training_spec,
         validate_input_spec,
@@ -32,6 +34,8 @@ def _steps() -> tuple[StepSpec, ...]:
 
     return (
         validate_input_spec.VALIDATE_INPUT,
+        preparation_spec.START_PREPARATION,
+        preparation_spec.CHECK_PREPARATION,
         training_spec.START_TRAINING,
         training_spec.CHECK_TRAINING,
         training_spec.EVALUATE,
@@ -168,6 +172,7 @@ def test_wait_loops_poll_at_the_configured_interval(synthesized: Synthesized) ->
         "Wait for compilation",
         "Wait for deployment",
         "Wait for package",
+        "Wait for preparation",
         "Wait for rollback",
         "Wait for training",
     ]
@@ -183,8 +188,42 @@ def test_wait_loops_poll_at_the_configured_interval(synthesized: Synthesized) ->
 def test_sources_without_training_go_straight_to_compilation(synthesized: Synthesized) -> None:
     states = definition(synthesized)["States"]
     route = states[states["ValidateInput"]["Next"]]
-    assert route["Choices"] == [{"Variable": "$.source.kind", "StringEquals": "dataset", "Next": "StartTraining"}]
+    assert route["Choices"] == [{"Variable": "$.source.kind", "StringEquals": "dataset", "Next": "Prepare first?"}]
     assert route["Default"] == "StartCompilation"
+
+
+def test_raw_image_data_sets_are_prepared_before_training(synthesized: Synthesized) -> None:
+    states = definition(synthesized)["States"]
+    prepare = states["Prepare first?"]
+    assert prepare["Choices"] == [
+        {
+            "And": [
+                {"Variable": "$.source.prepare", "IsPresent": True},
+                {"Variable": "$.source.prepare", "BooleanEquals": True},
+            ],
+            "Next": "StartPreparation",
+        }
+    ]
+    assert prepare["Default"] == "StartTraining"
+    assert states["StartPreparation"]["Next"] == "CheckPreparation"
+    assert states[states["CheckPreparation"]["Next"]]["Default"] == "StartTraining"
+    caught = states["CheckPreparation"]["Catch"]
+    assert caught[0]["ErrorEquals"] == ["States.ALL"] and caught[0]["Next"] == "CheckPreparation failed"
+
+
+def test_without_the_preparation_step_data_sets_go_straight_to_training(tmp_path: Path) -> None:
+    from aws_cdk import App
+    from aws_cdk.assertions import Template
+
+    from stacks.stage import EnvironmentStage
+
+    config = load_config(STAGE_CONFIGS["dev"], base_dir=ROOT, overrides={"preparation.enabled": False})
+    app = App(outdir=str(tmp_path))
+    stage = EnvironmentStage(app, "NoPrep", config=config)
+    template = Template.from_stack(stage.pipeline).to_json()
+    (machine,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    text = json.dumps(machine["Properties"]["DefinitionString"])
+    assert "Prepare first?" not in text and "StartPreparation" not in text
 
 
 def test_failed_deployment_rolls_back_and_the_run_fails(synthesized: Synthesized) -> None:
@@ -318,7 +357,13 @@ def test_star_resources_are_only_where_the_api_has_no_resource_level_permission(
 
 def test_pass_role_only_for_the_two_service_roles_to_their_services(synthesized: Synthesized) -> None:
     passes = [(o, s) for o, s in statements(synthesized) if "iam:PassRole" in _actions(s)]
-    assert sorted(o for o, _ in passes) == ["Deploy", "Rollback", "StartCompilation", "StartTraining"]
+    assert sorted(o for o, _ in passes) == [
+        "Deploy",
+        "Rollback",
+        "StartCompilation",
+        "StartPreparation",
+        "StartTraining",
+    ]
     for owner, statement in passes:
         assert _actions(statement) == ["iam:PassRole"]
         service = "panorama" if owner in ("Deploy", "Rollback") else "sagemaker"
@@ -333,7 +378,13 @@ def test_jobs_are_scoped_to_this_environment(synthesized: Synthesized) -> None:
         for action in _actions(statement):
             if action.startswith("sagemaker:") and owner != "ValidateInput":
                 (resource,) = _resources(statement)
-                assert resource.endswith(("training-job/panopipe-prod-train-*", "compilation-job/panopipe-prod-neo-*"))
+                assert resource.endswith(
+                    (
+                        "processing-job/panopipe-prod-prep-*",
+                        "training-job/panopipe-prod-train-*",
+                        "compilation-job/panopipe-prod-neo-*",
+                    )
+                )
 
 
 def test_no_step_may_delete_data_or_artifacts(synthesized: Synthesized) -> None:
@@ -415,6 +466,21 @@ def test_script_mode_uploads_a_deterministic_source_archive(synthesized: Synthes
 #: every one (IAM is not enforced locally, so this is where a missing grant shows).
 REQUIRED_ACTIONS = {
     "ValidateInput": {"s3:GetObject", "s3:ListBucket", "sagemaker:DescribeTrainingJob"},
+    "StartPreparation": {
+        "sagemaker:CreateProcessingJob",
+        "sagemaker:DescribeProcessingJob",
+        "iam:PassRole",
+        "s3:GetObject",
+        "s3:PutObject",
+        "kms:GenerateDataKey",
+    },
+    "CheckPreparation": {
+        "sagemaker:DescribeProcessingJob",
+        "sagemaker:StopProcessingJob",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "kms:Decrypt",
+    },
     "StartTraining": {"sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "iam:PassRole"},
     "CheckTraining": {"sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"},
     "Evaluate": {"sagemaker:DescribeTrainingJob"},

@@ -65,11 +65,18 @@ def test_sagemaker_role_permissions_are_exactly_these(synthesized: Synthesized) 
         (["s3:AbortMultipartUpload", "s3:PutObject"], f"{artifacts}/*"),
         (
             ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-            [{"Fn::Sub": f"{LOGS}/aws/sagemaker/{group}*"} for group in ("CompilationJobs", "TrainingJobs")],
+            [
+                {"Fn::Sub": f"{LOGS}/aws/sagemaker/{group}*"}
+                for group in ("CompilationJobs", "ProcessingJobs", "TrainingJobs")
+            ],
         ),
         (
             ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
             "arn:aws:ecr:us-west-2:433757028032:repository/image-classification",
+        ),
+        (  # the data preparation job's image (the preparation step is on by default)
+            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            "arn:aws:ecr:us-west-2:763104351884:repository/pytorch-training",
         ),
         (["ecr:GetAuthorizationToken"], "*"),
     ]

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, ValidationInfo, computed_field, field_validator, model_validator
 
 from lambda_handlers import domain
+from panopipe.config.preparation_schema import PreparationConfig
 from panopipe.config.schedule import check_schedule
 from panopipe.config.section_base import ReadOnlyMapping, Section
 from panopipe.config.training_schema import TrainingConfig
@@ -231,6 +232,7 @@ class EnvironmentConfig(Section):
     termination_protection: bool | None = None
     model: ModelConfig
     training: TrainingConfig
+    preparation: PreparationConfig = Field(default_factory=PreparationConfig)
     compilation: CompilationConfig = Field(default_factory=CompilationConfig)
     devices: Annotated[tuple[DeviceConfig, ...], Field(min_length=1)]
     cameras: Annotated[tuple[CameraConfig, ...], Field(min_length=1, max_length=8)]
@@ -271,8 +273,10 @@ class EnvironmentConfig(Section):
     def minimum_run_seconds(self) -> int:
         """Every wait loop at its timeout, the deployment twice (rollback): a run's worst case."""
         runs = self.runs
+        preparation = self.preparation.timeout_seconds if self.preparation.enabled else 0
         return (
-            self.training_timeout_seconds
+            preparation
+            + self.training_timeout_seconds
             + runs.compilation_timeout_seconds
             + runs.registration_timeout_seconds
             + 2 * runs.deployment_timeout_seconds

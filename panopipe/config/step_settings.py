@@ -13,7 +13,9 @@ import json
 from panopipe.config.schema import EnvironmentConfig
 
 #: Sections (and computed fields) of the config the handlers read.
-STEP_SECTIONS = frozenset({"prefix", "model", "training", "compilation", "devices", "runs", "training_timeout_seconds"})
+STEP_SECTIONS = frozenset(
+    {"prefix", "model", "training", "preparation", "compilation", "devices", "runs", "training_timeout_seconds"}
+)
 
 
 def step_settings_json(config: EnvironmentConfig) -> str:

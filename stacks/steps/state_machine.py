@@ -1,6 +1,6 @@
 """The ML pipeline: one Lambda function per step spec, chained by a Step Functions state machine.
 
-validate → [train → wait/check → evaluate] → compile → wait/check → register → wait/check →
+validate → [[prepare → wait/check] → train → wait/check → evaluate] → compile → wait/check → register → wait/check →
 deploy → wait/check → notify; a failed or timed-out deployment rolls back before the failure is
 reported. Every wait loop is Wait + Choice on the section's ``status`` (``lambda_handlers/state.py``):
 no ``.sync`` integrations, which Neo and Panorama do not have.
@@ -32,6 +32,7 @@ from stacks.steps.compilation_spec import CHECK_COMPILATION, START_COMPILATION
 from stacks.steps.deployment_spec import CHECK_DEPLOYMENT, DEPLOY
 from stacks.steps.notify_spec import NOTIFY
 from stacks.steps.package_registration_spec import CHECK_REGISTRATION, REGISTER_PACKAGE
+from stacks.steps.preparation_spec import CHECK_PREPARATION, START_PREPARATION
 from stacks.steps.rollback_spec import CHECK_ROLLBACK, ROLLBACK
 from stacks.steps.step_spec import StepResources, StepSpec, apply_permissions
 from stacks.steps.training_spec import CHECK_TRAINING, EVALUATE, START_TRAINING
@@ -102,6 +103,10 @@ class PipelineStateMachine(Construct):
         }
         if r.training_source is not None:
             values[settings.TRAINING_SOURCE] = r.training_source.s3_object_url
+        if r.processing_image is not None:
+            values[settings.PROCESSING_IMAGE] = r.processing_image
+        if r.preparation_script is not None:
+            values[settings.PREPARATION_SCRIPT] = r.preparation_script.s3_object_url
         if r.state_machine is not None:
             values[settings.STATE_MACHINE_ARN] = r.state_machine.state_machine_arn
         return values
@@ -195,7 +200,7 @@ class PipelineStateMachine(Construct):
         notify_success, notify_failure = self._notify(NOTIFY)
 
         route = sfn.Choice(self, "Train first?", comment="A data set is trained on; a model goes straight to Neo")
-        route.when(sfn.Condition.string_equals("$.source.kind", "dataset"), training.start)
+        route.when(sfn.Condition.string_equals("$.source.kind", "dataset"), self._prepared(training.start))
         route.otherwise(compilation.start)
         training.choice.otherwise(evaluate)
         evaluate.next(compilation.start)
@@ -210,6 +215,24 @@ class PipelineStateMachine(Construct):
             )
             task.add_catch(recorder.next(notify_failure), errors=["States.ALL"], result_path="$.error")
         return start.next(validate).next(route)
+
+    def _prepared(self, training: sfn.IChainable) -> sfn.IChainable:
+        """Raw images (ValidateInput set ``$.source.prepare``) go through the preparation loop to ``training``.
+
+        Without the step (``preparation.enabled: false``) ValidateInput refuses raw images: straight on.
+        """
+        if not self.config.preparation.enabled:
+            return training
+        preparation = self._polled(START_PREPARATION, CHECK_PREPARATION, "preparation")
+        preparation.choice.otherwise(training)
+        prepare = sfn.Choice(self, "Prepare first?", comment="Raw images become train/validation channels first")
+        prepare.when(
+            sfn.Condition.and_(
+                sfn.Condition.is_present("$.source.prepare"), sfn.Condition.boolean_equals("$.source.prepare", True)
+            ),
+            preparation.start,
+        )
+        return prepare.otherwise(training)
 
     def _notify(self, spec: StepSpec) -> tuple[tasks.LambdaInvoke, tasks.LambdaInvoke]:
         """The success and failure reports; a failed report still ends the run with a named error."""

@@ -80,6 +80,9 @@ class StepResources:
     training_image: str
     training_source: s3_assets.Asset | None = None
     state_machine: sfn.IStateMachine | None = None
+    #: The data preparation step (``preparation.enabled``): its image URI and the script's file asset.
+    processing_image: str | None = None
+    preparation_script: s3_assets.Asset | None = None
 
     @property
     def prefix(self) -> str:

@@ -10,7 +10,8 @@ fields are refused, so a definition that starts using one cannot pass unnoticed)
   error's class name, which is Lambda's errorType, or ``States.ALL``; ``MaxAttempts``; the interval is
   not slept) and ``Catch`` (``ResultPath`` gets ``{"Error", "Cause"}``, Cause JSON as Lambda writes it);
   ``TimeoutSeconds`` is accepted, not enforced (a call in-process never hangs on the network).
-- Choice: ``StringEquals`` on a ``Variable``, ``Default``. Wait: ``Seconds``, not slept but added
+- Choice: ``StringEquals``, ``IsPresent``, ``BooleanEquals`` on a ``Variable``, ``And`` of them,
+  ``Default``. Wait: ``Seconds``, not slept but added
   to :attr:`Interpreter.waited`, a virtual clock (:meth:`Interpreter.now`). Succeed. Fail with
   ``Error``/``Cause`` or ``ErrorPath``/``CausePath``. The run's ``TimeoutSeconds`` (virtual time).
 
@@ -72,6 +73,24 @@ def get(data: Any, path: str) -> Any:
     for key in path[2:].split(".") if path != "$" else []:
         data = data[key]
     return data
+
+
+def matches(data: Any, rule: State, where: str) -> bool:
+    """One Choice rule: ``StringEquals``, or ``And`` of ``IsPresent`` / ``BooleanEquals`` (short-circuit)."""
+    if "And" in rule:
+        assert set(rule) - {"Next"} == {"And"}, where
+        return all(matches(data, inner, where) for inner in rule["And"])
+    tests = set(rule) - {"Variable", "Next"}
+    assert len(tests) == 1 and tests <= {"StringEquals", "IsPresent", "BooleanEquals"}, where
+    (test,) = tests
+    if test == "IsPresent":
+        try:
+            get(data, rule["Variable"])
+        except (KeyError, TypeError):
+            return not rule["IsPresent"]
+        return bool(rule["IsPresent"])
+    value = get(data, rule["Variable"])  # a missing variable fails the run in AWS (States.Runtime)
+    return bool(value == rule[test]) if test == "StringEquals" else value is rule[test]
 
 
 def put(data: State, path: str, value: Any) -> Any:
@@ -184,8 +203,7 @@ class Interpreter:
             elif kind == "Task":
                 following, data = self._task(current, state, data, run)
             elif kind == "Choice":
-                assert all(set(c) == {"Variable", "StringEquals", "Next"} for c in state["Choices"]), current
-                matched = [c["Next"] for c in state["Choices"] if get(data, c["Variable"]) == c["StringEquals"]]
+                matched = [c["Next"] for c in state["Choices"] if matches(data, c, current)]
                 following = (matched or [state["Default"]])[0]
             elif kind == "Wait":
                 self.waited += state["Seconds"]

@@ -56,6 +56,7 @@ TOKENS = {
     cfg.SAGEMAKER_ROLE_ARN: f"arn:aws:iam::{ACCOUNT}:role/panopipe-dev-sagemaker-execution",
     cfg.RUNTIME_ROLE_ARN: ROLE,
     cfg.TRAINING_IMAGE: f"811284229777.dkr.ecr.{REGION}.amazonaws.com/image-classification:1",
+    cfg.PROCESSING_IMAGE: f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-training:2.3.0-cpu-py311",
     cfg.TOPIC_ARN: TOPIC,
     cfg.STATE_MACHINE_ARN: f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:panopipe-dev-pipeline",
 }
@@ -74,6 +75,7 @@ LOCATION = {
 #: Every variable a handler reads (the names ``lambda_handlers.settings`` defines): cleared around each call.
 HANDLER_VARIABLES = {value for name, value in vars(cfg).items() if name.isupper() and isinstance(value, str)}
 CHECKS = {
+    "preparation": "CheckPreparation",
     "training": "CheckTraining",
     "compilation": "CheckCompilation",
     "package": "CheckRegistration",
@@ -412,6 +414,7 @@ def test_a_data_set_is_trained_evaluated_compiled_registered_and_deployed(world:
         "Start",
         "ValidateInput",
         "Train first?",
+        "Prepare first?",
         "StartTraining",
         *loop("training", polls),
         "Evaluate",
@@ -419,7 +422,7 @@ def test_a_data_set_is_trained_evaluated_compiled_registered_and_deployed(world:
     ]
     assert run.waits == Counter({f"Wait for {s}": polls for s in ("training", "compilation", "package", "deployment")})
     # benchmarks/run_transitions.py: a data-set run with N polls per loop.
-    assert len(run.path) == 18 + 12 * polls
+    assert len(run.path) == 19 + 12 * polls
     assert sum(run.invocations.values()) == 11 + 4 * polls
     assert not run.retries
 
@@ -582,6 +585,7 @@ def test_a_failed_training_job_fails_the_run_with_its_reason(world: World) -> No
         "Start",
         "ValidateInput",
         "Train first?",
+        "Prepare first?",
         "StartTraining",
         "CheckTraining",
         "Training still in progress?",

@@ -244,7 +244,9 @@ def test_refuses_a_dataset_outside_the_data_bucket(s3: Any) -> None:
 def test_refuses_a_missing_dataset(s3: Any) -> None:
     assert refused({"dataset": f"s3://{DATA}/datasets/nothing-here/"}) == (
         f"input.dataset = 's3://{DATA}/datasets/nothing-here/': the train channel "
-        f"s3://{DATA}/datasets/nothing-here/train/ holds no data (a data set needs objects under train/, validation/)"
+        f"s3://{DATA}/datasets/nothing-here/train/ holds no data "
+        "(a prepared data set needs objects under train/, validation/; a raw one, <class>/ folders of "
+        ".jpg/.jpeg/.png images)"
     )
 
 
@@ -258,12 +260,11 @@ def test_refuses_a_dataset_whose_validation_channel_has_only_folder_markers_and_
     assert f"the validation channel s3://{DATA}/datasets/d2/validation/ holds no data" in message
 
 
-def test_refuses_a_manifest_not_named_train_manifest(s3: Any) -> None:
-    s3.put_object(Bucket=DATA, Key="datasets/m1/all.manifest", Body=b"[]")
-
+def test_a_manifest_not_named_train_manifest_is_a_raw_ground_truth_manifest(s3: Any) -> None:
+    # Its own tests (prepared by the preparation step) are in test_preparation_input.py.
     assert refused({"dataset": f"s3://{DATA}/datasets/m1/all.manifest"}) == (
-        f"input.dataset = 's3://{DATA}/datasets/m1/all.manifest': a manifest data set is named by its "
-        "train.manifest, with validation.manifest next to it"
+        f"input.dataset = 's3://{DATA}/datasets/m1/all.manifest': the Ground Truth manifest "
+        f"s3://{DATA}/datasets/m1/all.manifest does not exist"
     )
 
 
