@@ -77,10 +77,10 @@ class Model:
     """An MXNet checkpoint bound for inference on the CPU (rebound when an input shape changes)."""
 
     def __init__(self, model_dir: Path) -> None:
+        prefix, epoch = _checkpoint(model_dir)
         import mxnet as mx  # type: ignore[import-not-found,unused-ignore]
 
         self._mx = mx
-        prefix, epoch = _checkpoint(model_dir)
         self.symbol, self.args, self.aux = mx.model.load_checkpoint(prefix, epoch)
         self.input_names = [
             name for name in self.symbol.list_arguments() if name not in self.args and not name.endswith("_label")

@@ -243,6 +243,17 @@ def test_a_code_asset_without_app_py_cannot_start(tmp_path: Path, fake_model: by
     assert "could not start" in reason and "panorama/app.py" in reason
 
 
+def test_a_model_that_cannot_load_stops_the_application(tmp_path: Path, good_code: bytes) -> None:
+    """The model node starts with the application; a model asset without an MXNet checkpoint stops it."""
+    settings = ApplianceSettings(_frames(tmp_path / "frames"), output=tmp_path, ml_python=Path(sys.executable))
+    appliance = Appliance(settings)
+    placeholder = _tar_gz({"model.txt": b"placeholder model"})
+    appliance.start(_deployment("applicationInstance-e", good_code, placeholder))
+    _, reason = _wait(lambda: (h := appliance.health("applicationInstance-e"))[0] == "ERROR" and h, 30)
+    assert "RuntimeError: model node model_node: the model node could not load its model" in reason
+    assert "no MXNet checkpoint" in reason
+
+
 def test_the_emulator_stops_the_applications_when_it_stops(tmp_path: Path, good_code: bytes, fake_model: bytes) -> None:
     settings = ApplianceSettings(_frames(tmp_path / "frames"), output=tmp_path, ml_python=Path(sys.executable))
     backend = PanoramaBackend(ACCOUNT, REGION, devices=[DEVICE_NAME], appliance=settings)

@@ -12,7 +12,8 @@ the video input) and ``outputs.<port>.put(media list)`` (the HDMI output), and
 It reads what to run from the JSON file named by ``PANOPIPE_APPLIANCE_CONFIG`` (written by
 ``local_aws.appliance.runner``). Cameras are a video file or an image folder each, read in a loop (a
 camera does not end), as fast as the application takes frames (no 30 fps pacing). A model node is
-served by ``model_server.py`` in the ML environment, started at the node's first call. After
+served by ``model_server.py`` in the ML environment, started with the application (a model that cannot
+load stops it). After
 ``max_frames`` the outputs are written and the cameras go quiet: ``get`` blocks, the process keeps
 running, as an application on a device does. It imports nothing of the project.
 """
@@ -139,7 +140,7 @@ class _Stats:
         self._calls_in_batch = 0.0
 
     def report(self) -> dict[str, Any]:
-        wall = time.perf_counter() - (self.first or time.perf_counter()) - self.model_load
+        wall = time.perf_counter() - (self.first or time.perf_counter())
         frames = max(1, self.frames)
         per_frame = {
             name: round(1000 * value / frames, 3)
@@ -249,7 +250,11 @@ def _protocol() -> ModuleType:
 
 
 class _ModelNode:
-    """A model node's server process (the ML environment), started at the first call."""
+    """A model node's server process (the ML environment), started with the application.
+
+    The device starts an application's model nodes with it; a model that cannot load stops the
+    application here (RuntimeError from the code node's construction: HealthStatus ERROR).
+    """
 
     def __init__(self, name: str, asset: str) -> None:
         self.name = name
@@ -257,18 +262,16 @@ class _ModelNode:
         command = [_CONFIG["model_python"], _CONFIG["model_server"], asset]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         message = self.protocol.read_message(self.process.stdout)
-        self.error = None if message and message[0] == b"R" else self._failure(message)
-        if self.error is None:
-            _say(f"model node {name} loaded: {message[1].decode() if message else ''}")
+        if message is None or message[0] != b"R":
+            raise RuntimeError(f"model node {name}: {self._failure(message)}")
+        _say(f"model node {name} loaded: {message[1].decode()}")
 
     def _failure(self, message: tuple[bytes, bytes] | None) -> str:
         if message is None:
-            return f"the model node {self.name} stopped (exit {self.process.wait()})"
-        return message[1].decode("utf-8", "replace")
+            return f"its model server stopped (exit {self.process.wait()})"
+        return str(message[1].decode("utf-8", "replace"))
 
     def __call__(self, inputs: dict[str, Any]) -> tuple[Any, ...]:
-        if self.error is not None:
-            raise RuntimeError(self.error)
         self.protocol.write_message(self.process.stdin, b"I", self.protocol.pack_arrays(inputs))
         message = self.protocol.read_message(self.process.stdout)
         if message is None or message[0] != b"O":
@@ -287,23 +290,21 @@ class node:  # the SDK's name
         inputs[_CONFIG["video_input"]] = _VideoIn(hdmi)
         self.inputs = _Ports(inputs, "input")
         self.outputs = _Ports({name: _VideoOut(hdmi) for name in _CONFIG["video_outputs"]}, "output")
-        self._models: dict[str, _ModelNode] = {}
+        started = time.perf_counter()
+        self._models = {name: _ModelNode(name, asset) for name, asset in sorted(_CONFIG["models"].items())}
+        _STATS.model_load = time.perf_counter() - started
 
     def call(self, input: dict[str, Any], name: str, time_out: float | None = None) -> tuple[Any, ...]:
         """Run model node ``name`` on the named input arrays; the outputs, in the model's order."""
-        started = called = time.perf_counter()
-        if name not in _CONFIG["models"]:
-            raise ValueError(f"no model node {name!r} in the graph (model nodes: {sorted(_CONFIG['models'])})")
-        if not isinstance(input, dict) or not all(isinstance(v, np.ndarray) for v in input.values()):
-            raise TypeError("call takes a dict of input name -> numpy array")
+        started = time.perf_counter()
         model = self._models.get(name)
         if model is None:
-            model = self._models[name] = _ModelNode(name, _CONFIG["models"][name])
-            _STATS.model_load += time.perf_counter() - started
-            started = time.perf_counter()
+            raise ValueError(f"no model node {name!r} in the graph (model nodes: {sorted(self._models)})")
+        if not isinstance(input, dict) or not all(isinstance(v, np.ndarray) for v in input.values()):
+            raise TypeError("call takes a dict of input name -> numpy array")
         try:
             return model(input)
         finally:
             elapsed = time.perf_counter() - started
             _STATS.model_call += elapsed
-            _STATS._calls_in_batch += time.perf_counter() - called
+            _STATS._calls_in_batch += elapsed
