@@ -111,6 +111,59 @@ def validate(
 
 
 @app.command(epilog=exit_codes.HELP)
+def prepare(
+    data: Annotated[Path, typer.Argument(help="raw images: <class>/ folders of .jpg/.png, or a manifest's folder")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="where train/, validation/ and report.json go")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    manifest: Annotated[
+        str | None, typer.Option("--manifest", help="a Ground Truth manifest in DATA (source-refs relative to it)")
+    ] = None,
+) -> None:
+    """Prepare a raw image data set here, as the pipeline's preparation step does (the same script)."""
+    import contextlib
+    import importlib.util
+    import io
+    import json
+    import sys
+
+    from lambda_handlers.preparation import script_arguments
+    from lambda_handlers.settings import StepSettings, parse
+    from panopipe.config.step_settings import step_settings_json
+
+    loaded = _config(_config_path(config))
+    if not data.is_dir():
+        _fail(f"{data}: no such folder", exit_codes.USAGE)
+    settings = parse(StepSettings, json.loads(step_settings_json(loaded)))
+    source: Any = {"kind": "dataset", "bucket": "", "prefix": "", "prepare": True}
+    arguments = script_arguments(settings, source)
+    arguments[arguments.index("--input") + 1], arguments[arguments.index("--output") + 1] = str(data), str(out)
+    if manifest:  # source-refs that are not s3:// URIs are paths relative to the manifest
+        arguments += ["--manifest", manifest, "--label-attribute", loaded.training.label_attribute]
+    spec = importlib.util.spec_from_file_location("panopipe_prepare", ROOT / "processing" / "prepare.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # its dataclasses look their module up
+    spec.loader.exec_module(script)
+    with tempfile.TemporaryDirectory() as scratch, contextlib.redirect_stderr(io.StringIO()):  # reported below
+        code = script.main([*arguments, "--message-file", str(Path(scratch) / "message")])
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    table = Table("class", "images", "train", "validation", title=f"{data} → {out} ({report['format']})")
+    for name, before in report["images_before"].items():
+        after = report["images_after"].get(name, {})
+        table.add_row(name, str(before), str(after.get("train", "-")), str(after.get("validation", "-")))
+    console.print(table)
+    console.print(
+        f"imbalance (largest/smallest class): {report['imbalance_ratio']}; rejected files: {len(report['rejected'])}; "
+        f"{report['images_per_second']} images/s",
+        highlight=False,
+    )
+    for rejected in report["rejected"][:10]:
+        console.print(f"  rejected {rejected['file']}: {rejected['reason']}", highlight=False, markup=False)
+    if code != 0:
+        _fail(f"data set rejected: {report['failure']}", exit_codes.USAGE)
+
+
+@app.command(epilog=exit_codes.HELP)
 def summary(
     assembly: Annotated[
         Path, typer.Argument(help="cloud assembly directory (from the current folder, else the project root)")
