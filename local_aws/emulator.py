@@ -17,6 +17,10 @@ As a long-lived process (what ``panopipe local up`` starts through ``emulator_pr
 
 writes ``{"endpoint", "port", "pid", "region", ...}`` to the state file once it serves, and stops
 cleanly on SIGTERM or SIGINT (function processes killed, state file removed).
+There, training jobs run their code for real (``--sagemaker-training run``, the default:
+``sagemaker_job_container``; each job's folder and ``training.log`` under ``.panopipe/jobs/<job>/``);
+an ``Emulator`` made in a test keeps the fast placeholder jobs unless given
+``SageMakerSettings(run_training=True)``.
 
 Only loopback addresses are accepted for listening. Clients use ``http://localhost:PORT``, not
 ``127.0.0.1``: moto reads the bucket of an S3 URL such as a CloudFormation TemplateURL from the host
@@ -289,6 +293,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--sagemaker-describes", type=int, default=SageMakerSettings.in_progress_describes)
     parser.add_argument("--sagemaker-seconds", type=float, default=SageMakerSettings.in_progress_seconds)
+    parser.add_argument(
+        "--sagemaker-training",
+        choices=("run", "placeholder"),
+        default="run",
+        help="run: training jobs run their code in the ML environment (default; job folders in "
+        ".panopipe/jobs/<job>/, log in training.log); placeholder: jobs write a placeholder model",
+    )
     parser.add_argument("--fail-job", action="append", default=[], help="jobs whose name contains this fail")
     parser.add_argument(
         "--no-appliance",
@@ -318,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sagemaker=SageMakerSettings(
             in_progress_describes=args.sagemaker_describes,
             in_progress_seconds=args.sagemaker_seconds,
+            run_training=args.sagemaker_training == "run",
             fail_jobs=set(args.fail_job),
         ),
         panorama=PanoramaBackend(

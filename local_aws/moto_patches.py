@@ -20,8 +20,8 @@ module                      moto 5.2.5 limitation
                             notifications ignored
 ``cfn_events``              no per-resource stack events
 ``sagemaker_job_kinds``     training and compilation jobs done at once, without artifacts;
-                            no Stop*Job (with ``sagemaker_job_progress``,
-                            ``sagemaker_job_artifacts``)
+                            no Stop*Job; no job code runs (with ``sagemaker_job_progress``,
+                            ``sagemaker_job_artifacts``, ``sagemaker_job_container``)
 ``sagemaker_job_requests``  a job created with an existing name silently replaces it; any
                             channel form is accepted (AugmentedManifestFile outside Pipe)
 ==========================  ===============================================================

@@ -2,7 +2,8 @@
 
 What differs between them (``sagemaker_job_progress.JobKind``): how statuses are spelled (compilation
 jobs: upper case), which statuses Stop*Job accepts, what each writes when it ends well
-(``sagemaker_job_artifacts``), and the errors their APIs answer for an unknown or finished job.
+(``sagemaker_job_artifacts``; a training job that really ran, ``sagemaker_job_container``: its own
+model and the metrics of its log), and the errors their APIs answer for an unknown or finished job.
 Creating a job starts it running, without artifacts yet (moto: Completed at once); moto's own
 MetricDefinitions, which it writes over the job's, are put back. :func:`replacements` lists every
 SageMaker job patch of the emulator.
@@ -25,6 +26,7 @@ from local_aws.sagemaker_job_artifacts import (
     s3_exists,
     training_artifact,
 )
+from local_aws.sagemaker_job_container import ContainerJob, jobs_dir, metric_definitions
 from local_aws.sagemaker_job_progress import (
     TRACKER,
     JobKind,
@@ -51,6 +53,8 @@ def _resource_not_found(message: str) -> Exception:
 
 def _finish_training(backend: Any, job: Any, record: JobRecord, now: datetime) -> str | None:
     """Write model.tar.gz and report the final metrics (or why the job fails)."""
+    if record.container is not None:
+        return _finish_container(backend, job, record.container, now)
     reason = TRACKER.failure_reason(job.training_job_name) or manifest_file_problem(
         backend.account_id, backend.region_name, job.input_data_config or []
     )
@@ -90,19 +94,70 @@ def _create_training_job(original: Callable[..., Any]) -> Callable[..., Any]:
 
     def create_training_job(self: Any, training_job_name: str, **kwargs: Any) -> Any:
         algorithm = copy.deepcopy(kwargs.get("algorithm_specification") or {})
+        request = copy.deepcopy(kwargs)
         job = original(self, training_job_name=training_job_name, **kwargs)
         definitions = algorithm.get("MetricDefinitions")
         job.algorithm_specification = algorithm  # moto overwrites MetricDefinitions with its own
         names = [str(d["Name"]) for d in definitions] if definitions else TRACKER.builtin_metric_names()
+        if TRACKER.settings.run_training:
+            names = [d["Name"] for d in metric_definitions(algorithm)]
         job.secondary_status = "Starting"
         job.final_metric_data_list = None
         job.secondary_status_transitions = [
             {"Status": "Starting", "StartTime": job.creation_time, "StatusMessage": "Starting the training job"}
         ]
         start_job(_TRAINING, job, training_job_name, names)
+        if TRACKER.settings.run_training:
+            record = TRACKER.get(job.arn)
+            if record is not None:
+                request["algorithm_specification"] = algorithm
+                record.container = _start_container(self, job, request)
         return job
 
     return create_training_job
+
+
+def _finish_container(backend: Any, job: Any, container: ContainerJob, now: datetime) -> str | None:
+    """A job that really ran: its model.tar.gz (and output.tar.gz), the metrics of its log; or its failure."""
+    name = job.training_job_name
+    reason = TRACKER.failure_reason(name) or container.failure_reason()
+    output = f"{job.output_data_config['S3OutputPath'].rstrip('/')}/{name}/output"
+    kms = job.output_data_config.get("KmsKeyId")
+    if reason is None:
+        try:
+            put_s3(backend.account_id, backend.region_name, f"{output}/model.tar.gz", container.model_artifact(), kms)
+            data = container.output_artifact()
+            if data is not None:
+                put_s3(backend.account_id, backend.region_name, f"{output}/output.tar.gz", data, kms)
+        except Exception as error:  # e.g. the output bucket does not exist
+            reason = f"ClientError: unable to upload the model artifact to {output}/model.tar.gz: {error}"
+    if reason is not None:
+        return reason
+    job.model_artifacts = {"S3ModelArtifacts": f"{output}/model.tar.gz"}
+    found = container.metrics(metric_definitions(job.algorithm_specification))
+    for metric in list(found):  # a run-time request (control route) overrides what the log shows
+        requested = TRACKER.requested_metric(name, metric)
+        found[metric] = found[metric] if requested is None else requested
+    job.final_metric_data_list = [{"MetricName": k, "Value": v, "Timestamp": now} for k, v in found.items()]
+    return None
+
+
+def _start_container(backend: Any, job: Any, request: dict[str, Any]) -> ContainerJob:
+    """Run the job's code (``SageMakerSettings.run_training``)."""
+    from local_aws import moto_patches
+
+    settings = TRACKER.settings
+    installed = moto_patches.installed()
+    name = job.training_job_name
+    return ContainerJob(
+        name=name,
+        root=(settings.jobs_dir or jobs_dir()) / name,
+        account_id=backend.account_id,
+        region=backend.region_name,
+        request=request,
+        endpoint=installed.endpoint if installed else None,
+        python=settings.training_python,
+    ).start()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -15,6 +15,11 @@ job stays InProgress for a configurable number of Describe calls and/or seconds
   route ``POST /_panopipe/sagemaker/fail``), or when its artifact cannot be written;
 - Stopped, after Stopping, when Stop*Job is called while it runs.
 
+That is the placeholder mode (the default, for fast tests). With ``SageMakerSettings.run_training``
+a training job's code really runs (``sagemaker_job_container``): the job is InProgress while its
+process runs, and ends with the process — Completed with its real model and the metrics its log
+shows, Failed with its reason, Stopped when stopped or past MaxRuntimeInSeconds.
+
 Progress is evaluated when a job is described or listed (the only moments a client can observe it).
 This module is the machinery common to both kinds; ``sagemaker_job_kinds`` defines the two.
 """
@@ -26,7 +31,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
+
+from local_aws.sagemaker_job_container import ContainerJob
 
 #: The gate metric of SageMaker's built-in image-classification algorithm and its training twin.
 _DEFAULT_METRICS: Mapping[str, float] = {"validation:accuracy": 0.93, "train:accuracy": 0.95}
@@ -50,6 +58,13 @@ class SageMakerSettings:
     metrics: dict[str, float] = field(default_factory=lambda: dict(_DEFAULT_METRICS))
     #: The value of a metric a job defines (MetricDefinitions) that ``metrics`` does not name.
     default_metric_value: float = 0.93
+    #: Run training jobs for real (``sagemaker_job_container``) instead of the placeholder progress:
+    #: the emulator's command line (``make local``) does; in-process tests keep the fast placeholder.
+    run_training: bool = False
+    #: Where real training jobs' folders go (None: ``.panopipe/jobs`` or $PANOPIPE_JOBS_DIR).
+    jobs_dir: Path | None = None
+    #: The python that runs real training jobs (None: the ML environment's, created on first use).
+    training_python: Path | None = None
 
 
 @dataclass
@@ -63,6 +78,8 @@ class JobRecord:
     describes: int = 0
     stop_requested: bool = False
     ended: bool = False
+    #: The running code of a real training job (``SageMakerSettings.run_training``).
+    container: ContainerJob | None = None
 
 
 class JobTracker:
@@ -84,9 +101,12 @@ class JobTracker:
     def reset(self) -> None:
         """Forget every job and request (the emulator's state was reset)."""
         with self._lock:
+            containers = [job.container for job in self._jobs.values() if job.container is not None]
             self._jobs.clear()
             self._failures.clear()
             self._metrics.clear()
+        for container in containers:
+            container.stop(grace=1.0)
 
     def request_failure(self, job: str, reason: str | None = None) -> None:
         """Make every job whose name contains ``job`` fail when it ends (now running or created later)."""
@@ -120,6 +140,14 @@ class JobTracker:
                     return values[metric]
             return self.settings.metrics.get(metric, self.settings.default_metric_value)
 
+    def requested_metric(self, job: str, metric: str) -> float | None:
+        """A run-time request's value of ``metric`` for ``job`` (:meth:`set_metrics`), or None."""
+        with self._lock:
+            for part, values in reversed(self._metrics):
+                if part in job and metric in values:
+                    return values[metric]
+        return None
+
     def builtin_metric_names(self) -> list[str]:
         """Metric names reported by a job that defines none (a built-in algorithm)."""
         with self._lock:
@@ -137,6 +165,8 @@ class JobTracker:
 
     def still_running(self, job: JobRecord) -> bool:
         """Whether ``job`` must still be reported as running, after counting this look at it."""
+        if job.container is not None:
+            return not job.container.finished()
         settings = self.settings
         return job.describes <= settings.in_progress_describes or (
             time.monotonic() - job.started < settings.in_progress_seconds
@@ -197,6 +227,10 @@ def _advance(kind: JobKind, backend: Any, job: Any, describing: bool) -> None:
     job.last_modified_time = now
     if record.stop_requested:
         _end(kind, job, record, "Stopped", now)
+        return
+    if record.container is not None and record.container.finished() and record.container.timed_out:
+        _end(kind, job, record, "Stopped", now)
+        job.secondary_status = "MaxRuntimeExceeded"
         return
     if TRACKER.still_running(record):
         kind.set_status(job, kind.spell("InProgress"))
@@ -271,6 +305,8 @@ def stop_job_operation(kind: JobKind) -> Callable[[Any, str], None]:
         if record is None or record.ended or kind.status_of(job) not in kind.stoppable:
             raise kind.cannot_stop(job_name, kind.status_of(job))
         record.stop_requested = True
+        if record.container is not None:  # SIGTERM, then SIGKILL: not in the request's thread
+            threading.Thread(target=record.container.stop, name=f"stop-{job_name}", daemon=True).start()
         kind.set_status(job, kind.spell("Stopping"))
         if kind.secondary_status:
             job.secondary_status = "Stopping"
