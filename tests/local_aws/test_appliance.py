@@ -27,12 +27,17 @@ import cv2
 import numpy as np
 import pytest
 
+from lambda_handlers import deployment, rollback, settings, validate_input
 from lambda_handlers import package_registration as reg
+from lambda_handlers.artifacts import last_good_key, read_json
 from lambda_handlers.aws import clients, panorama
+from lambda_handlers.settings import install
+from lambda_handlers.state import RunState
 from local_aws.appliance import Appliance, ApplianceSettings, Deployment, runner
 from local_aws.appliance.graph import plan
 from local_aws.appliance.sdk._panopipe_hdmi import counts_of
 from local_aws.emulator import Emulator
+from local_aws.emulator_process import control
 from local_aws.panorama_backend import PanoramaBackend
 from local_aws.panorama_records import device_id_for_name
 from panopipe import code_package
@@ -40,6 +45,7 @@ from panopipe.config import load_config
 from panopipe.config.panorama_spec import application_spec
 from panorama_app.manifest import documents, validation
 from tests.conftest import ROOT
+from tests.handlers.conftest import make_settings
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 DEVICE_NAME = "local-device-1"
@@ -383,3 +389,77 @@ def test_a_device_runs_the_deployed_version_and_a_broken_one_reports_error(
     process = aws.panorama.appliance._running[restored].process  # type: ignore[union-attr]
     client.remove_application_instance(ApplicationInstanceId=restored)
     assert process is not None and process.poll() is not None
+
+
+def _until(step: Any, state: RunState, section: str, timeout: float = 90) -> RunState:
+    """Poll ``step`` as the state machine does (its wait between polls is real here: processes start)."""
+
+    def polled() -> RunState | None:
+        nonlocal state
+        state = step(state)
+        return None if state[section]["status"] == "IN_PROGRESS" else state  # type: ignore[literal-required]
+
+    result: RunState = _wait(polled, timeout, f"{section} to finish")
+    return result
+
+
+@pytest.mark.appliance
+def test_the_pipeline_rolls_back_a_version_whose_application_crashes_on_the_device(
+    device: tuple[Emulator, Path],
+    tiny_model: bytes,
+    good_code: bytes,
+    broken_code: bytes,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deploy, CheckDeployment and Rollback handlers against a device that runs what they deploy."""
+    aws, outputs = device
+    control(aws.endpoint, "reset", {})  # no package or instance of the test before
+    clients.reset()
+    s3 = clients.s3()
+    s3.create_bucket(Bucket="artifacts")
+    graph = documents.graph(SPEC, ACCOUNT)  # the stored template, as stacks/panorama_application.py renders it
+    template = {"spec": json.loads(SPEC.to_json()), "graph": graph}
+    template["overrides"] = documents.camera_overrides(SPEC, ACCOUNT, graph)
+    s3.put_object(Bucket="artifacts", Key="panorama/template.json", Body=json.dumps(template).encode())
+    monkeypatch.setenv(settings.ARTIFACTS_BUCKET, "artifacts")
+    monkeypatch.setenv(settings.MANIFEST_TEMPLATE_KEY, "panorama/template.json")
+    monkeypatch.setenv(settings.RUNTIME_ROLE_ARN, f"arn:aws:iam::{ACCOUNT}:role/runtime")
+    monkeypatch.setattr("lambda_handlers.app_instances.pause", lambda seconds: None)
+    install(make_settings())
+    client = panorama.new_client(REGION)
+
+    def run(name: str, code: bytes) -> RunState:
+        (tmp_path / f"{name}.tar.gz").write_bytes(code)
+        registered = code_package.register_code_asset(s3, SPEC, tmp_path / f"{name}.tar.gz")
+        _registered(client, registered.package_id, registered.patch_version)
+        s3.put_object(Bucket="artifacts", Key=f"runs/{name}/model.tar.gz", Body=tiny_model)
+        state: RunState = {
+            "run": {"name": name, "started": "2026-12-03T00:00:00Z"},
+            "model": {"s3_uri": f"s3://artifacts/runs/{name}/model.tar.gz"},  # type: ignore[typeddict-item]
+            "code_package": validate_input.registered_code_package(),
+        }
+        state = _until(reg.check_registration, reg.register_package(state), "package")
+        return _until(deployment.check_deployment, deployment.deploy(state), "deployment")
+
+    try:
+        good = run("run-1", good_code)["deployment"]["devices"][0]
+        assert good["status"] == "SUCCEEDED"
+        crashed_run = run("run-2", broken_code)
+        crashed = crashed_run["deployment"]["devices"][0]
+        assert crashed_run["deployment"]["status"] == "FAILED"
+        assert "HealthStatus ERROR" in crashed["status_description"]
+        assert "KeyError: 'data'" in crashed["status_description"]  # the application's own last words
+        assert read_json(s3, "artifacts", last_good_key(DEVICE_NAME))["instance_id"] == good["instance_id"]
+
+        state = _until(rollback.check_rollback, rollback.rollback(crashed_run), "rollback")
+        restored = state["rollback"]["devices"][0]
+        assert (restored["status"], restored["replaced"]) == ("SUCCEEDED", crashed["instance_id"])
+        instance_id = str(restored["instance_id"])
+        described = client.describe_application_instance(ApplicationInstanceId=instance_id)
+        assert (described["Status"], described["HealthStatus"]) == ("DEPLOYMENT_SUCCEEDED", "RUNNING")
+        log = (outputs / instance_id / "app.log").read_text()
+        assert "starting: image_classification" in log  # run 1's code and model, running again
+    finally:
+        install(None)
+        clients.reset()
