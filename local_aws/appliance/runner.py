@@ -41,15 +41,18 @@ _CODE_PREFIX = "panorama/"
 _LOG_TAIL = 400
 
 NOT_AVAILABLE, RUNNING, ERROR = "NOT_AVAILABLE", "RUNNING", "ERROR"
+_SAMPLE_LOCK = threading.Lock()
+_SAMPLE_DONE = ".complete"
 
 
 def _sample_frames(folder: Path, count: int) -> Path:
     """The sample's camera frames (``panopipe.samples.generate``), written once into ``folder``."""
     from panopipe.samples.generate import camera_frames
 
-    if not any(folder.glob("*.png")) and not any(folder.glob("*.jpg")):
-        folder.mkdir(parents=True, exist_ok=True)
-        camera_frames(folder, count)
+    with _SAMPLE_LOCK:  # two devices starting at once must not read a half-written folder
+        if not (folder / _SAMPLE_DONE).exists():
+            camera_frames(folder, count)
+            (folder / _SAMPLE_DONE).write_text(f"{count}\n")
     return folder
 
 

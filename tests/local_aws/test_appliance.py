@@ -198,9 +198,8 @@ def _deployment(instance_id: str, code: bytes, model: bytes) -> Deployment:
 
 def test_the_real_application_runs_on_the_sdk_stand_in(tmp_path: Path, good_code: bytes, fake_model: bytes) -> None:
     """Frames in; annotated frames, counts and timings out; RUNNING while it runs; stopped on request."""
-    settings = ApplianceSettings(
-        frames=_frames(tmp_path / "frames"), max_frames=FRAMES, output=tmp_path / "out", ml_python=Path(sys.executable)
-    )
+    # no frames given: the sample's camera frames (panopipe.samples.generate), made once per output folder
+    settings = ApplianceSettings(max_frames=FRAMES, output=tmp_path / "out", ml_python=Path(sys.executable))
     appliance = Appliance(settings)
     folder = appliance.start(_deployment("applicationInstance-a", good_code, fake_model))
     try:
@@ -213,7 +212,8 @@ def test_the_real_application_runs_on_the_sdk_stand_in(tmp_path: Path, good_code
         video = cv2.VideoCapture(str(folder / f"hdmi-{SPEC.cameras[0]}.avi"))
         assert video.get(cv2.CAP_PROP_FRAME_COUNT) == FRAMES
         ok, first = video.read()
-        assert ok and first.shape == (360, 640, 3)
+        assert ok and first.shape == (480, 640, 3)
+        assert len(list((tmp_path / "out" / "sample-frames").glob("*.jpg"))) == FRAMES
         sheet = cv2.imread(str(folder / "contact-sheet.png"))
         assert sheet is not None and sheet.shape[1] >= 400
         stats = json.loads((folder / "stats.json").read_text())
