@@ -40,6 +40,7 @@ CODE_DIR = f"{PROCESSING}/input/code"
 DATA_DIR = f"{PROCESSING}/input/data"
 OUTPUT_DIR = f"{PROCESSING}/output"
 REPORT = "report.json"
+MESSAGE_FILE = "/opt/ml/output/message"  # its first 1 KB is DescribeProcessingJob's ExitMessage
 
 
 def preparation_job_name(config: StepSettings, run: str) -> str:
@@ -60,7 +61,7 @@ def script_arguments(config: StepSettings, source: DatasetSource) -> list[str]:
     nhwc = model.framework == "TENSORFLOW"
     height, width = (model.input_shape[1], model.input_shape[2]) if nhwc else model.input_shape[2:4]
     arguments = [
-        *("--input", DATA_DIR, "--output", OUTPUT_DIR),
+        *("--input", DATA_DIR, "--output", OUTPUT_DIR, "--message-file", MESSAGE_FILE),
         *("--classes", ",".join(model.classes), "--width", str(width), "--height", str(height)),
         *("--variations", str(prep.variations_per_image), "--kinds", ",".join(prep.variation_kinds)),
         *("--validation-fraction", str(prep.validation_fraction), "--seed", str(prep.seed)),

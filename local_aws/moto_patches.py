@@ -24,6 +24,7 @@ module                      moto 5.2.5 limitation
                             ``sagemaker_job_artifacts``, ``sagemaker_job_container``)
 ``sagemaker_job_requests``  a job created with an existing name silently replaces it; any
                             channel form is accepted (AugmentedManifestFile outside Pipe)
+``sagemaker_processing``    processing jobs are Completed at once and run nothing
 ==========================  ===============================================================
 
 Each module's ``replacements()`` lists ``(owner, attribute, make(original) -> replacement)``.
@@ -56,6 +57,7 @@ from local_aws import (
     sagemaker_job_kinds,
     sagemaker_job_progress,
     sagemaker_job_requests,
+    sagemaker_processing,
 )
 from local_aws.lambda_runner import LambdaRunner
 from local_aws.sagemaker_job_progress import SageMakerSettings
@@ -162,6 +164,7 @@ def install(settings: PatchSettings) -> None:
                 cfn_custom_resources.replacements(),
                 cfn_resource_types.replacements(),
                 sagemaker_job_kinds.replacements(),
+                sagemaker_processing.replacements(),  # processing jobs run (data preparation)
                 sagemaker_job_requests.replacements(),  # after the kinds': it refuses before a job is made
             ):
                 patcher.replace_all(replacements)

@@ -112,6 +112,7 @@ def test_request_runs_the_script_on_the_data_set_and_writes_under_the_run(settin
         "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/prepare.py"],
         "ContainerArguments": [
             *("--input", "/opt/ml/processing/input/data", "--output", "/opt/ml/processing/output"),
+            *("--message-file", "/opt/ml/output/message"),
             *("--classes", "empty,person", "--width", "224", "--height", "224"),
             *("--variations", "2", "--kinds", "lighting,skew,lens"),
             *("--validation-fraction", "0.2", "--seed", "0"),
