@@ -55,6 +55,8 @@ def walk(definition: dict[str, Any], source_kind: str, polls: int) -> tuple[int,
 def _choose(state: dict[str, Any], source_kind: str, polls: int, pending: dict[str, int]) -> str:
     """The branch a successful run takes: N times IN_PROGRESS per loop, then done/SUCCEEDED."""
     for choice in state["Choices"]:
+        if "StringEquals" not in choice:  # "Prepare first?": a prepared data set (the default) goes on
+            continue
         variable, value = choice["Variable"], choice["StringEquals"]
         if variable == "$.source.kind":
             return str(choice["Next"]) if value == source_kind else str(state["Default"])
