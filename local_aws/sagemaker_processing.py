@@ -317,10 +317,21 @@ def _kind() -> Any:
 
 
 def _create(kind: Any, original: Callable[..., Any]) -> Callable[..., Any]:
-    """CreateProcessingJob: the job starts running its container (moto: Completed at once, nothing run)."""
+    """CreateProcessingJob: the job starts running its container (moto: Completed at once, nothing run).
+
+    A taken name is refused with ResourceInUse, as SageMaker does (moto replaces the job).
+    """
     from local_aws.sagemaker_job_progress import TRACKER, start_job
 
     def create_processing_job(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from moto.sagemaker.exceptions import ResourceInUseException
+
+        existing = self.processing_jobs.get(kwargs.get("processing_job_name"))
+        if existing is not None:  # moto replaces the job; SageMaker refuses the name
+            raise ResourceInUseException(
+                message="Processing job names must be unique within an AWS account and region, "
+                f"and a processing job with this name already exists ({existing.arn})"
+            )
         resources = kwargs.pop("processing_resources", None)
         environment = kwargs.pop("environment", None)
         job = original(self, *args, **kwargs)

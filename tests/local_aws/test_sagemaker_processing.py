@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from lambda_handlers.dataset_records import count_recordio
 from local_aws import sagemaker_processing as sp
@@ -213,6 +214,14 @@ def test_the_emulator_runs_processing_jobs(emulator: Emulator, tmp_path: Path, p
     )
 
     job = _until_done(sagemaker, given["ProcessingJobName"])
+    with pytest.raises(ClientError, match="ResourceInUse"):
+        sagemaker.create_processing_job(
+            **given,
+            RoleArn="arn:aws:iam::123456789012:role/sagemaker",
+            ProcessingResources={
+                "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 30}
+            },
+        )
 
     assert job["ProcessingJobStatus"] == status
     if status == "Completed":
