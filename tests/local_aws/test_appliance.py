@@ -35,6 +35,7 @@ from lambda_handlers.settings import install
 from lambda_handlers.state import RunState
 from local_aws.appliance import Appliance, ApplianceSettings, Deployment, runner
 from local_aws.appliance.graph import plan
+from local_aws.appliance.outputs import folder_of, summary, wait_for_outputs
 from local_aws.appliance.sdk._panopipe_hdmi import counts_of
 from local_aws.emulator import Emulator
 from local_aws.emulator_process import control
@@ -221,12 +222,24 @@ def test_the_real_application_runs_on_the_sdk_stand_in(tmp_path: Path, good_code
         assert 0 < stats["application_share"] < 1
         log = (folder / "app.log").read_text()
         assert "starting: image_classification, 2 classes" in log
+        assert folder == folder_of(DEVICE_NAME, "applicationInstance-a", tmp_path / "out")
+        assert wait_for_outputs(folder, 1)
+        described = summary(folder)
+        assert (
+            described is not None and f"{SPEC.cameras[0]}: empty 0, person {FRAMES} (over {FRAMES} frames)" in described
+        )
+        assert str(folder / "contact-sheet.png") in described
         process = appliance._running["applicationInstance-a"].process
         assert process is not None and process.poll() is None  # the cameras are quiet, the app still runs
     finally:
         appliance.stop("applicationInstance-a")
     assert process.poll() is not None
     assert appliance.health("applicationInstance-a") == ("NOT_AVAILABLE", None)
+
+
+def test_no_summary_before_the_outputs_exist(tmp_path: Path) -> None:
+    assert summary(tmp_path) is None
+    assert not wait_for_outputs(tmp_path, 0)
 
 
 def test_a_crashing_application_reports_error_with_its_last_words(
