@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from lambda_handlers.dataset_records import count_recordio
 from panopipe import exit_codes
 from panopipe.cli import app
+from panopipe.config import load_config
 from tests.conftest import ROOT
 from tests.test_prepare import data_set
 
@@ -25,7 +26,8 @@ def test_prepares_with_the_configs_classes_size_and_variations(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert "person" in result.output and "rejected files: 0" in result.output
     report = json.loads((tmp_path / "out/report.json").read_text())
-    assert report["input_size"] == [224, 224] and report["variation_kinds"] == ["lighting", "skew", "lens"]
+    _, _, height, width = load_config(DEV).model.input_shape
+    assert report["input_size"] == [width, height] and report["variation_kinds"] == ["lighting", "skew", "lens"]
     assert report["images_after"]["person"] == {"train": 8 * 3, "validation": 2}
     assert count_recordio([(tmp_path / "out/train/train.rec").read_bytes()]) == 48
 

@@ -105,6 +105,7 @@ def set_job(**attributes: Any) -> None:
 
 def test_request_runs_the_script_on_the_data_set_and_writes_under_the_run(settings: StepSettings) -> None:
     made = request(settings)
+    height, width = settings.model.input_shape[2:4]  # dev's model: NCHW
 
     assert made["ProcessingJobName"] == JOB
     assert made["AppSpecification"] == {
@@ -113,7 +114,7 @@ def test_request_runs_the_script_on_the_data_set_and_writes_under_the_run(settin
         "ContainerArguments": [
             *("--input", "/opt/ml/processing/input/data", "--output", "/opt/ml/processing/output"),
             *("--message-file", "/opt/ml/output/message"),
-            *("--classes", "empty,person", "--width", "224", "--height", "224"),
+            *("--classes", "empty,person", "--width", str(width), "--height", str(height)),
             *("--variations", "2", "--kinds", "lighting,skew,lens"),
             *("--validation-fraction", "0.2", "--seed", "0"),
             *("--min-images-per-class", "10", "--min-image-side", "32"),
