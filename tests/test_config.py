@@ -442,7 +442,7 @@ def test_num_training_samples_is_an_optional_fallback() -> None:
     without = parse_config(_with({"training.hyperparameters.num_training_samples": ...}), base_dir=ROOT)
     assert "num_training_samples" not in without.training.hyperparameters
     given = parse_config(DEV, base_dir=ROOT)
-    assert given.training.hyperparameters["num_training_samples"] == 400
+    assert given.training.hyperparameters["num_training_samples"] == 480
 
 
 @pytest.mark.parametrize(
@@ -688,4 +688,4 @@ def test_prefix_and_settings_sections_are_computed_from_the_config() -> None:
     assert config.prefix == "panopipe-dev"
     dumped = config.model_dump(mode="json")
     assert dumped["prefix"] == "panopipe-dev" and dumped["training_timeout_seconds"] == config.training_timeout_seconds
-    assert dumped["training"]["hyperparameters"]["epochs"] == 10, "a read-only mapping dumps as a plain object"
+    assert dumped["training"]["hyperparameters"]["epochs"] == 8, "a read-only mapping dumps as a plain object"

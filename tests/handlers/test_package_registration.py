@@ -78,7 +78,7 @@ def test_new_package_is_created_then_the_version_registered(s3: Any, stub: Stubb
     assert s3.get_object(Bucket=STORE, Key=f"{binaries}/{model_sha}.tar.gz")["Body"].read() == MODEL
     descriptor = s3.get_object(Bucket=STORE, Key=f"{binaries}/{registration['descriptor_sha256']}.json")["Body"].read()
     assert hashlib.sha256(descriptor).hexdigest() == registration["descriptor_sha256"]
-    assert json.loads(descriptor)["mlModelDescriptor"]["inputs"] == [{"name": "data", "shape": [1, 3, 224, 224]}]
+    assert json.loads(descriptor)["mlModelDescriptor"]["inputs"] == [{"name": "data", "shape": [1, 3, 28, 28]}]
     key = f"{LOCATION['ManifestPrefixLocation']}/1.0/{registration['patch_version']}.json"
     manifest = s3.get_object(Bucket=STORE, Key=key)["Body"].read()
     assert hashlib.sha256(manifest).hexdigest() == registration["patch_version"]

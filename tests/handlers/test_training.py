@@ -137,9 +137,12 @@ def test_start_creates_a_spot_job_with_checkpoints_kms_and_both_channels(sagemak
     assert job["HyperParameters"] == {  # the config's, as strings
         "num_classes": "2",
         "num_training_samples": "1200",
-        "epochs": "10",
-        "augmentation_type": "crop_color_transform",
-        "image_shape": "3,224,224",  # from the model's input shape
+        "num_layers": "20",
+        "epochs": "8",
+        "mini_batch_size": "32",
+        "learning_rate": "0.1",
+        "lr_scheduler_step": "6",
+        "image_shape": "3,28,28",  # from the model's input shape
     }
 
 
@@ -172,10 +175,10 @@ def test_a_ground_truth_manifest_is_streamed_in_pipe_mode_with_its_label_attribu
 
 
 def test_num_training_samples_is_the_counted_records_the_config_only_a_fallback(sagemaker: Any) -> None:
-    started()  # the data set counted 1200 records; dev.yaml's num_training_samples is 400
+    started()  # the data set counted 1200 records; dev.yaml's num_training_samples is 480
     assert sagemaker.describe_training_job(TrainingJobName=JOB)["HyperParameters"]["num_training_samples"] == "1200"
     config = make_settings()
-    assert training.hyperparameters(config, REGION, train_records=None)["num_training_samples"] == "400"
+    assert training.hyperparameters(config, REGION, train_records=None)["num_training_samples"] == "480"
 
 
 ASSETS = "cdk-hnb659fds-assets-123456789012-us-east-1"
@@ -318,7 +321,7 @@ def test_check_polls_until_completed_then_hands_on_the_model(sagemaker: Any) -> 
         "framework": "MXNET",
         "framework_version": "1.8",
         "input_name": "data",
-        "input_shape": [1, 3, 224, 224],
+        "input_shape": [1, 3, 28, 28],
     }
 
 

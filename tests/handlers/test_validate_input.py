@@ -133,7 +133,7 @@ def test_model_defaults_to_the_configured_description(s3: Any) -> None:
         "framework": "MXNET",
         "framework_version": "1.8",
         "input_name": "data",
-        "input_shape": [1, 3, 224, 224],
+        "input_shape": [1, 3, 28, 28],
     }
     assert state["run"] == RUN
 
@@ -170,7 +170,7 @@ def test_completed_training_job(s3: Any) -> None:
         "framework": "MXNET",
         "framework_version": "1.8",
         "input_name": "data",
-        "input_shape": [1, 3, 224, 224],
+        "input_shape": [1, 3, 28, 28],
     }
 
 

@@ -69,7 +69,7 @@ class Fixed:
         pass
 
     def __call__(self, inputs):
-        assert inputs["data"].shape == (1, 3, 224, 224), inputs["data"].shape
+        assert inputs["data"].shape == (1, 3, 28, 28), inputs["data"].shape
         return [np.array([[0.1, 0.9]], np.float32)]
 
 if __name__ == "__main__":
@@ -151,7 +151,7 @@ def test_the_plan_reads_parameters_with_overrides_cameras_and_model_nodes() -> N
     assert planned.models == {"model_node": SPEC.model_package}
     assert planned.parameters["threshold"] == 0.8  # the override's value
     assert planned.parameters["device_id"] == DEVICE_ID and planned.parameters["metrics_interval"] == 60.0
-    assert planned.parameters["input_shape"] == "1,3,224,224"
+    assert planned.parameters["input_shape"] == "1,3,28,28"
     with pytest.raises(ValueError, match="one code node"):
         plan(graph, overrides, set())
 
