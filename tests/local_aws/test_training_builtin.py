@@ -18,14 +18,18 @@ import boto3
 import pytest
 from PIL import Image
 
+from lambda_handlers.training import METRIC_VALUE_REGEX
 from local_aws.emulator import Emulator
 from local_aws.ml import builtin_image_classification as algorithm
 from local_aws.ml import recordio
 from local_aws.sagemaker_job_progress import SageMakerSettings
+from panopipe.project import ROOT
 from panopipe.samples.generate import CLASSES, generate_dataset
 
 BUCKET = "builtin-training-test"
 IMAGE = "811284229777.dkr.ecr.us-east-1.amazonaws.com/image-classification:1"
+MXNET = "763104351884.dkr.ecr.us-east-1.amazonaws.com/mxnet-training:1.8-cpu-py37"
+EXAMPLE = ROOT / "training" / "examples" / "mxnet_image_classifier.py"
 HYPERPARAMETERS = {
     "num_classes": "2",
     "num_training_samples": "48",
@@ -99,12 +103,28 @@ def test_a_refused_hyperparameter_fails_the_job_with_the_algorithms_client_error
 
 
 @pytest.mark.ml
-def test_the_stand_in_trains_a_resnet_and_writes_the_built_in_algorithms_artifact(tmp_path: Path) -> None:
+def test_the_built_in_stand_in_and_the_example_script_really_train(tmp_path: Path) -> None:
+    """Both kinds of job at once: the built-in algorithm's stand-in and the repo's script-mode example."""
     files = write_sample(tmp_path, per_class=32, size=28)
     with Emulator(sagemaker=SageMakerSettings(run_training=True, jobs_dir=tmp_path / "jobs")) as aws:
-        job = _train(aws, files, "builtin", HYPERPARAMETERS, timeout=600)
         s3 = boto3.client("s3", endpoint_url=aws.endpoint, **_credentials())
+        source = io.BytesIO()
+        with tarfile.open(fileobj=source, mode="w:gz") as archive:
+            archive.add(EXAMPLE, arcname=EXAMPLE.name)
+        _start(aws, files, "builtin", HYPERPARAMETERS)
+        s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=source.getvalue())
+        script = {"epochs": "2", "sagemaker_program": EXAMPLE.name}
+        script["sagemaker_submit_directory"] = f"s3://{BUCKET}/code/sourcedir.tar.gz"
+        metric = [{"Name": "validation:accuracy", "Regex": f"validation:accuracy={METRIC_VALUE_REGEX}"}]
+        _start(aws, files, "script", script, image=MXNET, metric_definitions=metric)  # as the pipeline asks
+        job, scripted = _wait(aws, "builtin", timeout=600), _wait(aws, "script", timeout=600)
         body = s3.get_object(Bucket=BUCKET, Key="out/builtin/output/model.tar.gz")["Body"].read()
+        exported = s3.get_object(Bucket=BUCKET, Key="out/script/output/model.tar.gz")["Body"].read()
+    assert scripted["TrainingJobStatus"] == "Completed", scripted.get("FailureReason")
+    assert [m["MetricName"] for m in scripted["FinalMetricDataList"]] == ["validation:accuracy"]
+    with tarfile.open(fileobj=io.BytesIO(exported)) as archive:
+        assert sorted(archive.getnames()) == ["model-0000.params", "model-symbol.json"]
+
     log = (tmp_path / "jobs" / "builtin" / "training.log").read_text()
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     assert "Epoch[3] Validation-accuracy=" in log
@@ -130,14 +150,29 @@ def test_the_stand_in_trains_a_resnet_and_writes_the_built_in_algorithms_artifac
 
 
 def _train(aws: Emulator, files: dict[str, Path], name: str, hyperparameters: dict[str, str], timeout: float) -> Any:
+    _start(aws, files, name, hyperparameters)
+    return _wait(aws, name, timeout)
+
+
+def _start(
+    aws: Emulator,
+    files: dict[str, Path],
+    name: str,
+    hyperparameters: dict[str, str],
+    image: str = IMAGE,
+    metric_definitions: list[dict[str, str]] | None = None,
+) -> None:
     s3 = boto3.client("s3", endpoint_url=aws.endpoint, **_credentials())
     s3.create_bucket(Bucket=BUCKET)
     for channel, path in files.items():
         s3.put_object(Bucket=BUCKET, Key=f"data/{channel}/{path.name}", Body=path.read_bytes())
+    algorithm: dict[str, Any] = {"TrainingImage": image, "TrainingInputMode": "File"}
+    if metric_definitions:
+        algorithm["MetricDefinitions"] = metric_definitions
     sagemaker = boto3.client("sagemaker", endpoint_url=aws.endpoint, **_credentials())
     sagemaker.create_training_job(
         TrainingJobName=name,
-        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        AlgorithmSpecification=algorithm,
         RoleArn="arn:aws:iam::123456789012:role/sagemaker",
         HyperParameters=hyperparameters,
         InputDataConfig=[
@@ -152,6 +187,10 @@ def _train(aws: Emulator, files: dict[str, Path], name: str, hyperparameters: di
         ResourceConfig={"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
         StoppingCondition={"MaxRuntimeInSeconds": 3600},
     )
+
+
+def _wait(aws: Emulator, name: str, timeout: float) -> Any:
+    sagemaker = boto3.client("sagemaker", endpoint_url=aws.endpoint, **_credentials())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = sagemaker.describe_training_job(TrainingJobName=name)
