@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
+from panopipe.samples import generate
 from panopipe.samples.generate import CLASSES, camera_frames, generate_dataset
 
 
@@ -39,3 +41,19 @@ def test_camera_frames_are_deterministic_640x480_shots(tmp_path: Path) -> None:
     # a shot without a person shows the same scene throughout; a person moves across the next one
     assert paths[0].read_bytes() == paths[1].read_bytes()
     assert paths[3].read_bytes() != paths[4].read_bytes()
+
+
+def test_the_sample_is_generated_once_into_its_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[Path] = []
+    monkeypatch.setattr(generate, "SAMPLE_PER_CLASS", 2)
+    real = generate.generate_dataset
+
+    def counting(out_dir: Path, per_class: int = 1, seed: int = 0, size: int = 128) -> Path:
+        made.append(out_dir)
+        return real(out_dir, per_class, seed, size=32)
+
+    monkeypatch.setattr(generate, "generate_dataset", counting)
+    first = generate.sample_dataset(tmp_path)
+    assert generate.sample_dataset(tmp_path) == first and len(made) == 1
+    assert sorted(p.name for p in first.iterdir()) == list(CLASSES)
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary folder left
