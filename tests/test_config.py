@@ -362,7 +362,7 @@ SCRIPT_BAD_CONFIGS: dict[str, tuple[dict[str, Any], str, str]] = {
         "no .. in the path",
     ),
     "source-dir-missing": (
-        {"training.source_dir": "training/", "training.entry_point": "train.py"},
+        {"training.source_dir": "no_such_source_dir/", "training.entry_point": "train.py"},
         "training.source_dir",
         "must be a directory",
     ),
@@ -688,4 +688,4 @@ def test_prefix_and_settings_sections_are_computed_from_the_config() -> None:
     assert config.prefix == "panopipe-dev"
     dumped = config.model_dump(mode="json")
     assert dumped["prefix"] == "panopipe-dev" and dumped["training_timeout_seconds"] == config.training_timeout_seconds
-    assert dumped["training"]["hyperparameters"]["epochs"] == 8, "a read-only mapping dumps as a plain object"
+    assert dumped["training"]["hyperparameters"]["epochs"] == 10, "a read-only mapping dumps as a plain object"

@@ -138,10 +138,11 @@ def test_start_creates_a_spot_job_with_checkpoints_kms_and_both_channels(sagemak
         "num_classes": "2",
         "num_training_samples": "1200",
         "num_layers": "20",
-        "epochs": "8",
+        "epochs": "10",
         "mini_batch_size": "32",
         "learning_rate": "0.1",
-        "lr_scheduler_step": "6",
+        "lr_scheduler_step": "7",
+        "augmentation_type": "crop",
         "image_shape": "3,28,28",  # from the model's input shape
     }
 
