@@ -194,6 +194,17 @@ def symbol(mx: Any, num_classes: int, num_layers: int, shape: tuple[int, int, in
     return sym.SoftmaxOutput(fc1, name="softmax")
 
 
+def _records(path: Path) -> int:
+    """How many records a RecordIO file holds (a bad file: a ClientError)."""
+    from local_aws.ml import recordio
+
+    try:
+        with open(path, "rb") as stream:
+            return sum(1 for _ in recordio.payloads(stream))
+    except recordio.RecordIOError as error:
+        raise ClientError(f"{path.name}: {error}") from None
+
+
 def _joined(files: list[Path], work: Path, channel: str) -> Path:
     """One RecordIO file for the channel (ImageRecordIter reads one): the file, or the files concatenated."""
     if len(files) == 1:
@@ -236,6 +247,10 @@ def train(job: Path) -> None:
     num_classes, batch = int(values["num_classes"]), int(values["mini_batch_size"])
     epochs, num_layers = int(values["epochs"]), int(values["num_layers"])
     network_plan(num_layers, shape[1])  # a ClientError before mxnet loads
+    for channel, found in files.items():
+        count = sum(_records(path) for path in found)
+        if count < batch:  # MXNet's iterator cannot make one batch
+            raise ClientError(f"Channel {channel}: {count} images, fewer than mini_batch_size ({batch})")
 
     mx: Any = importlib.import_module("mxnet")  # the ML environment's; not in the project's venv
 

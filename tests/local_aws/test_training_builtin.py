@@ -205,3 +205,17 @@ def test_generated_images_are_what_the_records_hold(tmp_path: Path) -> None:
     first = recordio.read(files["validation"])[0]
     with Image.open(io.BytesIO(first.image)) as image:
         assert (image.size, first.label) == ((28, 28), 0.0)
+
+
+def test_a_channel_smaller_than_a_mini_batch_is_a_client_error(tmp_path: Path) -> None:
+    files = write_sample(tmp_path, per_class=2, size=28)
+    config = tmp_path / "job" / "input" / "config"
+    config.mkdir(parents=True)
+    (config / "hyperparameters.json").write_text(json.dumps(HYPERPARAMETERS))
+    channels = {"train": {"ContentType": "application/x-recordio"}, "validation": {}}
+    (config / "inputdataconfig.json").write_text(json.dumps(channels))
+    for channel, path in files.items():
+        (tmp_path / "job" / "input" / "data" / channel).mkdir(parents=True)
+        (tmp_path / "job" / "input" / "data" / channel / path.name).write_bytes(path.read_bytes())
+    with pytest.raises(algorithm.ClientError, match=r"Channel train: 2 images, fewer than mini_batch_size \(16\)"):
+        algorithm.train(tmp_path / "job")
