@@ -264,3 +264,21 @@ def test_the_model_tar_holds_the_model_dirs_files_relative_and_reproducibly(tmp_
     assert body == tar_gz(tmp_path)
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(body))) as archive:
         assert archive.getnames() == ["a.json", "sub/b.params"]
+
+
+def test_a_manifest_file_channel_downloads_the_keys_it_lists(sagemaker: Any, s3: Any, jobs: Path) -> None:
+    manifest = [{"prefix": f"s3://{BUCKET}/data/"}, "train/a.rec", "validation/c.rec"]
+    s3.put_object(Bucket=BUCKET, Key="manifests/train.manifest", Body=json.dumps(manifest).encode())
+    uri = f"s3://{BUCKET}/manifests/train.manifest"
+    channel = {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": uri}}}
+    start(sagemaker, "manifest", InputDataConfig=[channel])
+    assert wait(sagemaker, "manifest")["TrainingJobStatus"] == "Completed"
+    seen = json.loads((jobs / "manifest" / "output" / "data" / "env.json").read_text())
+    assert seen["files"] == ["train/a.rec", "validation/c.rec"]
+
+
+def test_the_emulator_command_runs_training_jobs_unless_told_not_to() -> None:
+    from local_aws.emulator import _parser
+
+    assert _parser().parse_args([]).sagemaker_training == "run"
+    assert _parser().parse_args(["--sagemaker-training", "placeholder"]).sagemaker_training == "placeholder"
