@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
 from lambda_handlers.domain import READY_MARKER
 from local_aws.emulator import Emulator
@@ -18,6 +19,8 @@ from tests.local_aws.test_end_to_end import deployed as deployed  # the deployed
 from tests.test_prepare import data_set
 
 __all__ = ["deployed"]
+#: Deploys with the pinned CDK CLI (its own deployment, ~60 s: it could share test_end_to_end's).
+pytestmark = pytest.mark.cli
 
 
 def _upload_raw(target: runs.Target, folder: Path, name: str) -> str:
