@@ -62,7 +62,7 @@ def script_arguments(config: StepSettings, source: DatasetSource) -> list[str]:
     height, width = (model.input_shape[1], model.input_shape[2]) if nhwc else model.input_shape[2:4]
     arguments = [
         *("--input", DATA_DIR, "--output", OUTPUT_DIR, "--message-file", MESSAGE_FILE),
-        *("--classes", ",".join(model.classes), "--width", str(width), "--height", str(height)),
+        *("--classes", *model.classes, "--width", str(width), "--height", str(height)),  # arguments ≤ 256 chars each
         *("--variations", str(prep.variations_per_image), "--kinds", ",".join(prep.variation_kinds)),
         *("--validation-fraction", str(prep.validation_fraction), "--seed", str(prep.seed)),
         *("--min-images-per-class", str(prep.min_images_per_class), "--min-image-side", str(prep.min_image_side)),

@@ -437,7 +437,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default=DEFAULT_INPUT, help="the data set folder (default: %(default)s)")
     p.add_argument("--output", default=DEFAULT_OUTPUT, help="where train/, validation/, report.json go")
     p.add_argument("--message-file", default=DEFAULT_MESSAGE_FILE, help="where a rejection's reason is written")
-    p.add_argument("--classes", type=_csv, required=True, help="model.classes, comma-joined (labels: their index)")
+    p.add_argument(
+        "--classes", nargs="+", type=_csv, required=True, help="model.classes in order (labels: their index)"
+    )
     p.add_argument("--width", type=int, required=True)
     p.add_argument("--height", type=int, required=True)
     p.add_argument("--variations", type=int, default=2, help="variants written per training image")
@@ -465,6 +467,7 @@ def settings_from(arguments: argparse.Namespace) -> Settings:
         problems.append(f"--kinds = {unknown[0]!r}: must be among {', '.join(VARIATION_KINDS)}")
     if not 0 <= arguments.validation_fraction < 1:
         problems.append(f"--validation-fraction = {arguments.validation_fraction}: must be in [0, 1)")
+    arguments.classes = tuple(name for names in arguments.classes for name in names)  # each, or comma-joined
     if not arguments.classes:
         problems.append("--classes: at least one class")
     if problems:

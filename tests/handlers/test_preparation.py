@@ -114,7 +114,7 @@ def test_request_runs_the_script_on_the_data_set_and_writes_under_the_run(settin
         "ContainerArguments": [
             *("--input", "/opt/ml/processing/input/data", "--output", "/opt/ml/processing/output"),
             *("--message-file", "/opt/ml/output/message"),
-            *("--classes", "empty,person", "--width", str(width), "--height", str(height)),
+            *("--classes", "empty", "person", "--width", str(width), "--height", str(height)),
             *("--variations", "2", "--kinds", "lighting,skew,lens"),
             *("--validation-fraction", "0.2", "--seed", "0"),
             *("--min-images-per-class", "10", "--min-image-side", "32"),
@@ -295,3 +295,13 @@ def test_throttling_surfaces_as_throttled(aws: None, settings: StepSettings) -> 
             preparation.check_preparation(
                 {**raw_state(), "preparation": {"job_name": JOB, "deadline": 0, "polls": 0, "output_uri": OUTPUT}}
             )
+
+
+def test_every_container_argument_fits_sagemakers_256_characters() -> None:
+    classes = [f"class_number_{i:02d}" for i in range(40)]  # 640 characters comma-joined
+    config = make_settings({"model.classes": classes, "training.hyperparameters.num_classes": 40})
+
+    arguments = request(config)["AppSpecification"]["ContainerArguments"]
+
+    assert max(len(a) for a in arguments) <= 256 and len(arguments) <= 256
+    assert arguments[arguments.index("--classes") + 1 : arguments.index("--width")] == classes
