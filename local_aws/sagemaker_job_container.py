@@ -143,12 +143,16 @@ Lister = Callable[[str, str, str, str], list[str]]
 
 
 def moto_keys(account_id: str, region: str, bucket: str, prefix: str) -> list[str]:
-    """The keys under ``prefix`` in moto's S3 bucket (raises when there is no such bucket)."""
+    """The keys under ``prefix`` in moto's S3 bucket as ListObjects sees them (no deleted ones).
+
+    Raises when there is no such bucket.
+    """
     from moto.s3.models import s3_backends
     from moto.utilities.utils import get_partition
 
-    found = s3_backends[account_id][get_partition(region)].get_bucket(bucket)
-    return sorted(str(key) for key in list(found.keys.keys()) if str(key).startswith(prefix))
+    backend = s3_backends[account_id][get_partition(region)]
+    found, _, _, _ = backend.list_objects(backend.get_bucket(bucket), prefix, None, None, None)
+    return sorted(str(key.name) for key in found)
 
 
 def _moto_read(account_id: str, region: str, uri: str) -> bytes | None:

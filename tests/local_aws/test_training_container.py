@@ -80,6 +80,9 @@ def s3(aws: Emulator) -> Any:
     client.put_object(Bucket=BUCKET, Key="data/train/a.rec", Body=b"A")
     client.put_object(Bucket=BUCKET, Key="data/train/sub/b.rec", Body=b"B")
     client.put_object(Bucket=BUCKET, Key="data/validation/c.rec", Body=b"C")
+    client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    client.put_object(Bucket=BUCKET, Key="data/train/deleted.rec", Body=b"D")
+    client.delete_object(Bucket=BUCKET, Key="data/train/deleted.rec")  # a delete marker: not downloaded
     source = io.BytesIO()
     with tarfile.open(fileobj=source, mode="w:gz") as archive:
         info = tarfile.TarInfo("train.py")
