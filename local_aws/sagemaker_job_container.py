@@ -200,6 +200,11 @@ class ContainerJob:
         threading.Thread(target=self._run, name=f"training-{self.name}", daemon=True).start()
         return self
 
+    @property
+    def phase(self) -> str:
+        """SageMaker's SecondaryStatus while running: Downloading until the process starts, then Training."""
+        return "Training" if self._process is not None else "Downloading"
+
     def finished(self) -> bool:
         """Whether the job has ended (exited, failed to start, or was stopped)."""
         return self._done.is_set()

@@ -235,7 +235,10 @@ def _advance(kind: JobKind, backend: Any, job: Any, describing: bool) -> None:
     if TRACKER.still_running(record):
         kind.set_status(job, kind.spell("InProgress"))
         if kind.secondary_status:
-            job.secondary_status = "Training" if record.describes > 1 else "Starting"
+            if record.container is not None:  # Downloading (channels, code) until the process runs
+                job.secondary_status = record.container.phase
+            else:
+                job.secondary_status = "Training" if record.describes > 1 else "Starting"
         return
     reason = kind.finish(backend, job, record, now)
     if reason is not None:

@@ -197,6 +197,8 @@ def test_stop_training_job_kills_the_process(sagemaker: Any, jobs: Path) -> None
     while not pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     pid = int(pid_file.read_text())
+    running = sagemaker.describe_training_job(TrainingJobName="sleeper")
+    assert (running["TrainingJobStatus"], running["SecondaryStatus"]) == ("InProgress", "Training")
     sagemaker.stop_training_job(TrainingJobName="sleeper")
     job = wait(sagemaker, "sleeper")
     assert job["TrainingJobStatus"] == "Stopped"
