@@ -10,7 +10,9 @@ keep the placeholder jobs of ``sagemaker_job_progress``), CreateTrainingJob star
 - ``model/`` (tarred to ``<S3OutputPath>/<job>/output/model.tar.gz`` when the job ends well),
   ``output/data/`` (``output.tar.gz`` beside it, if not empty), ``output/failure``;
 - ``code/``: script mode's ``sagemaker_submit_directory`` archive, unpacked;
-- ``training.log``: the job's stdout and stderr (what SageMaker sends to CloudWatch Logs).
+- ``training.log``: the job's stdout and stderr, also put into the local CloudWatch Logs when the job
+  ends (group ``/aws/sagemaker/TrainingJobs``, stream ``<job>/algo-1-<start time>``, as SageMaker
+  names them; SageMaker streams them live).
 
 The process runs in the ML environment (``local_aws.ml.environment``) with the environment variables
 the SageMaker training toolkit sets (``SM_MODEL_DIR``, ``SM_CHANNEL_<NAME>``, ``SM_HPS``, ...) and
@@ -42,6 +44,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +67,8 @@ BUILTIN_METRIC_DEFINITIONS: dict[str, list[dict[str, str]]] = {
 }
 #: Framework images whose script mode runs here (the ML environment has their framework).
 SCRIPT_IMAGES = ("mxnet-training",)
+#: Where SageMaker writes training jobs' logs.
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 #: FailureReason's maximum length (the API's).
 _REASON_LIMIT = 1024
 _HOST = "algo-1"
@@ -187,6 +192,7 @@ class ContainerJob:
     _done: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _started: int = field(default_factory=lambda: int(time.time()))
 
     @property
     def log_path(self) -> Path:
@@ -259,7 +265,24 @@ class ContainerJob:
             LOG.exception("training job %s could not run", self.name)
             self.setup_error = f"InternalServerError: the local AWS could not run the job: {error}"
         finally:
+            self._publish_log()
             self._done.set()
+
+    def _publish_log(self) -> None:
+        """The job's log into the local CloudWatch Logs, where SageMaker writes it (best effort)."""
+        lines = [line for line in self.log().splitlines() if line.strip()] or ["(no output)"]
+        try:
+            from moto.logs.models import logs_backends
+
+            backend = logs_backends[self.account_id][self.region]
+            if LOG_GROUP not in backend.groups:
+                backend.create_log_group(LOG_GROUP, {})
+            stream = f"{self.name}/{_HOST}-{self._started}"
+            backend.create_log_stream(LOG_GROUP, stream)
+            now = int(time.time() * 1000)
+            backend.put_log_events(LOG_GROUP, stream, [{"timestamp": now, "message": line} for line in lines])
+        except Exception:  # the job's result does not depend on its logs
+            LOG.warning("training job %s: could not write its log to CloudWatch Logs", self.name, exc_info=True)
 
     # -- the folder --------------------------------------------------------------------------------
 

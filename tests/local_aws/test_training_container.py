@@ -154,6 +154,13 @@ def test_a_script_mode_job_runs_with_the_container_contract_and_reports_its_log_
     assert json.loads((config / "inputdataconfig.json").read_text())["train"]["TrainingInputMode"] == "File"
     assert json.loads((config / "resourceconfig.json").read_text())["hosts"] == ["algo-1"]
     assert "epoch 2 val_acc=0.70" in (root / "training.log").read_text()
+    logs = boto3.client("logs", endpoint_url=aws.endpoint, **_credentials())
+    (stream,) = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix="contract/")[
+        "logStreams"
+    ]
+    assert stream["logStreamName"].startswith("contract/algo-1-")
+    events = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream["logStreamName"])
+    assert "epoch 2 val_acc=0.70" in [event["message"] for event in events["events"]]
 
     seen = json.loads((root / "output" / "data" / "env.json").read_text())
     assert seen["SM_MODEL_DIR"] == str(root / "model")
