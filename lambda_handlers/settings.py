@@ -64,6 +64,7 @@ class Model:
     input_shape: tuple[int, ...]
     precision: str
     classes: tuple[str, ...]
+    input_scaling: str | None  # None: by training mode (the application's graph parameter says which)
 
 
 @dataclass(frozen=True)

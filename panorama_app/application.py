@@ -15,7 +15,7 @@ from typing import Any
 
 from panorama_app.metrics import MetricsPublisher, cloudwatch_factory
 from panorama_app.postprocess import Detections, class_filter, count_by_class, decode_ssd, top_k
-from panorama_app.preprocess import Preprocessor
+from panorama_app.preprocess import SCALINGS, Preprocessor
 
 LOG = logging.getLogger("panorama_app")
 TASKS = ("object_detection", "image_classification")
@@ -76,6 +76,7 @@ class Parameters:
     input_shape: tuple[int, ...]
     input_layout: str
     input_name: str
+    input_scaling: str = "imagenet"
 
     @classmethod
     def from_node(cls, node: Any) -> Parameters:
@@ -106,6 +107,8 @@ class Parameters:
             input_shape=shape,
             input_layout=str(get("input_layout")).upper(),
             input_name=str(get("input_name")),
+            # graphs made before the parameter existed: what the application always did
+            input_scaling=str(get("input_scaling")) if hasattr(node.inputs, "input_scaling") else "imagenet",
         )
         parameters.check()
         return parameters
@@ -121,6 +124,12 @@ class Parameters:
             ("input_layout", self.input_layout, self.input_layout in ("NCHW", "NHWC"), "must be NCHW or NHWC"),
             ("metrics_interval", self.metrics_interval, self.metrics_interval >= 1, "must be at least 1 second"),
             ("input_name", self.input_name, bool(self.input_name), "must not be empty"),
+            (
+                "input_scaling",
+                self.input_scaling,
+                self.input_scaling in SCALINGS,
+                f"must be one of {', '.join(SCALINGS)}",
+            ),
             (
                 "input_name",
                 self.input_name,
@@ -160,7 +169,8 @@ class Application:
         self.parameters = parameters
         self.metrics = metrics
         self.model_node = model_node
-        self.preprocess = Preprocessor(parameters.input_shape, parameters.input_layout)
+        mean, std = SCALINGS[parameters.input_scaling]
+        self.preprocess = Preprocessor(parameters.input_shape, parameters.input_layout, mean=mean, std=std)
         self.keep = class_filter(parameters.class_names, parameters.classes_of_interest)
         self.counted = parameters.classes_of_interest or parameters.class_names
         self.frames = 0

@@ -19,6 +19,12 @@ import numpy.typing as npt
 #: ImageNet statistics on 0–1 RGB (GluonCV SSD and most classifiers).
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
+#: The ``input_scaling`` graph parameter → Preprocessor's (mean, std) on 0-1 pixels. ``raw`` gives the
+#: 0-255 values themselves: the built-in image-classification network normalizes its own input.
+SCALINGS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "imagenet": (MEAN, STD),
+    "raw": ((0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255)),
+}
 
 Image = npt.NDArray[np.uint8]
 Tensor = npt.NDArray[np.float32]
@@ -74,9 +80,10 @@ class Preprocessor:
         self.layout = layout
         self.letterbox = letterbox
         self.pad_value = pad_value
-        values = np.arange(256, dtype=np.float32) / 255.0
-        # Row c converts channel c of RGB: (v / 255 - mean[c]) / std[c].
-        self._tables = np.stack([(values - m) / s for m, s in zip(mean, std)]).astype(np.float32)
+        values = np.arange(256, dtype=np.float64)
+        # Row c converts channel c of RGB: (v / 255 - mean[c]) / std[c], computed in 0-255 units so
+        # that the raw scaling gives the pixel values exactly.
+        self._tables = np.stack([(values - 255 * m) / (255 * s) for m, s in zip(mean, std)]).astype(np.float32)
         self._buffer: Tensor = np.empty(tuple(input_shape), dtype=np.float32)
         self._geometry: Letterbox | None = None
 

@@ -689,3 +689,28 @@ def test_prefix_and_settings_sections_are_computed_from_the_config() -> None:
     dumped = config.model_dump(mode="json")
     assert dumped["prefix"] == "panopipe-dev" and dumped["training_timeout_seconds"] == config.training_timeout_seconds
     assert dumped["training"]["hyperparameters"]["epochs"] == 10, "a read-only mapping dumps as a plain object"
+
+
+@pytest.mark.parametrize(
+    ("file", "overrides", "scaling"),
+    [
+        ("config/dev.yaml", {}, "raw"),  # the built-in algorithm trains on raw pixels (bn_data normalizes)
+        ("tests/configs/script.yaml", {}, "imagenet"),
+        ("config/dev.yaml", {"model.input_scaling": "imagenet"}, "imagenet"),
+    ],
+)
+def test_the_application_scales_pixels_as_the_models_training_did(
+    file: str, overrides: dict[str, Any], scaling: str
+) -> None:
+    from panopipe.config.panorama_spec import application_spec
+
+    config = load_config(ROOT / file, base_dir=ROOT, overrides=overrides)
+    assert config.input_scaling == scaling
+    (parameter,) = [p for p in application_spec(config).parameters if p.name == "input_scaling"]
+    assert parameter.value == scaling and not parameter.overridable
+
+
+def test_an_unknown_input_scaling_is_refused() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(ROOT / "config/dev.yaml", base_dir=ROOT, overrides={"model.input_scaling": "zscore"})
+    assert "model.input_scaling = 'zscore'" in str(error.value)

@@ -11,9 +11,11 @@ module does the same on the CPU, with the job's hyperparameters (the documented 
 refused, as the real algorithm refuses it), so the metric gate judges a real accuracy. What it does
 not do: GPUs, distributed training, pretrained weights, multi-label, early stopping, checkpoints.
 
-The model takes RGB NCHW input normalized as ``(pixel / 255 - mean) / std`` with ImageNet's
-statistics (:data:`NORMALIZE`): what the project's application feeds its model. That the real
-algorithm's model expects the same normalization is an assumption this stand-in cannot check.
+The model takes raw RGB NCHW pixels (0-255), as the real algorithm's does: its network begins with
+a BatchNorm of the data (``bn_data``) that learns the input's scale, and AWS's examples that run
+its model outside SageMaker feed it unnormalized pixels. The application does the same for a
+built-in model (graph parameter ``input_scaling`` = ``raw``, the config's default in builtin mode),
+so a mismatch here would show as a failing local deployment rather than be hidden.
 
 Run as the container would: ``python -m local_aws.ml.builtin_image_classification <job folder>``
 (the folder standing for ``/opt/ml``). Exit 0 on success; otherwise the reason is written to
@@ -66,9 +68,8 @@ DEFAULTS: dict[str, str] = {
     "weight_decay": "0.0001",
 }
 REQUIRED = ("num_classes", "num_training_samples")
-#: Input normalization, 0-255 units: ``(x - mean) / std`` per RGB channel = ImageNet's statistics on
-#: 0-1 pixels, what the project's application feeds the model (``panorama_app.preprocess``).
-NORMALIZE = {"mean_r": 123.675, "mean_g": 116.28, "mean_b": 103.53, "std_r": 58.395, "std_g": 57.12, "std_b": 57.375}
+#: Input normalization given to the record reader: none (raw 0-255 pixels; ``bn_data`` normalizes).
+NORMALIZE: dict[str, float] = {}
 _IMAGENET_UNITS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
 _IMAGENET_UNITS |= {200: [3, 24, 36, 3], 269: [3, 30, 48, 8]}
 

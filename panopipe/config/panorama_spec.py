@@ -53,6 +53,14 @@ def application_spec(config: EnvironmentConfig) -> ApplicationSpec:
             overridable=False,
         ),
         *model_input_parameters(model.framework.value, model.input_name, tuple(model.input_shape)),
+        Parameter(
+            "input_scaling",
+            "string",
+            config.input_scaling,
+            "Input scaling",
+            "raw: 0-255 RGB; imagenet: (pixel/255 - ImageNet mean) / std.",
+            overridable=False,
+        ),
     )
     return ApplicationSpec(
         model_package=model_package,

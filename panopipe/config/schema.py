@@ -82,6 +82,8 @@ class ModelConfig(Section):
     input_shape: tuple[int, ...]
     precision: Literal["FP32", "FP16"] = "FP16"
     classes: Annotated[tuple[str, ...], Field(min_length=1)]
+    #: How the application scales pixels for the model; None: what its training expects (see input_scaling).
+    input_scaling: Literal["raw", "imagenet"] | None = None
 
     @field_validator("framework_version")
     @classmethod
@@ -254,6 +256,18 @@ class EnvironmentConfig(Section):
         if self.termination_protection is not None:
             return self.termination_protection
         return self.environment != "dev"
+
+    @property
+    def input_scaling(self) -> str:
+        """``model.input_scaling``, else raw 0-255 RGB for the built-in algorithm, ImageNet's for a script.
+
+        The built-in image-classification network normalizes its own input (its first layer is a
+        BatchNorm, ``bn_data``) and is trained on raw pixels; a script's model is assumed trained
+        as torchvision/Gluon models are, on ``(pixel/255 - ImageNet mean) / std``.
+        """
+        if self.model.input_scaling is not None:
+            return self.model.input_scaling
+        return "raw" if self.training.mode == "builtin" else "imagenet"
 
     @property
     def metrics_namespace(self) -> str:

@@ -89,14 +89,15 @@ class ApplicationSpec:
     ) -> ApplicationSpec:
         """The same application for another model: its descriptor fields and input parameters together."""
         derived = {p.name: p for p in model_input_parameters(framework, input_name, input_shape)}
-        kept = tuple(p for p in self.parameters if p.name not in derived)
+        missing = tuple(derived[n] for n in MODEL_INPUT_PARAMETERS if n not in {p.name for p in self.parameters})
         return replace(
             self,
             framework=framework,
             framework_version=framework_version,
             input_name=input_name,
             input_shape=input_shape,
-            parameters=kept + tuple(derived[name] for name in MODEL_INPUT_PARAMETERS),
+            # each in its place (the graph's node order stays the template's); any missing at the end
+            parameters=tuple(derived.get(p.name, p) for p in self.parameters) + missing,
         )
 
     def to_json(self) -> str:

@@ -92,6 +92,7 @@ def test_classification_labels_the_top_classes() -> None:
         ("input_shape", "1,3,x,512", "parameter input_shape = '1,3,x,512': must be integers"),
         ("classes_of_interest", "dog", "parameter classes_of_interest = ('dog',): unknown classes ['dog']"),
         ("input_layout", "CHW", "parameter input_layout = 'CHW': must be NCHW or NHWC"),
+        ("input_scaling", "zscore", "parameter input_scaling = 'zscore': must be one of imagenet, raw"),
     ],
 )
 def test_bad_parameters_are_named(name: str, value: Any, message: str) -> None:
@@ -260,3 +261,19 @@ def test_a_bad_input_name_is_named_with_its_rule(value: str) -> None:
         Parameters.from_node(node)
     rule = "must not be empty" if not value else "must be a tensor name matching ^[a-zA-Z_][a-zA-Z0-9_:.]*$"
     assert str(caught.value) == f"parameter input_name = {value!r}: {rule}"
+
+
+@pytest.mark.parametrize(("scaling", "expected"), [("raw", 200.0), ("imagenet", (200 / 255 - 0.485) / 0.229)])
+def test_the_model_gets_pixels_scaled_as_the_input_scaling_parameter_says(scaling: str, expected: float) -> None:
+    """A built-in image-classification model takes raw 0-255 pixels (``bn_data`` normalizes); a script's ImageNet's."""
+    streams = [Stream(np.full((64, 64, 3), 200, np.uint8))]
+    node = Node(lambda inputs: ssd_outputs([]), lambda: streams, input_shape="1,3,32,32", input_scaling=scaling)
+    app = Application(node, Parameters.from_node(node))
+    app.run(max_frames=1)
+    (inputs, _) = node.calls[0]
+    assert float(inputs["data"][0, 0, 16, 16]) == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_graph_without_input_scaling_keeps_the_imagenet_scaling() -> None:
+    node = Node(lambda i: (), lambda: [])
+    assert Parameters.from_node(node).input_scaling == "imagenet"

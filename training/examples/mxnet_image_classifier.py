@@ -7,8 +7,9 @@ hyperparameters as ``--name value`` arguments and the container contract's varia
 ``model.tar.gz``). The channels hold what the data preparation step writes: ``<class>/`` image
 folders (``format: folders``), or RecordIO ``.rec`` files (labels are the records'). Images are used
 at their size (the preparation step letterboxes them to the model's input) and normalized as the
-project's application normalizes camera frames: ``(pixel / 255 - mean) / std`` with ImageNet's
-statistics, RGB, NCHW.
+project's application normalizes camera frames for a script's model (``model.input_scaling``
+imagenet, the default in script mode): ``(pixel / 255 - mean) / std`` with ImageNet's statistics,
+RGB, NCHW.
 
 It prints ``validation:accuracy=<value>`` after each epoch: the pipeline's default metric definition
 for a script (``<metric name>=<number>``) reads the gate's metric from that line. The model is
