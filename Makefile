@@ -23,6 +23,7 @@ local: deps ## Main job: start the local AWS, deploy every stack, register the c
 	$(PYTHON) -m panopipe local up --config $(CONFIG)
 	$(PYTHON) -m panopipe package-app --config $(CONFIG)
 	$(PYTHON) -m panopipe run --config $(CONFIG)
+	$(PYTHON) -m panopipe local outputs --config $(CONFIG)
 	@echo "The local AWS keeps running (runs: make local-run, .venv/bin/python -m panopipe status); stop it with: make local-down"
 
 local-run: deps ## Another run of the pipeline in the running local AWS (uploads the sample data set again)

@@ -189,7 +189,8 @@ def run(
     dataset: Annotated[
         Path | None,
         typer.Option(
-            help="local folder with train/ and validation/ to upload and train on (default: the bundled sample)"
+            help="local folder to upload and train on: train/ and validation/ (prepared), or a folder of images per"
+            " class (raw: the run prepares it); default: the generated sample"
         ),
     ] = None,
     name: Annotated[
@@ -206,7 +207,7 @@ def run(
     ] = None,
     watch_run: Annotated[bool, typer.Option("--watch/--no-watch", help="follow the run until it ends")] = True,
 ) -> None:
-    """Start a run: upload a data set (default: the bundled sample) or name a model or training job."""
+    """Start a run: upload a data set (default: the generated sample) or name a model or training job."""
     from panopipe import runs
 
     _check_run_options(dataset, name, model, training_job)
@@ -564,6 +565,36 @@ def local_down() -> None:
     console.print("local AWS stopped" if local_mode.down() else "no local AWS was running")
 
 
+@local_app.command("outputs", epilog=exit_codes.HELP)
+def local_outputs(
+    config: ConfigOption = DEFAULT_CONFIG,
+    timeout: Annotated[float, typer.Option(min=0, help="seconds to wait for the appliance's outputs")] = 120,
+) -> None:
+    """What the local appliance shows for the newest successful run: annotated frames and per-class counts."""
+    from local_aws.appliance import outputs
+    from panopipe import local_state, runs
+
+    loaded = _config(_config_path(config))
+    with _local_endpoint():
+        if not local_state.emulator_in_use():
+            _fail("the local AWS is not running: start it with make local (panopipe local up)", exit_codes.USAGE)
+        try:
+            target = runs.find_target(loaded)
+            succeeded = [r for r in runs.recent_runs(target) if r["status"] == "SUCCEEDED"]
+            if not succeeded:
+                _fail(f"{loaded.project}-{loaded.environment}: no successful run yet (panopipe run)", exit_codes.USAGE)
+            output = runs.progress(target, succeeded[0]["executionArn"]).output or {}
+        except runs.RunError as error:
+            _fail(str(error), error.exit_code)
+    for device in (output.get("deployment") or {}).get("devices", []):
+        folder = outputs.folder_of(str(device["device"]), str(device["instance_id"]))
+        console.print(f"{device['device']} ({device['instance_id']}):", highlight=False)
+        shown = outputs.summary(folder) if outputs.wait_for_outputs(folder, timeout) else None
+        if shown is None:
+            _fail(f"no appliance output in {folder} after {timeout:.0f} s (see its app.log)", exit_codes.RUN_FAILED)
+        console.print("  " + shown.replace("\n", "\n  "), highlight=False)
+
+
 def _watch(arn: str) -> None:
     """Follow the run ``arn`` to its end; exit 1 unless it SUCCEEDED (2: no such run; 3: AWS errors)."""
     from datetime import datetime
@@ -609,8 +640,10 @@ def _steps_table(current: Any, now: Any) -> Table:
 
 
 def _sample_dataset() -> Path:
-    """The small data set bundled for local runs (synthetic records: the local mode does not train)."""
-    return Path(__file__).resolve().parent / "samples" / "dataset"
+    """The sample data set: raw person/empty images generated once (``.panopipe/sample/``), prepared by the run."""
+    from panopipe.samples.generate import sample_dataset
+
+    return sample_dataset()
 
 
 class _local_endpoint:

@@ -191,14 +191,20 @@ def find_target(config: EnvironmentConfig) -> Target:
 
 
 def upload_dataset(target: Target, directory: Path, name: str, prefix: str = DEFAULT_DATASET_PREFIX) -> str:
-    """Upload a local data set folder (``train/``, ``validation/``) and its ``_READY`` marker last.
+    """Upload a local data set folder and its ``_READY`` marker last.
 
-    ``prefix`` is the config's ``runs.dataset_prefix``: where the trigger rule listens.
+    Either prepared (``train/`` and ``validation/``) or raw (one folder of images per class, which
+    the pipeline's preparation step prepares). ``prefix`` is the config's ``runs.dataset_prefix``:
+    where the trigger rule listens.
 
     Returns the version of the marker (VersionId, or ETag when unversioned): the run's identity.
     """
-    if not (directory / "train").is_dir() or not (directory / "validation").is_dir():
-        raise RunError(f"{directory} must hold train/ and validation/ folders", exit_codes.USAGE)
+    if not _prepared(directory) and not _class_folders(directory):
+        raise RunError(
+            f"{directory} must hold train/ and validation/ folders (a prepared data set) or one folder of "
+            ".jpg/.jpeg/.png images per class (raw: the pipeline prepares it)",
+            exit_codes.USAGE,
+        )
     folder = f"{prefix}{name}/"
     with aws_errors(f"uploading the data set to s3://{target.data_bucket}/{folder}"):
         s3 = _client("s3", target.region)
@@ -206,6 +212,24 @@ def upload_dataset(target: Target, directory: Path, name: str, prefix: str = DEF
             s3.upload_file(str(path), target.data_bucket, folder + path.relative_to(directory).as_posix())
         marker = s3.put_object(Bucket=target.data_bucket, Key=folder + READY_MARKER, Body=b"")
     return str(marker.get("VersionId") or marker["ETag"].strip('"'))
+
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def _prepared(directory: Path) -> bool:
+    return (directory / "train").is_dir() and (directory / "validation").is_dir()
+
+
+def _class_folders(directory: Path) -> list[Path]:
+    """The sub-folders of ``directory`` that hold images (a raw data set's classes)."""
+    if not directory.is_dir():
+        return []
+    return [
+        folder
+        for folder in sorted(directory.iterdir())
+        if folder.is_dir() and any(p.suffix.lower() in _IMAGE_SUFFIXES for p in folder.iterdir() if p.is_file())
+    ]
 
 
 def start(target: Target, run_input: dict[str, Any], name: str | None = None) -> str:
