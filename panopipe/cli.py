@@ -251,8 +251,8 @@ def _check_run_options(dataset: Path | None, name: str | None, model: str | None
         _fail(f"--name {name!r}: {problem}", exit_codes.USAGE)
     if dataset is not None and not dataset.is_dir():
         _fail(f"--dataset {dataset}: no such folder", exit_codes.USAGE)
-    if dataset is not None and not ((dataset / "train").is_dir() and (dataset / "validation").is_dir()):
-        _fail(f"--dataset {dataset}: must hold train/ and validation/ folders", exit_codes.USAGE)
+    if dataset is not None and (problem := runs.dataset_folder_problem(dataset)):
+        _fail(f"--dataset {dataset}: {problem}", exit_codes.USAGE)
 
 
 @app.command(epilog=exit_codes.HELP)

@@ -199,12 +199,8 @@ def upload_dataset(target: Target, directory: Path, name: str, prefix: str = DEF
 
     Returns the version of the marker (VersionId, or ETag when unversioned): the run's identity.
     """
-    if not _prepared(directory) and not _class_folders(directory):
-        raise RunError(
-            f"{directory} must hold train/ and validation/ folders (a prepared data set) or one folder of "
-            ".jpg/.jpeg/.png images per class (raw: the pipeline prepares it)",
-            exit_codes.USAGE,
-        )
+    if problem := dataset_folder_problem(directory):
+        raise RunError(f"{directory}: {problem}", exit_codes.USAGE)
     folder = f"{prefix}{name}/"
     with aws_errors(f"uploading the data set to s3://{target.data_bucket}/{folder}"):
         s3 = _client("s3", target.region)
@@ -215,6 +211,16 @@ def upload_dataset(target: Target, directory: Path, name: str, prefix: str = DEF
 
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def dataset_folder_problem(directory: Path) -> str | None:
+    """Why ``directory`` is no data set to upload, or None: prepared channels, or raw class folders."""
+    if _prepared(directory) or _class_folders(directory):
+        return None
+    return (
+        "must hold train/ and validation/ folders (a prepared data set) or one folder of "
+        ".jpg/.jpeg/.png images per class (raw: the pipeline prepares it)"
+    )
 
 
 def _prepared(directory: Path) -> bool:

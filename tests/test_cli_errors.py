@@ -144,7 +144,26 @@ def test_a_data_set_folder_must_exist_and_hold_train_and_validation(tmp_path: Pa
     (tmp_path / "file").write_text("x")
     refused(["run", "-c", DEV, "--dataset", str(tmp_path / "file")], USAGE, "file: no such folder")
     (tmp_path / "train").mkdir()
-    refused(["run", "-c", DEV, "--dataset", str(tmp_path)], USAGE, "must hold train/ and validation/ folders")
+    refused(
+        ["run", "-c", DEV, "--dataset", str(tmp_path)],
+        USAGE,
+        "must hold train/ and validation/ folders (a prepared data set) or one folder of .jpg/.jpeg/.png images "
+        "per class (raw: the pipeline prepares it)",
+    )
+
+
+def test_a_raw_data_set_of_class_folders_gets_as_far_as_aws(tmp_path: Path) -> None:
+    (tmp_path / "person").mkdir()
+    (tmp_path / "person" / "1.PNG").write_bytes(b"an image")
+    refused(["run", "-c", DEV, "--dataset", str(tmp_path)], AWS, "stack panopipe-dev-pipeline is not deployed")
+
+
+def test_local_outputs_needs_the_local_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from panopipe import local_state
+
+    monkeypatch.setattr(local_state, "STATE_FILE", tmp_path / "local.json")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    refused(["local", "outputs", "-c", DEV], USAGE, "the local AWS is not running: start it with make local")
 
 
 # --- watch: malformed and unknown runs ---------------------------------------------------------------
