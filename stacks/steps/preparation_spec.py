@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 from lambda_handlers import preparation, settings
 from stacks.steps.step_spec import (
-    GRANT_READ_ACTIONS,
     OWN_JOBS,
     Allow,
     Grant,
@@ -14,8 +13,7 @@ from stacks.steps.step_spec import (
     StepResources,
     StepSpec,
     list_artifacts,
-    pass_role,
-    write_encrypted,
+    start_sagemaker_job,
 )
 
 
@@ -24,34 +22,15 @@ def _processing_jobs(r: StepResources) -> str:
 
 
 def _start(r: StepResources) -> Sequence[Permission]:
-    found: list[Permission] = [
-        Allow(
-            "StartProcessingJob",
-            ("sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob"),
-            (_processing_jobs(r),),
-            OWN_JOBS,
-        )
-    ]
-    script = r.preparation_script
-    if script is not None:  # the script is copied from its CDK asset into the artifacts bucket
-        found += [
-            Grant(
-                script.grant_read,
-                GRANT_READ_ACTIONS,
-                (script.bucket.arn_for_objects("*"),),
-                "grant_read on the CDK asset that holds processing/prepare.py (copied to artifacts)",
-            ),
-            Allow(
-                "StagePreparationScript",
-                ("s3:GetObject", "s3:PutObject"),
-                (r.artifacts.arn_for_objects("code/*"),),
-                "one copy of the script per asset hash, under code/ in the artifacts bucket",
-            ),
-            list_artifacts(r),
-            write_encrypted(r),
-        ]
-    found.append(pass_role(r.sagemaker_role, "sagemaker.amazonaws.com"))
-    return found
+    return start_sagemaker_job(
+        r,
+        "StartProcessingJob",
+        "ProcessingJob",
+        _processing_jobs(r),
+        r.preparation_script,
+        "StagePreparationScript",
+        "processing/prepare.py",
+    )
 
 
 START_PREPARATION = StepSpec(

@@ -215,6 +215,36 @@ def write_encrypted(r: StepResources) -> Grant:
     )
 
 
+def start_sagemaker_job(
+    r: StepResources, sid: str, kind: str, jobs: str, asset: s3_assets.Asset | None, stage_sid: str, what: str
+) -> list[Permission]:
+    """Create and describe this environment's ``kind`` jobs (``jobs``: their ARN pattern); pass the role.
+
+    With ``asset`` (a CDK asset holding ``what``), also read it and stage one copy per asset hash
+    under ``code/`` in the artifacts bucket, where the job reads it.
+    """
+    found: list[Permission] = [Allow(sid, (f"sagemaker:Create{kind}", f"sagemaker:Describe{kind}"), (jobs,), OWN_JOBS)]
+    if asset is not None:
+        found += [
+            Grant(
+                asset.grant_read,
+                GRANT_READ_ACTIONS,
+                (asset.bucket.arn_for_objects("*"),),
+                f"grant_read on the CDK asset that holds {what} (copied to artifacts)",
+            ),
+            Allow(
+                stage_sid,
+                ("s3:GetObject", "s3:PutObject"),
+                (r.artifacts.arn_for_objects("code/*"),),
+                f"one copy of {what} per asset hash, under code/ in the artifacts bucket",
+            ),
+            list_artifacts(r),
+            write_encrypted(r),
+        ]
+    found.append(pass_role(r.sagemaker_role, "sagemaker.amazonaws.com"))
+    return found
+
+
 def create_instances(r: StepResources) -> Sequence[Permission]:
     """Create (replacing) and tag application instances; list devices and instances."""
     return (

@@ -6,15 +6,12 @@ from collections.abc import Sequence
 
 from lambda_handlers import settings, training
 from stacks.steps.step_spec import (
-    GRANT_READ_ACTIONS,
-    KMS_WRITE_ACTIONS,
     OWN_JOBS,
     Allow,
-    Grant,
     Permission,
     StepResources,
     StepSpec,
-    pass_role,
+    start_sagemaker_job,
 )
 
 
@@ -23,38 +20,15 @@ def _training_jobs(r: StepResources) -> str:
 
 
 def _start(r: StepResources) -> Sequence[Permission]:
-    found: list[Permission] = [
-        Allow(
-            "StartTrainingJob",
-            ("sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob"),
-            (_training_jobs(r),),
-            OWN_JOBS,
-        )
-    ]
-    source = r.training_source
-    if source is not None:  # script mode: the source archive is copied into the artifacts bucket
-        found += [
-            Grant(
-                source.grant_read,
-                GRANT_READ_ACTIONS,
-                (source.bucket.arn_for_objects("*"),),
-                "grant_read on the CDK asset that holds the script-mode source archive (copied to artifacts)",
-            ),
-            Allow(
-                "StageSourceArchive",
-                ("s3:GetObject", "s3:PutObject"),
-                (r.artifacts.arn_for_objects("code/*"),),
-                "one copy of each source archive, named by its asset hash, under code/ in the artifacts bucket",
-            ),
-            Allow("ListArtifactsForSource", ("s3:ListBucket",), (r.artifacts.bucket_arn,)),
-            Grant(
-                r.key.grant_encrypt_decrypt,
-                KMS_WRITE_ACTIONS,
-                why="grant_encrypt_decrypt on the artifacts bucket key only, to write the source archive copy",
-            ),
-        ]
-    found.append(pass_role(r.sagemaker_role, "sagemaker.amazonaws.com"))
-    return found
+    return start_sagemaker_job(
+        r,
+        "StartTrainingJob",
+        "TrainingJob",
+        _training_jobs(r),
+        r.training_source,
+        "StageSourceArchive",
+        "the script-mode source archive",
+    )
 
 
 START_TRAINING = StepSpec(
