@@ -115,8 +115,9 @@ def test_a_data_set_run_uploads_the_sample_and_is_named_after_its_version(aws: N
     assert result.exit_code == 0, result.output
     keys = sorted(o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=target.data_bucket)["Contents"])
     assert "datasets/sample/_READY" in keys
-    assert any(k.startswith("datasets/sample/train/") for k in keys)
-    assert any(k.startswith("datasets/sample/validation/") for k in keys)
+    # the generated sample, raw: one folder of images per class (the run's preparation step prepares it)
+    assert any(k.startswith("datasets/sample/person/") and k.endswith(".png") for k in keys)
+    assert any(k.startswith("datasets/sample/empty/") and k.endswith(".png") for k in keys)
     (execution,) = boto3.client("stepfunctions").list_executions(stateMachineArn=target.state_machine_arn)["executions"]
     assert re.fullmatch(r"ds-sample-[0-9a-f]{12}", execution["name"])
     assert json.loads(
