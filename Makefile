@@ -38,8 +38,8 @@ summary: deps ## Synthesize every stack and summarize what `cdk deploy` would cr
 
 test: deps lint typecheck unit ## The whole test suite: ruff, mypy, pytest (snapshots, cdk-nag, cfn-lint, CLI synth)
 
-unit: deps ## pytest only
-	$(PYTHON) -m pytest
+unit: deps ## pytest only (two workers, one module per worker; plain .venv/bin/pytest runs serially)
+	$(PYTHON) -m pytest -n 2 --dist loadfile
 
 synth: deps ## cdk synth with CONFIG (default config/dev.yaml)
 	cdk synth --quiet --no-notices -c config=$(CONFIG)

@@ -212,8 +212,11 @@ def test_a_huge_value_in_a_parsed_mapping_is_reported_briefly() -> None:
     ],
     ids=["latin-1", "png", "utf-16", "nul"],
 )
-def test_a_file_that_is_not_utf8_yaml_text_is_one_problem_line(tmp_path: Path, content: bytes, rule: str) -> None:
-    path = tmp_path / "x.yaml"
+def test_a_file_that_is_not_utf8_yaml_text_is_one_problem_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes, rule: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a short name: long values are shortened in messages, whatever TMPDIR is
+    path = Path("x.yaml")
     path.write_bytes(content)
     assert _problems_of(path) == [f"<file> = {str(path)!r}: {rule}"]
 
@@ -239,8 +242,9 @@ def test_a_scalar_python_cannot_build_is_one_problem_line(tmp_path: Path, value:
     assert problem.startswith(f"<file> = 'line {line}, column 21': is not valid YAML: {rule}"), problem
 
 
-def test_a_file_larger_than_any_config_is_refused_unread(tmp_path: Path) -> None:
-    path = tmp_path / "large.yaml"
+def test_a_file_larger_than_any_config_is_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a short name: long values are shortened in messages, whatever TMPDIR is
+    path = Path("large.yaml")
     path.write_text(DEV_TEXT + "#" * (2 * 1024 * 1024) + "\n")
     assert _problems_of(path) == [f"<file> = {str(path)!r}: is larger than 1048576 bytes; a config file is a few KB"]
 
