@@ -14,7 +14,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
 
-.PHONY: help test local local-run local-down summary synth delivery-synth delivery-deploy lint typecheck unit bench bench-delivery bench-app bench-pipeline lock clean
+.PHONY: help test local local-run local-down summary synth delivery-synth delivery-deploy lint typecheck unit bench bench-delivery bench-app bench-pipeline bench-prepare lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ bench-pipeline: deps ## State transitions/Lambda invocations per run; handler co
 	$(PYTHON) benchmarks/run_transitions.py
 	$(PYTHON) benchmarks/handler_imports.py
 
+bench-prepare: deps ## Data preparation throughput (images/s) with and without variations
+	$(PYTHON) benchmarks/prepare_throughput.py
+
 lock: ## Re-resolve requirements.lock from pyproject.toml's pins (needs the package index)
 	rm -rf .lock-venv && python3 -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet --disable-pip-version-check ".[dev]"
@@ -77,8 +80,8 @@ lock: ## Re-resolve requirements.lock from pyproject.toml's pins (needs the pack
 	  .lock-venv/bin/pip freeze --exclude panorama-pipeline ) > requirements.lock
 	rm -rf .lock-venv
 
-clean: ## Remove the venv, node_modules and cdk.out
-	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache
+clean: local-down ## Stop the local AWS; remove the venv, node_modules, cdk.out and .panopipe/ (ML venv, jobs, sample, appliance outputs)
+	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache .panopipe
 
 .PHONY: deps
 deps: $(VENV)/.installed node_modules/.installed
