@@ -36,7 +36,7 @@ from typing import Any
 
 from local_aws.appliance.deployments import deployment_of
 from local_aws.panorama_devices import DeviceOperations
-from local_aws.panorama_errors import ResourceNotFoundException, ValidationException
+from local_aws.panorama_errors import ConflictException, ResourceNotFoundException, ValidationException
 from local_aws.panorama_packages import PackageOperations
 from local_aws.panorama_records import (
     DEPLOYMENT_FAILED,
@@ -138,6 +138,12 @@ class InstanceOperations(PackageOperations, DeviceOperations):
                     reason="FIELD_VALIDATION_FAILED",
                     fields=[("ApplicationInstanceIdToReplace", "not replaceable")],
                 )
+            if replaced is not None and (conflict := self._replacement_conflict(replaced)):
+                raise ConflictException(
+                    f"ApplicationInstanceIdToReplace {replaces}: {conflict}",
+                    resource_id=replaced.instance_id,
+                    resource_type="ApplicationInstance",
+                )
             uses = self._check_manifests(graph, override_document)
             instance_id = random_id("applicationInstance-")
             pending = self._failures.get(device_id)
@@ -163,6 +169,19 @@ class InstanceOperations(PackageOperations, DeviceOperations):
                 del self._failures[device_id]
             self._instances[instance_id] = instance
             return instance_id
+
+    def _replacement_conflict(self, replaced: InstanceRecord) -> str | None:
+        """Why ``replaced`` cannot be replaced now: it is being removed, or another deployment replaces it.
+
+        AWS refuses a second replacement of an instance while the first is under way, so two runs
+        deploying at once cannot leave two instances of one application side by side on a device.
+        """
+        if replaced.status in _STATUS_FILTERS["PROCESSING_REMOVAL"]:
+            return f"it is being removed ({replaced.status})"
+        for other in self._instances.values():
+            if other.replaces == replaced.instance_id and other.status in (DEPLOYMENT_PENDING, DEPLOYMENT_IN_PROGRESS):
+                return f"it is already being replaced by {other.instance_id} ({other.status})"
+        return None
 
     def _check_manifests(self, graph: Any, overrides: Any | None) -> frozenset[tuple[str, str, str]]:
         """Validate graph and overrides; every package of ours must be registered and complete."""

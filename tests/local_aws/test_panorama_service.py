@@ -498,6 +498,10 @@ def test_an_instance_deploys_asynchronously_and_replaces_the_previous_one(
 
     second = _create(pano, graph, ApplicationInstanceIdToReplace=first)
     assert pano.describe_application_instance(ApplicationInstanceId=second)["ApplicationInstanceIdToReplace"] == first
+    # a second replacement while the first is under way is refused (two runs deploying at once)
+    with pytest.raises(pano.exceptions.ConflictException) as conflict:
+        _create(pano, graph, ApplicationInstanceIdToReplace=first)
+    assert f"it is already being replaced by {second} (DEPLOYMENT_PENDING)" in str(conflict.value)
     assert _statuses(pano, second, 3)[-1] == "DEPLOYMENT_SUCCEEDED"
     assert pano.describe_application_instance(ApplicationInstanceId=first)["Status"] == "REMOVAL_SUCCEEDED"
     running = pano.list_application_instances(StatusFilter="DEPLOYMENT_SUCCEEDED")["ApplicationInstances"]
