@@ -8,11 +8,11 @@ Panorama client built from the carried API model), as the local mode does with i
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from panopipe.environ import environment
 from panopipe.runs import RunError, aws_errors
 
 #: An IAM role ARN (any partition; the path may hold slashes).
@@ -53,19 +53,13 @@ def assumed_role(role_arn: str | None, purpose: str, region: str | None = None) 
         sts = boto3.session.Session().client("sts", region_name=region)
         credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name(purpose))["Credentials"]
     values = (credentials["AccessKeyId"], credentials["SecretAccessKey"], credentials["SessionToken"])
-    saved = {name: os.environ.get(name) for name in (*_CREDENTIALS, "AWS_PROFILE")}
-    os.environ.pop("AWS_PROFILE", None)  # a profile would win over the variables in some SDKs
-    os.environ.update(dict(zip(_CREDENTIALS, values, strict=True)))
-    boto3.DEFAULT_SESSION = None  # it keeps the credentials it resolved first: make the next client resolve anew
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        boto3.DEFAULT_SESSION = None
+    # a profile would win over the variables in some SDKs
+    with environment(dict(zip(_CREDENTIALS, values, strict=True)), cleared=("AWS_PROFILE",)):
+        boto3.DEFAULT_SESSION = None  # it keeps the credentials it resolved first: the next client resolves anew
+        try:
+            yield
+        finally:
+            boto3.DEFAULT_SESSION = None
 
 
 __all__ = ["ROLE_ARN", "RunError", "assumed_role", "role_arn_problem", "session_name"]

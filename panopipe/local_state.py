@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from local_aws.emulator_process import control, read_state
+from panopipe import environ
 from panopipe.project import ROOT
 
 #: In the project, wherever the command runs from (one emulator per checkout).
@@ -34,11 +35,7 @@ def apply_endpoint(path: Path | None = None) -> dict[str, str | None]:
 
 def restore(saved: dict[str, str | None]) -> None:
     """Undo :func:`apply_endpoint`."""
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    environ.restore(saved)
 
 
 def emulator_in_use() -> bool:

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lambda_handlers.settings import install
+from panopipe.environ import environment
 
 State = dict[str, Any]
 PAYLOAD_LIMIT = 256 * 1024
@@ -117,21 +116,6 @@ def parameters(template: State, data: State, context: State) -> State:
     return out
 
 
-@contextmanager
-def environment(cleared: tuple[str, ...], values: dict[str, str]) -> Iterator[None]:
-    """``os.environ`` without ``cleared`` and with ``values``, restored afterwards."""
-    saved = {name: os.environ.pop(name, None) for name in {*cleared, *values}}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 class Interpreter:
     """Runs executions of ``definition``; ``functions``: the template's functions by logical id."""
 
@@ -158,7 +142,7 @@ class Interpreter:
             self.before_task(name, data)
         module, _, attribute = function.handler.rpartition(".")
         handler = getattr(importlib.import_module(module), attribute)
-        with environment(self.cleared, function.environment):
+        with environment(function.environment, cleared=self.cleared):
             install(None)  # each function parses its own STEP_SETTINGS
             text = json.dumps(handler(json.loads(json.dumps(data)), None))
         assert len(text.encode()) <= PAYLOAD_LIMIT, f"{name} returned {len(text.encode())} bytes"
