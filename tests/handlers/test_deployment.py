@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from lambda_handlers import app_instances
@@ -235,6 +236,30 @@ def test_deploy_retried_adopts_the_instances_of_this_run(
     devices = result["deployment"]["devices"]
     assert [(d["instance_id"], d["replaced"]) for d in devices] == [("ai-new-1", "ai-current"), ("ai-new-2", None)]
     assert pauses == []
+
+
+def test_a_replacement_another_deployment_is_making_fails_the_step_with_panoramas_reason(
+    s3: Any, stub: Stubber, two_devices: StepSettings, pauses: list[float]
+) -> None:
+    """Two runs deploying at once: Panorama refuses the second replacement (ConflictException, not retried)."""
+    _list_devices(stub)
+    old = SPEC.instance_name(BY_ID)
+    stub.add_response(
+        "list_application_instances",
+        {"ApplicationInstances": [_instance("ai-current", old, "DEPLOYMENT_SUCCEEDED")]},
+        {"DeviceId": BY_ID},
+    )
+    reason = "ApplicationInstanceIdToReplace ai-current: it is already being replaced by ai-other (DEPLOYMENT_PENDING)"
+    stub.add_client_error(
+        "create_application_instance",
+        "ConflictException",
+        reason,
+        409,
+        modeled_fields={"Message": reason, "ResourceId": "ai-current", "ResourceType": "ApplicationInstance"},
+    )
+    with pytest.raises(ClientError, match="already being replaced by ai-other") as error:
+        dep.deploy(_state())
+    assert error.value.response["Error"]["Code"] == "ConflictException"
 
 
 def test_an_unknown_device_name_is_refused_before_anything_is_created(
