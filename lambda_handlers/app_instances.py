@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from lambda_handlers import settings
 from lambda_handlers.aws import panorama
+from lambda_handlers.domain import bounded
 from lambda_handlers.errors import InvalidInput
 from lambda_handlers.settings import Device
 from lambda_handlers.state import (
@@ -34,6 +35,9 @@ from lambda_handlers.state import (
 RUN_TAG = "panopipe:run"
 ROLLBACK_TAG = "panopipe:rollback-of"
 
+#: Per-device descriptions kept in the run's state (hundreds of devices share its 256 KB).
+DESCRIPTION_MAX = 300
+
 #: Panorama accepts one CreateApplicationInstance request per second.
 CREATE_INTERVAL_SECONDS = 1.0
 #: How the deploy and rollback steps wait between two creates (tests replace it).
@@ -41,6 +45,8 @@ pause: Callable[[float], None] = time.sleep
 
 _WAITING = frozenset({"DEPLOYMENT_PENDING", "DEPLOYMENT_REQUESTED", "DEPLOYMENT_IN_PROGRESS"})
 RUNNING = "DEPLOYMENT_SUCCEEDED"
+#: An instance in these statuses occupies the device (or is about to).
+_ACTIVE = _WAITING | {RUNNING}
 #: A deployed instance is good only once its application runs (NOT_AVAILABLE: not started yet).
 HEALTHY = "RUNNING"
 
@@ -57,30 +63,58 @@ def _pages(operation: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
             return
 
 
-def resolve_devices(devices: tuple[Device, ...]) -> dict[str, str]:
-    """Device label → device id; names are looked up with ListDevices (exact match).
+def _matches(summary: dict[str, Any], tags: dict[str, str]) -> bool:
+    found = summary.get("Tags") or {}
+    return all(found.get(key) == value for key, value in tags.items())
 
-    Raises InvalidInput for a name no device has, or that several devices share.
+
+def resolve_devices(devices: tuple[Device, ...]) -> dict[str, str]:
+    """Device label → device id, in config order; names and tag groups are looked up with ListDevices.
+
+    A name must match exactly one appliance; a tag group matches every appliance carrying all its
+    tags (labelled by name, or by id where several share the name). A device reached twice is
+    deployed once. Raises InvalidInput for a name no device has or that several share, and for a
+    tag group that matches nothing.
     """
-    ids = {d.label: d.id for d in devices if d.id}
-    names = [d.name for d in devices if not d.id and d.name]
-    if not names:
-        return {label: str(i) for label, i in ids.items()}
-    found: dict[str, list[str]] = {}
-    for device in _pages("list_devices", "Devices"):
-        found.setdefault(str(device.get("Name")), []).append(str(device["DeviceId"]))
+    if all(d.id for d in devices):
+        return {d.label: str(d.id) for d in devices}
+    listed = list(_pages("list_devices", "Devices"))
+    by_name: dict[str, list[str]] = {}
+    for summary in listed:
+        by_name.setdefault(str(summary.get("Name")), []).append(str(summary["DeviceId"]))
+    resolved: dict[str, str] = {}
     problems = []
-    for name in names:
-        matches = found.get(name, [])
-        if len(matches) == 1:
-            ids[name] = matches[0]
-        elif not matches:
-            problems.append(f"no appliance named {name!r} (ListDevices finds: {', '.join(sorted(found)) or 'none'})")
+    for device in devices:
+        if device.id:
+            found = {device.label: device.id}
+        elif device.name:
+            matches = by_name.get(device.name, [])
+            if len(matches) != 1:
+                problems.append(
+                    f"no appliance named {device.name!r} (ListDevices finds: {', '.join(sorted(by_name)) or 'none'})"
+                    if not matches
+                    else f"{len(matches)} appliances are named {device.name!r} ({', '.join(matches)}): configure the id"
+                )
+                continue
+            found = {device.name: matches[0]}
         else:
-            problems.append(f"{len(matches)} appliances are named {name!r} ({', '.join(matches)}): configure the id")
+            tagged_devices = sorted(
+                (s for s in listed if _matches(s, device.tags or {})), key=lambda s: (str(s.get("Name")), s["DeviceId"])
+            )
+            if not tagged_devices:
+                problems.append(f"no appliance carries the tags of {device.label} (ListDevices: {len(listed)} devices)")
+                continue
+            found = {
+                str(s["Name"]) if len(by_name.get(str(s.get("Name")), [])) == 1 else str(s["DeviceId"]): str(
+                    s["DeviceId"]
+                )
+                for s in tagged_devices
+            }
+        taken = set(resolved.values())
+        resolved.update({label: i for label, i in found.items() if i not in taken})
     if problems:
         raise InvalidInput("devices in the config: " + "; ".join(problems))
-    return {label: str(i) for label, i in ids.items()}
+    return resolved
 
 
 def instances_on(device_id: str) -> list[dict[str, Any]]:
@@ -94,14 +128,37 @@ def tagged(instances: list[dict[str, Any]], tag: str, run: str) -> dict[str, Any
 
 
 def running(instances: list[dict[str, Any]], name: str, exclude: str | None = None) -> dict[str, Any] | None:
-    """The newest instance named ``name`` in DEPLOYMENT_SUCCEEDED (the one a new instance replaces)."""
-    candidates = [
+    """The instance named ``name`` that a new one replaces: the newest deployed, else the newest deploying.
+
+    Whatever instance of the application is on the device is replaced, so a device never ends with
+    two; one that another deployment is replacing already makes the service refuse (ConflictException).
+    """
+    active = [
         i
         for i in instances
-        if i.get("Name") == name and i.get("Status") == RUNNING and i.get("ApplicationInstanceId") != exclude
+        if i.get("Name") == name and i.get("Status") in _ACTIVE and i.get("ApplicationInstanceId") != exclude
     ]
-    candidates.sort(key=lambda i: str(i.get("CreatedTime", "")))
-    return candidates[-1] if candidates else None
+    active.sort(key=lambda i: (i.get("Status") == RUNNING, str(i.get("CreatedTime", ""))))
+    return active[-1] if active else None
+
+
+def others(instances: list[dict[str, Any]], name: str, keep: set[str]) -> list[str]:
+    """Ids of further instances named ``name`` still deployed or deploying (left by an earlier fault)."""
+    return [
+        str(i["ApplicationInstanceId"])
+        for i in instances
+        if i.get("Name") == name and i.get("Status") in _ACTIVE and i.get("ApplicationInstanceId") not in keep
+    ]
+
+
+def remove(instance_ids: list[str]) -> None:
+    """RemoveApplicationInstance for each id (an instance removed meanwhile is no error)."""
+    client = panorama.client()
+    for instance_id in instance_ids:
+        try:
+            client.remove_application_instance(ApplicationInstanceId=instance_id)
+        except client.exceptions.ResourceNotFoundException:
+            continue
 
 
 def create(
@@ -128,10 +185,14 @@ def create(
 
 
 class Pacer:
-    """Spaces creates by :data:`CREATE_INTERVAL_SECONDS` (the first one goes at once)."""
+    """Spaces creates by :data:`CREATE_INTERVAL_SECONDS`; the first goes at once unless ``after_others``.
 
-    def __init__(self) -> None:
-        self.created = 0
+    A batch after the first (``after_others``) waits before its first create too: the previous
+    batch's last create may have been less than a second ago.
+    """
+
+    def __init__(self, after_others: bool = False) -> None:
+        self.created = 1 if after_others else 0
 
     def __call__(self) -> None:
         """Wait before every create but the first."""
@@ -194,6 +255,6 @@ def poll_devices(
             elif status == IN_PROGRESS and expired:
                 timeout = settings.current().runs.deployment_timeout_seconds
                 status, description = TIMED_OUT, f"still {description} after {timeout} s"
-            device = {**device, "status": status, "status_description": description}
+            device = {**device, "status": status, "status_description": bounded(description, DESCRIPTION_MAX)}
         devices.append(device)
     return polled(state, section, overall(devices, expired), devices=devices)

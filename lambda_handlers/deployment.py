@@ -29,10 +29,23 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from lambda_handlers import app_instances, settings
-from lambda_handlers.app_instances import RUN_TAG, Pacer, instances_on, resolve_devices, running, tagged
+from botocore.exceptions import ClientError
+
+from lambda_handlers import app_instances, deployment_lock, settings
+from lambda_handlers.app_instances import (
+    DESCRIPTION_MAX,
+    RUN_TAG,
+    Pacer,
+    instances_on,
+    others,
+    remove,
+    running,
+    tagged,
+)
 from lambda_handlers.artifacts import last_good_key, load_template, model_spec, read_json, write_json
 from lambda_handlers.aws import clients, panorama
+from lambda_handlers.aws.client_errors import error_code, retried
+from lambda_handlers.domain import bounded
 from lambda_handlers.errors import InvalidInput
 from lambda_handlers.state import (
     FAILED,
@@ -112,57 +125,77 @@ def _plans(state: RunState, device_ids: dict[str, str]) -> list[_Plan]:
     return plans
 
 
+def _deploy_one(state: RunState, plan: _Plan, pace: Pacer) -> DeviceRecord:
+    """Create (or adopt) the device's instance; a refusal of this device is its FAILED record, not the batch's."""
+    run, s3, bucket = run_name(state), clients.s3(), settings.env(settings.ARTIFACTS_BUCKET)
+    key = deployment_key(run, plan.device)
+    write_json(
+        s3,
+        bucket,
+        key,
+        {
+            "run": run,
+            "device": plan.device,
+            "device_id": plan.device_id,
+            "instance_name": plan.name,
+            "manifest": plan.manifest,
+            "overrides": plan.overrides,
+            "package": {k: v for k, v in state["package"].items() if k in _REGISTRATION_FIELDS},
+            "code_package": state["code_package"],
+        },
+    )
+    record: DeviceRecord = {
+        "device": plan.device,
+        "device_id": plan.device_id,
+        "instance_id": None,
+        "replaced": None,
+        "status": IN_PROGRESS,
+        "status_description": "deployment requested",
+        "manifest_key": key,
+    }
+    instances = instances_on(plan.device_id)
+    adopted = tagged(instances, RUN_TAG, run)
+    if adopted:
+        instance_id = str(adopted["ApplicationInstanceId"])
+        described = panorama.client().describe_application_instance(ApplicationInstanceId=instance_id)
+        logger.info("instance of this run adopted", extra={"device": plan.device, "instance_id": instance_id})
+        return {**record, "instance_id": instance_id, "replaced": described.get("ApplicationInstanceIdToReplace")}
+    current = running(instances, plan.name)
+    replaced = str(current["ApplicationInstanceId"]) if current else None
+    pace()
+    try:
+        instance_id = app_instances.create(
+            plan.name, plan.description, plan.device_id, plan.manifest, plan.overrides, replaced, {RUN_TAG: run}
+        )
+    except ClientError as error:
+        if retried(error):
+            raise  # throttled or a server fault: the state machine retries the batch, which adopts what it made
+        message = error.response.get("Error", {}).get("Message", "")
+        reason = f"CreateApplicationInstance refused: {error_code(error)}: {message}"
+        logger.warning("device refused", extra={"device": plan.device, "reason": reason})
+        return {
+            **record,
+            "replaced": replaced,
+            "status": FAILED,
+            "status_description": bounded(reason, DESCRIPTION_MAX),
+        }
+    # Left by an earlier fault: never two instances of the application on one device.
+    extra = others(instances, plan.name, keep={instance_id, *([replaced] if replaced else [])})
+    if extra:
+        logger.warning("removing further instances of the application", extra={"device": plan.device, "ids": extra})
+        remove(extra)
+    return {**record, "instance_id": instance_id, "replaced": replaced}
+
+
 @step
 def deploy(state: RunState) -> RunState:
-    """Create one application instance per configured device, replacing the running one."""
-    config = settings.current()
-    run, s3, bucket = run_name(state), clients.s3(), settings.env(settings.ARTIFACTS_BUCKET)
-    plans = _plans(state, resolve_devices(config.devices))
-    pace, records = Pacer(), list[DeviceRecord]()
-    for plan in plans:
-        key = deployment_key(run, plan.device)
-        write_json(
-            s3,
-            bucket,
-            key,
-            {
-                "run": run,
-                "device": plan.device,
-                "device_id": plan.device_id,
-                "instance_name": plan.name,
-                "manifest": plan.manifest,
-                "overrides": plan.overrides,
-                "package": {k: v for k, v in state["package"].items() if k in _REGISTRATION_FIELDS},
-                "code_package": state["code_package"],
-            },
-        )
-        instances = instances_on(plan.device_id)
-        adopted = tagged(instances, RUN_TAG, run)
-        replaced: str | None
-        if adopted:
-            instance_id = str(adopted["ApplicationInstanceId"])
-            described = panorama.client().describe_application_instance(ApplicationInstanceId=instance_id)
-            replaced = described.get("ApplicationInstanceIdToReplace")
-            logger.info("instance of this run adopted", extra={"device": plan.device, "instance_id": instance_id})
-        else:
-            current = running(instances, plan.name)
-            replaced = current["ApplicationInstanceId"] if current else None
-            pace()
-            instance_id = app_instances.create(
-                plan.name, plan.description, plan.device_id, plan.manifest, plan.overrides, replaced, {RUN_TAG: run}
-            )
-        records.append(
-            {
-                "device": plan.device,
-                "device_id": plan.device_id,
-                "instance_id": instance_id,
-                "replaced": replaced,
-                "status": IN_PROGRESS,
-                "status_description": "deployment requested",
-                "manifest_key": key,
-            }
-        )
-    timeout = config.runs.deployment_timeout_seconds
+    """Create one application instance per device of the Map iteration's batch, replacing the running one."""
+    deployment_lock.renew(state)
+    batch = state["batch"]
+    plans = _plans(state, {d["device"]: d["device_id"] for d in batch["devices"]})
+    pace = Pacer(after_others=batch["index"] > 0)
+    records = [_deploy_one(state, plan, pace) for plan in plans]
+    timeout = settings.current().runs.deployment_timeout_seconds
     status = app_instances.overall(records, expired=False)
     return loop_started(state, "deployment", timeout, status=status, devices=records)
 
@@ -191,6 +224,7 @@ def check_deployment(state: RunState) -> RunState:
     When the deployment failed or timed out, this step is the run's ``failed_step`` (the state
     machine then rolls back before the failure is reported).
     """
+    deployment_lock.renew(state)
     polled = app_instances.poll_devices(state, "deployment", on_success=_remember)
     if polled["deployment"].get("status") in (FAILED, TIMED_OUT):
         polled["failed_step"] = state_name(check_deployment)

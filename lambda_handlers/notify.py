@@ -1,6 +1,7 @@
 """Tell the team how the run ended (SNS), and leave the outcome in the state for the final state.
 
-The state machine calls :func:`notify` at the end of every run, succeeded or failed. The run
+The state machine calls :func:`notify` at the end of every run: succeeded, superseded (newer data
+was deployed already: the lock's ``reason`` says which) or failed. The run
 failed when a step's Catch added ``error`` ({Error, Cause}) and ``failed_step`` to the state, or
 when the deployment ended FAILED / TIMED_OUT (then rolled back; the deployment's check step set
 ``failed_step``). ``state["summary"]`` is what the
@@ -17,6 +18,7 @@ from typing import Any
 
 from lambda_handlers import settings
 from lambda_handlers.aws import clients
+from lambda_handlers.deployment_lock import SUPERSEDED
 from lambda_handlers.domain import bounded
 from lambda_handlers.errors import DeploymentFailed, StepTimedOut
 from lambda_handlers.state import FAILED, SUCCEEDED, TIMED_OUT, CaughtError, DevicesSection, RunState, Summary
@@ -67,17 +69,42 @@ def _device_problems(section: DevicesSection) -> list[str]:
     ]
 
 
+def _counted(state: RunState) -> str:
+    """``"on 3 of 200 devices (2 rolled back, 1 not)"``-style words from the fleet's counts, or ""."""
+    counts = state.get("fleet", {}).get("counts")
+    if not counts:
+        return ""
+    bad = counts["failed"] + counts["timed_out"]
+    rolled = f"{counts['rolled_back']} rolled back"
+    if counts["rollback_failed"] or counts["rollback_skipped"]:
+        rolled += (
+            f", {counts['rollback_failed']} rollback failed, {counts['rollback_skipped']} without an earlier good one"
+        )
+    return f" on {bad} of {counts['devices']} devices ({counts['succeeded']} succeeded; {rolled})"
+
+
 def summarize(state: RunState) -> Summary:
     """The outcome: ``{"status", "error", "reason", "run", "failed_step", ...}`` (no AWS calls)."""
     deployment: DevicesSection = state.get("deployment") or {}
     error: str | None = None
     reason = ""
+    lock = state.get("lock") or {}
+    if "error" not in state and lock.get("status") == SUPERSEDED:
+        return {
+            "status": SUPERSEDED,
+            "error": None,
+            "reason": one_line(str(lock.get("reason", "newer data was deployed"))),
+            "run": state["run"]["name"] if "run" in state else None,
+            "source": _source(state),
+            "failed_step": None,
+            "instances": {},
+        }
     if "error" in state:
         error, reason = str(state["error"].get("Error") or "Error"), error_reason(state["error"])
     elif deployment.get("status") in (FAILED, TIMED_OUT):
         status = str(deployment.get("status"))
         error = StepTimedOut.__name__ if status == TIMED_OUT else DeploymentFailed.__name__
-        reason = one_line(f"deployment {status}: " + "; ".join(_device_problems(deployment)))
+        reason = one_line(f"deployment {status}{_counted(state)}: " + "; ".join(_device_problems(deployment)))
     package: dict[str, Any] = dict(state.get("package") or {})
     code: dict[str, Any] = dict(state.get("code_package") or {})
     if error is None:
@@ -98,6 +125,8 @@ def summarize(state: RunState) -> Summary:
     }
     if "rollback" in state:
         summary["rollback"] = str(state["rollback"].get("status"))
+    if state.get("fleet", {}).get("counts"):
+        summary["counts"] = state["fleet"]["counts"]
     return summary
 
 
@@ -118,9 +147,17 @@ def subject(prefix: str, summary: Summary) -> str:
     return text.encode("ascii", "replace").decode("ascii")
 
 
+#: Past this many devices a section lists only those that did not succeed (and counts the others).
+LISTED_DEVICES = 20
+
+
 def _devices_lines(section: DevicesSection) -> list[str]:
     lines = []
-    for d in section.get("devices", []):
+    devices = section.get("devices", [])
+    shown = devices if len(devices) <= LISTED_DEVICES else [d for d in devices if d.get("status") != SUCCEEDED]
+    if len(shown) < len(devices):
+        lines.append(f"  {len(devices) - len(shown)} of {len(devices)} devices SUCCEEDED; the others:")
+    for d in shown:
         replaced = f" replacing {d['replaced']}" if d.get("replaced") else ""
         described = f" - {d['status_description']}" if d.get("status_description") else ""
         lines.append(
@@ -162,6 +199,11 @@ def message(state: RunState, summary: Summary) -> str:
             f"Code package: {code.get('package_name')} version {code.get('package_version')} "
             f"patch {code['patch_version']} (registered by panopipe package-app)"
         )
+    if summary["status"] == SUPERSEDED:
+        lines.append(f"Superseded: {summary['reason']}")
+    counts = summary.get("counts")
+    if counts:
+        lines.append("Devices: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in counts.items()))
     for title, section in (("Deployment", state.get("deployment")), ("Rollback", state.get("rollback"))):
         if section:
             lines.append(f"{title}: {section.get('status', '?')}")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-from lambda_handlers import package_versions, settings
+from lambda_handlers import deployment_lock, package_versions, settings
 from lambda_handlers.artifacts import load_template, model_spec, split_s3_uri
 from lambda_handlers.aws import clients
 from lambda_handlers.errors import PackageRegistrationFailed, StepTimedOut
@@ -65,6 +65,7 @@ def register_model(s3: S3Client, spec: ApplicationSpec, model_bucket: str, model
 @step
 def register_package(state: RunState) -> RunState:
     """Register the run's raw model (``state["model"]``) as a new patch version; start the wait loop."""
+    deployment_lock.renew(state)
     s3, bucket = clients.s3(), settings.env(settings.ARTIFACTS_BUCKET)
     template = load_template(s3, bucket, settings.env(settings.MANIFEST_TEMPLATE_KEY))
     spec = model_spec(template.spec, state["model"])
@@ -80,6 +81,7 @@ def check_registration(state: RunState) -> RunState:
 
     Raises PackageRegistrationFailed (FAILED, or the version is being deleted) and StepTimedOut.
     """
+    deployment_lock.renew(state)
     package = state["package"]
     status = registration_status(package)
     if status == "REGISTER_COMPLETED":

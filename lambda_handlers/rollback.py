@@ -2,7 +2,9 @@
 
 Steps:
 
-- :func:`rollback`: per FAILED / TIMED_OUT device of the run's ``deployment``, recreate its last
+- :func:`rollback`: per FAILED / TIMED_OUT device of the batch's ``deployment`` (one iteration of
+  the deployment Map: a failing device is rolled back alone, its batch's others keep the new
+  version), recreate its last
   good deployment (``deployments/<device>/last-good.json``, written by ``deployment.py`` when a
   deployment succeeds), replacing the failed instance → section ``rollback``. A device with no
   earlier good deployment is SKIPPED with that reason, and nothing is removed; a device whose
@@ -21,7 +23,7 @@ Environment: ARTIFACTS_BUCKET, RUNTIME_ROLE_ARN, STEP_SETTINGS. Objects written:
 
 from __future__ import annotations
 
-from lambda_handlers import app_instances, settings
+from lambda_handlers import app_instances, deployment_lock, settings
 from lambda_handlers.app_instances import ROLLBACK_TAG, Pacer, instances_on, running, tagged
 from lambda_handlers.artifacts import last_good_key, read_json, write_json
 from lambda_handlers.aws import clients
@@ -49,8 +51,9 @@ def rollback_key(run: str, device: str) -> str:
 @step
 def rollback(state: RunState) -> RunState:
     """Restore each FAILED / TIMED_OUT device's last good deployment, replacing the failed instance."""
+    deployment_lock.renew(state)
     run, s3, bucket = run_name(state), clients.s3(), settings.env(settings.ARTIFACTS_BUCKET)
-    pace, records = Pacer(), list[DeviceRecord]()
+    pace, records = Pacer(after_others=True), list[DeviceRecord]()  # other batches may be creating
     for device in state["deployment"]["devices"]:
         if device["status"] not in (FAILED, TIMED_OUT):
             continue
@@ -110,4 +113,5 @@ def rollback(state: RunState) -> RunState:
 @step
 def check_rollback(state: RunState) -> RunState:
     """Poll the rollback (the last-good records stay as they are)."""
+    deployment_lock.renew(state)
     return app_instances.poll_devices(state, "rollback")

@@ -152,14 +152,17 @@ class Compilation:
 
 @dataclass(frozen=True)
 class Device:
-    """Config ``devices[]``: an appliance by id or by name (names are resolved with ListDevices)."""
+    """Config ``devices[]``: an appliance by id or name, or a tag group (names and tags: ListDevices)."""
 
     id: str | None
     name: str | None
+    tags: dict[str, str] | None
 
     @property
     def label(self) -> str:
-        """How messages and S3 keys name the device."""
+        """How messages and S3 keys name the device (a tag group: its tags)."""
+        if self.tags is not None:
+            return "tags:" + ",".join(f"{k}={v}" for k, v in sorted(self.tags.items()))
         return self.id or self.name or "?"
 
 
@@ -176,6 +179,9 @@ class Runs:
     deployment_timeout_seconds: int
     run_timeout_seconds: int | None
     keep_package_versions: int
+    lock_wait_seconds: int
+    lock_lease_seconds: int
+    deploy_batch_size: int
 
 
 @dataclass(frozen=True)

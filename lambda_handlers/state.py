@@ -155,6 +155,56 @@ class DevicesSection(Loop, total=False):
     devices: list[DeviceRecord]
 
 
+class DataVersion(TypedDict):
+    """How new a run's data is: ``time`` (ISO 8601) then ``id`` order runs (``deployment_lock``)."""
+
+    time: str
+    id: str
+    source: str  # where the time comes from: the data set's marker, or the run's start
+
+
+class LockSection(Loop, total=False):
+    """``lock``: the environment's deployment lock as this run saw it (``deployment_lock``)."""
+
+    data: DataVersion
+    holder: str | None
+    holder_since: float
+    reason: str  # SUPERSEDED: why nothing was deployed
+    superseded_by: dict[str, str]
+
+
+class BatchDevice(TypedDict):
+    """A device of a deployment batch: its label and id (``fleet``)."""
+
+    device: str
+    device_id: str
+
+
+class Batch(TypedDict):
+    """One Map iteration of the deployment: its devices, and when its first create may go."""
+
+    index: int
+    start_at: str  # ISO 8601: batches are staggered so creates keep to the API's pace
+    devices: list[BatchDevice]
+
+
+class BatchResult(TypedDict, total=False):
+    """What one iteration of the deployment Map hands back: its devices' final records."""
+
+    deployment: list[DeviceRecord]
+    rollback: list[DeviceRecord]
+
+
+class FleetSection(TypedDict, total=False):
+    """``fleet``: the deployment's plan (batches) and, after the Map, the batches' results."""
+
+    devices: int
+    batch_size: int
+    batches: list[Batch]
+    results: list[BatchResult]
+    counts: dict[str, int]
+
+
 class CaughtError(TypedDict):
     """What a Catch adds: the error's name and its cause (the Lambda error document as JSON)."""
 
@@ -173,6 +223,7 @@ class Summary(TypedDict, total=False):
     failed_step: str | None
     instances: dict[str, str | None]
     rollback: str
+    counts: dict[str, int]  # a fleet's devices per outcome (``fleet.counts``)
     message_id: str
 
 
@@ -188,6 +239,9 @@ class RunState(TypedDict, total=False):
     training: TrainingSection
     compilation: CompilationSection
     package: PackageSection
+    lock: LockSection
+    fleet: FleetSection
+    batch: Batch  # inside a deployment Map iteration only
     deployment: DevicesSection
     rollback: DevicesSection
     summary: Summary
@@ -197,7 +251,7 @@ class RunState(TypedDict, total=False):
 
 
 #: Sections that run a wait loop.
-LoopName = Literal["preparation", "training", "compilation", "package", "deployment", "rollback"]
+LoopName = Literal["preparation", "training", "compilation", "lock", "package", "deployment", "rollback"]
 
 
 def run_name(state: RunState) -> str:

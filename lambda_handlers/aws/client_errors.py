@@ -43,3 +43,9 @@ def error_code(error: ClientError) -> str:
 def http_status(error: ClientError) -> int:
     """The HTTP status of the failed call (0 when unknown)."""
     return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def retried(error: ClientError) -> bool:
+    """Whether the state machine retries a step that met ``error``: throttling or a server-side fault."""
+    code, status = error_code(error), http_status(error)
+    return code in THROTTLING or code in SERVER_SIDE or status == 429 or status >= 500

@@ -166,6 +166,10 @@ def _script_problems(training: TrainingConfig, base_dir: Path) -> list[Problem]:
     return problems
 
 
+#: A locked step (at most 120 s + 30 s slack) and its retries' backoff, between two lease renewals.
+LEASE_MARGIN_SECONDS = 300
+
+
 def _timeout_problems(config: EnvironmentConfig) -> list[Problem]:
     """Wait-loop timeouts must outlast the jobs they wait for, and the run must outlast them all."""
     problems: list[Problem] = []
@@ -188,12 +192,22 @@ def _timeout_problems(config: EnvironmentConfig) -> list[Problem]:
                 f"must be at least compilation.max_runtime_seconds ({config.compilation.max_runtime_seconds})",
             )
         )
+    if runs.lock_lease_seconds < runs.poll_seconds + LEASE_MARGIN_SECONDS:
+        problems.append(
+            Problem(
+                "runs.lock_lease_seconds",
+                runs.lock_lease_seconds,
+                f"must be at least poll_seconds + {LEASE_MARGIN_SECONDS} "
+                f"({runs.poll_seconds + LEASE_MARGIN_SECONDS} s): the lease is renewed by every locked step, "
+                "and must outlast one wait plus one step with its retries",
+            )
+        )
     if runs.run_timeout_seconds is not None and runs.run_timeout_seconds < config.minimum_run_seconds:
         problems.append(
             Problem(
                 "runs.run_timeout_seconds",
                 runs.run_timeout_seconds,
-                f"must cover every wait loop at its timeout, the deployment twice for a rollback "
+                f"must cover every wait loop at its timeout, the deployment twice for a rollback, the lock wait "
                 f"({config.minimum_run_seconds} s)",
             )
         )

@@ -148,20 +148,36 @@ class CompilationConfig(Section):
 
 
 class DeviceConfig(Section):
-    """A Panorama appliance, by id (``device-…``) or by its name in the account."""
+    """Panorama appliances: one by id (``device-…``) or by its name, or every one carrying some tags.
+
+    Names and tags are resolved with ListDevices when a run deploys, so a tag group follows the
+    fleet as appliances are provisioned or retired, without a new deploy of the stacks.
+    """
 
     id: Annotated[str, Field(pattern=_NAME_PATTERN, max_length=255)] | None = None
     name: Annotated[str, Field(pattern=_NAME_PATTERN, max_length=255)] | None = None
+    tags: (
+        Annotated[
+            dict[
+                Annotated[str, Field(min_length=1, max_length=128)],
+                Annotated[str, Field(max_length=256)],
+            ],
+            Field(min_length=1, max_length=50),
+        ]
+        | None
+    ) = None
 
     @model_validator(mode="after")
-    def _id_or_name(self) -> DeviceConfig:
-        if (self.id is None) == (self.name is None):
-            raise ValueError("give exactly one of id or name for each device")
+    def _id_name_or_tags(self) -> DeviceConfig:
+        if sum(value is not None for value in (self.id, self.name, self.tags)) != 1:
+            raise ValueError("give exactly one of id, name or tags for each device entry")
         return self
 
     @property
     def key(self) -> str:
-        """The id or name, whichever is set."""
+        """The id, name or tag group (``tags:k=v,…``), whichever is set."""
+        if self.tags is not None:
+            return "tags:" + ",".join(f"{k}={v}" for k, v in sorted(self.tags.items()))
         return self.id or self.name or ""
 
 
@@ -222,6 +238,12 @@ class RunsConfig(Section):
     deployment_timeout_seconds: Annotated[int, Field(ge=60, le=24 * 3600)] = 3600
     run_timeout_seconds: Annotated[int, Field(ge=300, le=365 * 24 * 3600)] | None = None
     keep_package_versions: Annotated[int, Field(ge=1, le=20)] = 5
+    #: One run at a time registers and deploys: how long a run waits for the others' deployments.
+    lock_wait_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 7200
+    #: How long the deployment lock outlives its holder's last step (a crashed run's lock expires).
+    lock_lease_seconds: Annotated[int, Field(ge=300, le=24 * 3600)] = 900
+    #: Devices one Deploy / Rollback call creates instances for (one create per second).
+    deploy_batch_size: Annotated[int, Field(ge=1, le=60)] = 20
 
 
 class EnvironmentConfig(Section):
@@ -285,7 +307,7 @@ class EnvironmentConfig(Section):
 
     @property
     def minimum_run_seconds(self) -> int:
-        """Every wait loop at its timeout, the deployment twice (rollback): a run's worst case."""
+        """Every wait loop at its timeout, the deployment twice (rollback), the lock wait: a run's worst case."""
         runs = self.runs
         preparation = self.preparation.timeout_seconds if self.preparation.enabled else 0
         return (
@@ -294,6 +316,7 @@ class EnvironmentConfig(Section):
             + runs.compilation_timeout_seconds
             + runs.registration_timeout_seconds
             + 2 * runs.deployment_timeout_seconds
+            + runs.lock_wait_seconds
         )
 
     @property

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from lambda_handlers import deployment, settings
 from stacks.steps.step_spec import (
+    ANY_INSTANCE,
     PER_DEVICE,
     PER_RUN,
     Allow,
@@ -14,8 +15,8 @@ from stacks.steps.step_spec import (
     StepSpec,
     create_instances,
     describe_instances,
+    lock_only,
     pass_role,
-    write_encrypted,
     write_run_manifests,
 )
 
@@ -26,14 +27,20 @@ def _deploy(r: StepResources) -> Sequence[Permission]:
         Allow("ReadManifestTemplate", ("s3:GetObject",), (r.artifacts.arn_for_objects(r.manifest_template_key),)),
         *create_instances(r),
         describe_instances(r),  # a retried Deploy describes the instance it created
+        Allow(
+            "RemoveApplicationInstance",
+            ("panorama:RemoveApplicationInstance",),
+            (r.arn("panorama", "applicationInstance"),),
+            ANY_INSTANCE,
+        ),
         write_run_manifests(r),
-        write_encrypted(r),
+        *lock_only(r),
     )
 
 
 DEPLOY = StepSpec(
     handler=deployment.deploy,
-    description="Creates the application instance on every device, replacing the running one",
+    description="Creates the application instance on each device of a batch, replacing the running one",
     variables=(
         settings.ARTIFACTS_BUCKET,
         settings.MANIFEST_TEMPLATE_KEY,
@@ -42,16 +49,16 @@ DEPLOY = StepSpec(
         settings.CODE_PACKAGE_NAME,
     ),
     permissions=_deploy,
-    timeout_seconds=120,  # one create per second per device (API quota)
+    timeout_seconds=120,  # one create per second per device (API quota): runs.deploy_batch_size <= 60
 )
 
 
 def _check(r: StepResources) -> Sequence[Permission]:
     return (
         describe_instances(r),
+        *lock_only(r),
         Allow("ReadRunManifests", ("s3:GetObject",), (r.artifacts.arn_for_objects("runs/*"),), PER_RUN),
         Allow("WriteLastGood", ("s3:PutObject",), (r.artifacts.arn_for_objects("deployments/*"),), PER_DEVICE),
-        write_encrypted(r),
     )
 
 

@@ -10,10 +10,10 @@ from lambda_handlers import package_registration, settings
 from stacks.steps.step_spec import (
     ANY_PACKAGE,
     Allow,
-    Grant,
     Permission,
     StepResources,
     StepSpec,
+    hold_lock,
     list_artifacts,
     read_models,
     write_encrypted,
@@ -29,7 +29,8 @@ def _register(r: StepResources) -> Sequence[Permission]:
     return (
         read_models(r),
         list_artifacts(r),
-        Grant(r.key.grant_decrypt),
+        hold_lock(r),
+        write_encrypted(r),  # the lock's lease (the key also decrypts the model)
         Allow(
             "RegisterPackageVersion",
             ("panorama:DescribePackage", "panorama:RegisterPackageVersion", "panorama:DescribePackageVersion"),
@@ -64,6 +65,7 @@ REGISTER_PACKAGE = StepSpec(
 def _check(r: StepResources) -> Sequence[Permission]:
     return (
         list_artifacts(r),
+        hold_lock(r),
         Allow(
             "PollAndTrimPackageVersions",
             ("panorama:DescribePackageVersion", "panorama:DeregisterPackageVersion"),

@@ -13,21 +13,19 @@ from stacks.steps.step_spec import (
     StepSpec,
     create_instances,
     describe_instances,
-    list_artifacts,
+    lock_only,
     pass_role,
-    write_encrypted,
     write_run_manifests,
 )
 
 
 def _rollback(r: StepResources) -> Sequence[Permission]:
     return (
-        list_artifacts(r),
+        *lock_only(r),
         pass_role(r.runtime_role, "panorama.amazonaws.com"),
         *create_instances(r),
         write_run_manifests(r),
         Allow("ReadLastGood", ("s3:GetObject",), (r.artifacts.arn_for_objects("deployments/*"),), PER_DEVICE),
-        write_encrypted(r),
     )
 
 
@@ -43,5 +41,5 @@ CHECK_ROLLBACK = StepSpec(
     handler=rollback.check_rollback,
     description="Polls",
     variables=(settings.ARTIFACTS_BUCKET,),
-    permissions=lambda r: (describe_instances(r),),
+    permissions=lambda r: (describe_instances(r), *lock_only(r)),
 )

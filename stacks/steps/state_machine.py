@@ -1,9 +1,13 @@
 """The ML pipeline: one Lambda function per step spec, chained by a Step Functions state machine.
 
-validate → [[prepare → wait/check] → train → wait/check → evaluate] → compile → wait/check → register → wait/check →
-deploy → wait/check → notify; a failed or timed-out deployment rolls back before the failure is
-reported. Every wait loop is Wait + Choice on the section's ``status`` (``lambda_handlers/state.py``):
-no ``.sync`` integrations, which Neo and Panorama do not have.
+validate → [[prepare → wait/check] → train → wait/check → evaluate] → compile → wait/check → lock →
+wait/check → register → wait/check → plan → Map over batches of devices (deploy → wait/check →
+[rollback → wait/check]) → finish → release → notify. Runs train and compile in parallel; from the
+lock on, one run at a time per environment (``lambda_handlers/deployment_lock.py``), and a run whose
+data is older than what was deployed ends "Superseded". A failed or timed-out device is rolled back
+in its batch before the failure is reported; every path out of the locked steps releases the lock.
+Every wait loop is Wait + Choice on the section's ``status`` (``lambda_handlers/state.py``): no
+``.sync`` integrations, which Neo and Panorama do not have.
 
 Adding a step: a handler module in ``lambda_handlers/``, its spec in ``<module>_spec.py`` here, and
 one line in :meth:`PipelineStateMachine._chain`; its function, role, log group, retries, catch and
@@ -22,6 +26,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from lambda_handlers import settings
+from lambda_handlers.deployment_lock import SUPERSEDED
 from lambda_handlers.errors import RETRYABLE
 from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, LoopName
 from panopipe.config.step_settings import step_settings_json
@@ -29,7 +34,9 @@ from stacks.lambda_code import python_function
 from stacks.log_groups import encrypted_log_group
 from stacks.nag import acknowledge, wildcard_findings
 from stacks.steps.compilation_spec import CHECK_COMPILATION, START_COMPILATION
+from stacks.steps.deployment_lock_spec import ACQUIRE_LOCK, CHECK_LOCK, RELEASE_LOCK
 from stacks.steps.deployment_spec import CHECK_DEPLOYMENT, DEPLOY
+from stacks.steps.fleet_spec import FINISH_DEPLOYMENT, PLAN_DEPLOYMENT
 from stacks.steps.notify_spec import NOTIFY
 from stacks.steps.package_registration_spec import CHECK_REGISTRATION, REGISTER_PACKAGE
 from stacks.steps.preparation_spec import CHECK_PREPARATION, START_PREPARATION
@@ -53,6 +60,8 @@ RETRY_BACKOFF = 2.0
 RETRY_MAX_DELAY = Duration.seconds(60)
 #: A task may run its function's timeout plus this start-up slack; a stuck invocation fails it.
 TASK_SLACK_SECONDS = 30
+#: Batches deployed at once (an inline Map runs at most 40 iterations concurrently).
+MAX_CONCURRENT_BATCHES = 40
 
 
 @dataclass
@@ -73,7 +82,8 @@ class PipelineStateMachine(Construct):
         self._settings_json = step_settings_json(self.config)
         #: The step functions by state name, in the order a run meets them.
         self.functions: dict[str, lambda_.Function] = {}
-        self._failures: list[tuple[str, tasks.LambdaInvoke]] = []
+        #: Every caught state: its name, the state, and whether the run may hold the deployment lock there.
+        self._failures: list[tuple[str, sfn.TaskStateBase | sfn.Map, bool]] = []
         self.state_machine = self._state_machine()
         acknowledge(
             self.state_machine.role,
@@ -162,15 +172,26 @@ class PipelineStateMachine(Construct):
         )
         return task
 
-    def _step(self, spec: StepSpec) -> tasks.LambdaInvoke:
-        """A step whose every error is recorded (``error``, ``failed_step``) and reported."""
+    def _step(self, spec: StepSpec, locked: bool = False) -> tasks.LambdaInvoke:
+        """A step whose every error is recorded (``error``, ``failed_step``) and reported.
+
+        ``locked``: the run may hold the deployment lock here, so the failure path releases it first.
+        """
         task = self._invoke(spec)
-        self._failures.append((spec.id, task))
+        self._failures.append((spec.id, task, locked))
         return task
 
-    def _polled(self, start: StepSpec, check: StepSpec, section: LoopName) -> _Loop:
-        """``start`` → ``check`` → Choice (``$.<section>.status`` IN_PROGRESS → Wait → ``check``)."""
-        first, poll = self._step(start), self._step(check)
+    def _polled(
+        self, start: StepSpec, check: StepSpec, section: LoopName, *, locked: bool = False, caught: bool = True
+    ) -> _Loop:
+        """``start`` → ``check`` → Choice (``$.<section>.status`` IN_PROGRESS → Wait → ``check``).
+
+        ``caught``: errors go to the failure path (False inside the deployment Map, whose own Catch does).
+        """
+        if caught:
+            first, poll = self._step(start, locked), self._step(check, locked)
+        else:
+            first, poll = self._invoke(start), self._invoke(check)
         wait = sfn.Wait(
             self, f"Wait for {section}", time=sfn.WaitTime.duration(Duration.seconds(self.config.runs.poll_seconds))
         )
@@ -179,6 +200,45 @@ class PipelineStateMachine(Construct):
         first.next(poll)
         poll.next(choice)
         return _Loop(first, choice)
+
+    def _fleet(self) -> sfn.Map:
+        """The deployment Map: per batch of devices, deploy → wait loop → roll back what failed → wait loop.
+
+        Every batch runs at once; each waits for its ``start_at`` so creates keep to the API's pace
+        (``lambda_handlers/fleet.py``). An iteration hands back only its devices' records.
+        """
+        deployment = self._polled(DEPLOY, CHECK_DEPLOYMENT, "deployment", caught=False)
+        rollback = self._polled(ROLLBACK, CHECK_ROLLBACK, "rollback", caught=False)
+        turn = sfn.Wait(self, "Wait for the batch's turn", time=sfn.WaitTime.timestamp_path("$.batch.start_at"))
+        deployed = sfn.Pass(self, "Batch deployed", parameters={"deployment.$": "$.deployment.devices"})
+        rolled_back = sfn.Pass(
+            self,
+            "Batch rolled back",
+            parameters={"deployment.$": "$.deployment.devices", "rollback.$": "$.rollback.devices"},
+        )
+        turn.next(deployment.start)
+        deployment.choice.when(sfn.Condition.string_equals("$.deployment.status", SUCCEEDED), deployed)
+        deployment.choice.otherwise(rollback.start)
+        rollback.choice.otherwise(rolled_back)
+        fleet = sfn.Map(
+            self,
+            "Deploy batches",
+            comment="One iteration per batch of runs.deploy_batch_size devices (PlanDeployment)",
+            items_path="$.fleet.batches",
+            item_selector={
+                "run": sfn.JsonPath.object_at("$.run"),
+                "lock": sfn.JsonPath.object_at("$.lock"),
+                "model": sfn.JsonPath.object_at("$.model"),
+                "package": sfn.JsonPath.object_at("$.package"),
+                "code_package": sfn.JsonPath.object_at("$.code_package"),
+                "batch": sfn.JsonPath.object_at("$$.Map.Item.Value"),
+            },
+            max_concurrency=MAX_CONCURRENT_BATCHES,
+            result_path="$.fleet.results",
+        )
+        fleet.item_processor(turn)
+        self._failures.append(("DeployBatches", fleet, True))
+        return fleet
 
     def _chain(self) -> sfn.IChainable:
         """The run, step by step, in the order a run meets them."""
@@ -194,27 +254,52 @@ class PipelineStateMachine(Construct):
         training = self._polled(START_TRAINING, CHECK_TRAINING, "training")
         evaluate = self._step(EVALUATE)
         compilation = self._polled(START_COMPILATION, CHECK_COMPILATION, "compilation")
-        registration = self._polled(REGISTER_PACKAGE, CHECK_REGISTRATION, "package")
-        deployment = self._polled(DEPLOY, CHECK_DEPLOYMENT, "deployment")
-        rollback = self._polled(ROLLBACK, CHECK_ROLLBACK, "rollback")
-        notify_success, notify_failure = self._notify(NOTIFY)
+        lock = self._polled(ACQUIRE_LOCK, CHECK_LOCK, "lock", locked=True)
+        registration = self._polled(REGISTER_PACKAGE, CHECK_REGISTRATION, "package", locked=True)
+        plan = self._step(PLAN_DEPLOYMENT, locked=True)
+        fleet = self._fleet()
+        finish = self._step(FINISH_DEPLOYMENT, locked=True)
+        notify_success, notify_failure, notify_superseded = self._notify(NOTIFY)
+        release, release_failed = self._release(notify_success, notify_failure)
 
         route = sfn.Choice(self, "Train first?", comment="A data set is trained on; a model goes straight to Neo")
         route.when(sfn.Condition.string_equals("$.source.kind", "dataset"), self._prepared(training.start))
         route.otherwise(compilation.start)
         training.choice.otherwise(evaluate)
         evaluate.next(compilation.start)
-        compilation.choice.otherwise(registration.start)
-        registration.choice.otherwise(deployment.start)
-        deployment.choice.when(sfn.Condition.string_equals("$.deployment.status", SUCCEEDED), notify_success)
-        deployment.choice.otherwise(rollback.start)
-        rollback.choice.otherwise(notify_failure)
-        for name, task in self._failures:
+        compilation.choice.otherwise(lock.start)
+        lock.choice.when(sfn.Condition.string_equals("$.lock.status", SUPERSEDED), notify_superseded)
+        lock.choice.otherwise(registration.start)
+        registration.choice.otherwise(plan)
+        plan.next(fleet)
+        fleet.next(finish)
+        deployed = sfn.Choice(self, "Deployed everywhere?")
+        finish.next(deployed)
+        deployed.when(sfn.Condition.string_equals("$.deployment.status", SUCCEEDED), release)
+        deployed.otherwise(release_failed)
+        for name, task, locked in self._failures:
             recorder = sfn.Pass(
                 self, f"{name} failed", result=sfn.Result.from_string(name), result_path="$.failed_step"
             )
-            task.add_catch(recorder.next(notify_failure), errors=["States.ALL"], result_path="$.error")
+            task.add_catch(
+                recorder.next(release_failed if locked else notify_failure),
+                errors=["States.ALL"],
+                result_path="$.error",
+            )
         return start.next(validate).next(route)
+
+    def _release(
+        self, notify_success: sfn.IChainable, notify_failure: sfn.IChainable
+    ) -> tuple[tasks.LambdaInvoke, tasks.LambdaInvoke]:
+        """ReleaseLock before each report of a run that may hold it; a failed release is logged, the report goes on.
+
+        (The lease then frees the lock ``runs.lock_lease_seconds`` later.)
+        """
+        release, release_failed = self._invoke(RELEASE_LOCK), self._invoke(RELEASE_LOCK, "Release lock of a failed run")
+        for task, report in ((release, notify_success), (release_failed, notify_failure)):
+            task.next(report)
+            task.add_catch(report, errors=["States.ALL"], result_path="$.lock_error")
+        return release, release_failed
 
     def _prepared(self, training: sfn.IChainable) -> sfn.IChainable:
         """Raw images (ValidateInput set ``$.source.prepare``) go through the preparation loop to ``training``.
@@ -234,16 +319,23 @@ class PipelineStateMachine(Construct):
         )
         return prepare.otherwise(training)
 
-    def _notify(self, spec: StepSpec) -> tuple[tasks.LambdaInvoke, tasks.LambdaInvoke]:
-        """The success and failure reports; a failed report still ends the run with a named error."""
+    def _notify(self, spec: StepSpec) -> tuple[tasks.LambdaInvoke, tasks.LambdaInvoke, tasks.LambdaInvoke]:
+        """The success, failure and superseded reports; a failed report still ends the run with a named error."""
         success, failure = self._invoke(spec, "Notify success"), self._invoke(spec, "Notify failure")
+        superseded = self._invoke(spec, "Notify superseded")
         success.next(sfn.Succeed(self, "Deployed"))
+        superseded.next(sfn.Succeed(self, "Superseded", comment="Newer data was deployed already: nothing to do"))
         failure.next(sfn.Fail(self, "Run failed", error_path="$.summary.error", cause_path="$.summary.reason"))
         for task, fail_id, cause in (
             (
                 success,
                 "Deployed, notification failed",
                 "the application was deployed, but the success notification could not be published",
+            ),
+            (
+                superseded,
+                "Superseded, notification failed",
+                "the run was superseded by newer data and deployed nothing; its notification could not be published",
             ),
             (
                 failure,
@@ -255,7 +347,7 @@ class PipelineStateMachine(Construct):
             # The catch keeps the state (the run's own error stays in $.error for the execution history).
             fail = sfn.Fail(self, fail_id, error="NotificationFailed", cause=cause)
             task.add_catch(fail, errors=["States.ALL"], result_path="$.notify_error")
-        return success, failure
+        return success, failure, superseded
 
     def _state_machine(self) -> sfn.StateMachine:
         definition = self._chain()

@@ -277,3 +277,19 @@ def describe_instances(r: StepResources) -> Allow:
 def write_run_manifests(r: StepResources) -> Allow:
     """Write what a run sends to each device, under ``runs/``."""
     return Allow("WriteRunManifests", ("s3:PutObject",), (r.artifacts.arn_for_objects("runs/*"),), PER_RUN)
+
+
+def hold_lock(r: StepResources) -> Allow:
+    """Read and conditionally rewrite the environment's deployment lock (``deployment_lock.py``).
+
+    Goes with :func:`list_artifacts` (a missing lock reads as NoSuchKey, not AccessDenied) and
+    :func:`write_encrypted` (the object is SSE-KMS).
+    """
+    from lambda_handlers.deployment_lock import LOCK_KEY
+
+    return Allow("DeploymentLock", ("s3:GetObject", "s3:PutObject"), (r.artifacts.arn_for_objects(LOCK_KEY),))
+
+
+def lock_only(r: StepResources) -> tuple[Permission, ...]:
+    """A step whose only resource is the deployment lock."""
+    return (hold_lock(r), list_artifacts(r), write_encrypted(r))

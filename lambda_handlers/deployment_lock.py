@@ -1,0 +1,231 @@
+"""One deployment at a time per environment, newest data wins: a leased lock taken with S3 conditional writes.
+
+Runs may prepare, train and compile in parallel; from package registration to the end of the
+deployment and its rollbacks they hold the environment's lock, one object in the artifacts bucket
+(:data:`LOCK_KEY`). Every change of it is a compare-and-swap: PutObject with ``IfNoneMatch: "*"``
+creates it, PutObject with ``IfMatch: <ETag>`` changes it; of two runs racing, S3 lets exactly one
+write through and answers the other 412 PreconditionFailed (or 409 ConditionalRequestConflict), and
+that run reads the object again. The record::
+
+    {"holder": <run> | null, "expires": <epoch s>, "acquired": <epoch s>, "data": {"time", "id"},
+     "deployed": {"run", "time", "id"} | null}
+
+- A lease: the holder's every locked step renews ``expires`` (:func:`renew`); a run that crashed or
+  was stopped without releasing loses the lock ``lock_lease_seconds`` after its last step, and the
+  next run takes it over. A run that finds its lease taken over stops (:class:`LockLost`) before it
+  touches a device.
+- Newest data wins: a run's data is its data set's ``_READY`` marker time (LastModified, to the
+  second; ties broken by the data set's folder, as the trigger orders markers), or, for a model or
+  training-job run, the run's start time. ``deployed`` is the data of the last run that deployed to
+  at least one device; a run whose data is older ends SUPERSEDED, deploys nothing, and says why.
+
+Steps: :func:`acquire_lock` (the first try; starts the wait loop), :func:`check_lock` (each next try;
+past ``lock_wait_seconds`` the run fails with :class:`LockWaitTimedOut`) → section ``lock`` with
+status SUCCEEDED (held), IN_PROGRESS (waiting) or SUPERSEDED; :func:`release_lock` on every path
+out of the locked steps, success or failure.
+
+Environment: ARTIFACTS_BUCKET, STEP_SETTINGS. Reads the data bucket's ``_READY`` markers (HeadObject).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from typing import TYPE_CHECKING, Any, TypedDict, cast
+
+from botocore.exceptions import ClientError
+
+from lambda_handlers import settings
+from lambda_handlers.aws import clients
+from lambda_handlers.aws.client_errors import error_code
+from lambda_handlers.domain import READY_MARKER
+from lambda_handlers.errors import PipelineError, TransientError
+from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, DataVersion, LockSection, RunState, loop_started, run_name
+from lambda_handlers.step import logger, step
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+LOCK_KEY = "locks/deployment.json"
+SUPERSEDED = "SUPERSEDED"
+RELEASED = "RELEASED"
+#: A conditional write lost to another run's: read again and retry, this many times in one call.
+_ATTEMPTS = 8
+#: What S3 answers the loser of a conditional write (or an IfMatch on an object deleted meanwhile).
+_LOST_RACE = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "412", "409"})
+
+
+class LockWaitTimedOut(PipelineError):
+    """The run waited ``lock_wait_seconds`` for another run's deployment and gave up."""
+
+
+class LockLost(PipelineError):
+    """The run's lease expired and another run took the lock: it must not touch the devices."""
+
+
+class _Record(TypedDict, total=False):
+    holder: str | None
+    expires: float
+    acquired: float
+    data: DataVersion
+    deployed: dict[str, str] | None
+
+
+def _iso(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _key(version: DataVersion | dict[str, str]) -> tuple[float, str]:
+    """Sort key of a data version: its time (any ISO 8601 form) then its id."""
+    moment = datetime.datetime.fromisoformat(str(version["time"]).replace("Z", "+00:00"))
+    return moment.timestamp(), str(version["id"])
+
+
+def data_version(state: RunState) -> DataVersion:
+    """What "newer" means for this run's data (see the module docstring)."""
+    source = cast("dict[str, Any]", state.get("source") or {})
+    started = str(state["run"]["started"])
+    if source.get("kind") == "dataset":
+        s3, bucket, prefix = clients.s3(), str(source["bucket"]), str(source["prefix"])
+        try:
+            head = s3.head_object(Bucket=bucket, Key=prefix + READY_MARKER)
+        except ClientError as error:
+            if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            return {"time": started, "id": prefix, "source": "run start (the data set has no marker)"}
+        return {"time": _iso(head["LastModified"]), "id": prefix, "source": f"s3://{bucket}/{prefix}{READY_MARKER}"}
+    return {"time": started, "id": run_name(state), "source": "run start"}
+
+
+def _read(s3: S3Client, bucket: str) -> tuple[_Record, str | None]:
+    """The lock record and its ETag; a free record and None if there is none yet."""
+    try:
+        found = s3.get_object(Bucket=bucket, Key=LOCK_KEY)
+    except s3.exceptions.NoSuchKey:
+        return {"holder": None, "expires": 0, "deployed": None}, None
+    return cast(_Record, json.loads(found["Body"].read())), str(found["ETag"])
+
+
+def _swap(s3: S3Client, bucket: str, record: _Record, etag: str | None) -> bool:
+    """Write ``record`` if the object is still ``etag`` (None: still absent); False if another run won."""
+    condition: dict[str, str] = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+    body = json.dumps(record, sort_keys=True).encode("utf-8")
+    try:
+        s3.put_object(Bucket=bucket, Key=LOCK_KEY, Body=body, ContentType="application/json", **condition)  # type: ignore[arg-type]
+    except ClientError as error:
+        if error_code(error) in _LOST_RACE:
+            return False
+        raise
+    return True
+
+
+def _contended() -> TransientError:
+    return TransientError(f"the deployment lock changed under {_ATTEMPTS} tries in a row: retrying")
+
+
+def _attempt(state: RunState) -> RunState:
+    """One try: SUPERSEDED, SUCCEEDED (held, or already held by this run) or IN_PROGRESS (another holds it)."""
+    s3, bucket, run = clients.s3(), settings.env(settings.ARTIFACTS_BUCKET), run_name(state)
+    lease = settings.current().runs.lock_lease_seconds
+    lock = state["lock"]
+    mine = lock["data"]
+    for _ in range(_ATTEMPTS):
+        record, etag = _read(s3, bucket)
+        now = time.time()
+        deployed = record.get("deployed")
+        if deployed and _key(deployed) > _key(mine):
+            reason = (
+                f"data {mine['id']} ({mine['time']}) is older than {deployed['id']} ({deployed['time']}), "
+                f"deployed by run {deployed['run']}: nothing deployed"
+            )
+            logger.info("run superseded", extra={"deployed": deployed, "data": mine})
+            return {**state, "lock": {**lock, "status": SUPERSEDED, "reason": reason, "superseded_by": deployed}}
+        holder = record.get("holder")
+        if holder and holder != run and float(record.get("expires", 0)) > now:
+            return {
+                **state,
+                "lock": {**lock, "status": IN_PROGRESS, "holder": holder, "holder_since": record.get("acquired", 0)},
+            }
+        if holder and holder != run:
+            logger.warning(
+                "lease expired: taking over the lock", extra={"holder": holder, "expired": record["expires"]}
+            )
+        taken: _Record = {**record, "holder": run, "acquired": now, "expires": now + lease, "data": mine}
+        if _swap(s3, bucket, taken, etag):
+            logger.info("deployment lock acquired", extra={"data": mine, "expires": taken["expires"]})
+            return {**state, "lock": {**lock, "status": SUCCEEDED, "holder": run, "holder_since": now}}
+    raise _contended()
+
+
+@step
+def acquire_lock(state: RunState) -> RunState:
+    """Try to take the environment's deployment lock; waiting starts the lock's wait loop."""
+    started: RunState = loop_started(state, "lock", settings.current().runs.lock_wait_seconds, data=data_version(state))
+    return _attempt(started)
+
+
+@step
+def check_lock(state: RunState) -> RunState:
+    """Try again; past ``lock_wait_seconds`` the run fails, naming the run that holds the lock."""
+    attempt = _attempt(state)
+    lock = attempt["lock"]
+    lock["polls"] = int(state["lock"].get("polls", 0)) + 1
+    if lock["status"] == IN_PROGRESS and time.time() > lock["deadline"]:
+        since = datetime.datetime.fromtimestamp(float(lock.get("holder_since", 0)), datetime.UTC)
+        raise LockWaitTimedOut(
+            f"waited {settings.current().runs.lock_wait_seconds} s (runs.lock_wait_seconds) for the deployment "
+            f"lock; run {lock.get('holder')} holds it since {_iso(since)}"
+        )
+    return attempt
+
+
+def renew(state: RunState) -> None:
+    """Extend this run's lease (called by every locked step); :class:`LockLost` if another run took it.
+
+    The lease is rewritten only once half of it is gone, so concurrent batches of one run rarely
+    race each other for it. A state without a ``lock`` section (a step called on its own, as the
+    handler tests do) has nothing to renew: the state machine always takes the lock first.
+    """
+    if "lock" not in state:
+        return
+    s3, bucket, run = clients.s3(), settings.env(settings.ARTIFACTS_BUCKET), run_name(state)
+    lease = settings.current().runs.lock_lease_seconds
+    for _ in range(_ATTEMPTS):
+        record, etag = _read(s3, bucket)
+        now = time.time()
+        if record.get("holder") != run:
+            raise LockLost(
+                f"the deployment lock is held by {record.get('holder') or 'no run'}: this run's lease "
+                f"(runs.lock_lease_seconds = {lease}) ran out between two of its steps; nothing more is deployed"
+            )
+        if float(record.get("expires", 0)) - now > lease / 2:
+            return
+        if _swap(s3, bucket, {**record, "expires": now + lease}, etag):
+            return
+    raise _contended()
+
+
+def _deployed_anywhere(state: RunState) -> bool:
+    return any(d.get("status") == SUCCEEDED for d in state.get("deployment", {}).get("devices", []))
+
+
+@step
+def release_lock(state: RunState) -> RunState:
+    """Free the lock if this run holds it; a run that deployed anywhere becomes the ``deployed`` data."""
+    s3, bucket, run = clients.s3(), settings.env(settings.ARTIFACTS_BUCKET), run_name(state)
+    lock = cast(LockSection, dict(state.get("lock") or {}))
+    for _ in range(_ATTEMPTS):
+        record, etag = _read(s3, bucket)
+        if record.get("holder") != run:
+            logger.info("lock not held by this run: nothing to release", extra={"holder": record.get("holder")})
+            return {**state, "lock": {**lock, "status": RELEASED}} if lock else state
+        freed: _Record = {**record, "holder": None, "expires": 0}
+        mine = lock.get("data")
+        deployed = record.get("deployed")
+        if mine and _deployed_anywhere(state) and (not deployed or _key(mine) >= _key(deployed)):
+            freed["deployed"] = {"run": run, "time": mine["time"], "id": mine["id"]}
+        if _swap(s3, bucket, freed, etag):
+            logger.info("deployment lock released", extra={"deployed": freed.get("deployed")})
+            return {**state, "lock": {**lock, "status": RELEASED}}
+    raise _contended()
