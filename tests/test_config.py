@@ -175,7 +175,24 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str, str]] = {
         "training.instance_typ",
         "unknown field; allowed here: mode, algorithm",
     ),
-    "device-without-id-or-name": ({"devices": [{}]}, "devices[0]", "give exactly one of id or name"),
+    "device-without-id-or-name": ({"devices": [{}]}, "devices[0]", "give exactly one of id, name or tags"),
+    "device-with-name-and-tags": (
+        {"devices": [{"name": "lobby", "tags": {"fleet": "stores"}}]},
+        "devices[0]",
+        "give exactly one of id, name or tags",
+    ),
+    "device-empty-tag-group": ({"devices": [{"tags": {}}]}, "devices[0].tags", "at least 1 item"),
+    "device-tag-value-too-long": (
+        {"devices": [{"tags": {"fleet": "v" * 257}}]},
+        "devices[0].tags.fleet",
+        "at most 256",
+    ),
+    "lock-lease-shorter-than-a-poll": (
+        {"runs": {"poll_seconds": 600, "lock_lease_seconds": 800}},
+        "runs.lock_lease_seconds",
+        "must be at least poll_seconds + 300 (900 s)",
+    ),
+    "batch-too-big-for-the-deploy-timeout": ({"runs": {"deploy_batch_size": 61}}, "runs.deploy_batch_size", "60"),
     "device-name-with-space": (
         {"devices": [{"name": "lobby device"}]},
         "devices[0].name",

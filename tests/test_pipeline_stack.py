@@ -23,7 +23,9 @@ def _steps() -> tuple[StepSpec, ...]:
     """The step specs in the order a run meets them (the state machine's own order)."""
     from stacks.steps import (
         compilation_spec,
+        deployment_lock_spec,
         deployment_spec,
+        fleet_spec,
         notify_spec,
         package_registration_spec,
         preparation_spec,
@@ -41,12 +43,17 @@ def _steps() -> tuple[StepSpec, ...]:
         training_spec.EVALUATE,
         compilation_spec.START_COMPILATION,
         compilation_spec.CHECK_COMPILATION,
+        deployment_lock_spec.ACQUIRE_LOCK,
+        deployment_lock_spec.CHECK_LOCK,
         package_registration_spec.REGISTER_PACKAGE,
         package_registration_spec.CHECK_REGISTRATION,
+        fleet_spec.PLAN_DEPLOYMENT,
         deployment_spec.DEPLOY,
         deployment_spec.CHECK_DEPLOYMENT,
         rollback_spec.ROLLBACK,
         rollback_spec.CHECK_ROLLBACK,
+        fleet_spec.FINISH_DEPLOYMENT,
+        deployment_lock_spec.RELEASE_LOCK,
         notify_spec.NOTIFY,
     )
 
@@ -63,10 +70,9 @@ STAR_RESOURCES = {
     ("RegisterPackage", "panorama:CreatePackage"): "no resource-level permission",
     ("Deploy", "panorama:CreateApplicationInstance"): "no resource-level permission",
     ("Deploy", "panorama:ListApplicationInstances"): "List action: no resource-level permission",
-    ("Deploy", "panorama:ListDevices"): "List action: no resource-level permission",
+    ("PlanDeployment", "panorama:ListDevices"): "List action: no resource-level permission",
     ("Rollback", "panorama:CreateApplicationInstance"): "no resource-level permission",
     ("Rollback", "panorama:ListApplicationInstances"): "List action: no resource-level permission",
-    ("Rollback", "panorama:ListDevices"): "List action: no resource-level permission",
     ("StateMachine", "xray:PutTraceSegments"): "X-Ray tracing: no resource-level permission",
     ("StateMachine", "xray:PutTelemetryRecords"): "X-Ray tracing: no resource-level permission",
     ("StateMachine", "xray:GetSamplingRules"): "X-Ray tracing: no resource-level permission",
@@ -130,24 +136,53 @@ def _resources(statement: dict[str, Any]) -> list[Any]:
 # --- state machine ----------------------------------------------------------------------------
 
 
+#: Steps from which on a run may hold the deployment lock: their failures release it first.
+LOCKED = {"AcquireLock", "CheckLock", "RegisterPackage", "CheckRegistration", "PlanDeployment", "FinishDeployment"}
+FLEET_MAP = "Deploy batches"
+RELEASE_FAILED = "Release lock of a failed run"
+#: The task states a spec appears as more than once (its id → the state names).
+REPEATED = {
+    "Notify": ["Notify failure", "Notify success", "Notify superseded"],
+    "ReleaseLock": ["ReleaseLock", RELEASE_FAILED],
+}
+
+
+def every_state(states: dict[str, Any]) -> dict[str, Any]:
+    """The states of the definition and of its Map's iteration (their names are unique)."""
+    found = dict(states)
+    for state in states.values():
+        if state["Type"] == "Map":
+            found.update(every_state(state["ItemProcessor"]["States"]))
+    return found
+
+
+def _step_id(name: str) -> str:
+    return next((step for step, names in REPEATED.items() if name in names), name)
+
+
 @pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
 def test_every_task_has_a_timeout_retries_transient_errors_with_backoff_and_catches_the_rest(
     synthesized: Synthesized, stage: str
 ) -> None:
-    states = definition(synthesized, stage)["States"]
+    top = definition(synthesized, stage)["States"]
+    states = every_state(top)
     tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
-    assert len(tasks) == len(STEPS) + 1  # Notify appears twice: success and failure
+    assert len(tasks) == len(STEPS) + sum(len(names) - 1 for names in REPEATED.values())
     for name, state in tasks.items():
         (retry,) = state["Retry"]
         assert retry["ErrorEquals"] == list(RETRY_ERRORS), name
         assert (retry["IntervalSeconds"], retry["MaxAttempts"], retry["BackoffRate"]) == (2, 6, 2), name
         assert retry["JitterStrategy"] == "FULL" and retry["MaxDelaySeconds"] == 60, name
-        step_id = "Notify" if name.startswith("Notify") else name
-        assert state["TimeoutSeconds"] == STEP_BY_ID[step_id].timeout_seconds + TASK_SLACK_SECONDS, name
+        assert state["TimeoutSeconds"] == STEP_BY_ID[_step_id(name)].timeout_seconds + TASK_SLACK_SECONDS, name
+        if name not in top:
+            assert "Catch" not in state, f"{name}: inside the Map, errors go to the Map's own Catch"
+            continue
         (catch,) = state["Catch"]
         assert catch["ErrorEquals"] == ["States.ALL"], name
         if name.startswith("Notify"):
             assert states[catch["Next"]]["Type"] == "Fail", "a failed notification still ends the run"
+        elif _step_id(name) == "ReleaseLock":
+            assert catch["ResultPath"] == "$.lock_error" and catch["Next"] == state["Next"], "the report goes on"
         else:
             assert catch["ResultPath"] == "$.error", name
             recorder = states[catch["Next"]]
@@ -155,8 +190,10 @@ def test_every_task_has_a_timeout_retries_transient_errors_with_backoff_and_catc
                 "Type": "Pass",
                 "Result": name,
                 "ResultPath": "$.failed_step",
-                "Next": "Notify failure",
+                "Next": RELEASE_FAILED if name in LOCKED else "Notify failure",
             }
+    (catch,) = top[FLEET_MAP]["Catch"]
+    assert top[catch["Next"]]["Next"] == RELEASE_FAILED
 
 
 def test_the_run_has_a_timeout_from_the_config(synthesized: Synthesized) -> None:
@@ -166,11 +203,12 @@ def test_the_run_has_a_timeout_from_the_config(synthesized: Synthesized) -> None
 
 
 def test_wait_loops_poll_at_the_configured_interval(synthesized: Synthesized) -> None:
-    states = definition(synthesized)["States"]
-    waits = {name: s for name, s in states.items() if s["Type"] == "Wait"}
+    states = every_state(definition(synthesized)["States"])
+    waits = {name: s for name, s in states.items() if s["Type"] == "Wait" and "Seconds" in s}
     assert sorted(waits) == [
         "Wait for compilation",
         "Wait for deployment",
+        "Wait for lock",
         "Wait for package",
         "Wait for preparation",
         "Wait for rollback",
@@ -226,23 +264,57 @@ def test_without_the_preparation_step_data_sets_go_straight_to_training(tmp_path
     assert "Prepare first?" not in text and "StartPreparation" not in text
 
 
-def test_failed_deployment_rolls_back_and_the_run_fails(synthesized: Synthesized) -> None:
-    states = definition(synthesized)["States"]
+def test_each_batch_rolls_back_its_failed_devices_and_a_failure_anywhere_fails_the_run(
+    synthesized: Synthesized,
+) -> None:
+    top = definition(synthesized)["States"]
+    fleet = top[FLEET_MAP]
+    assert fleet["ItemsPath"] == "$.fleet.batches" and fleet["ResultPath"] == "$.fleet.results"
+    assert fleet["ItemSelector"]["batch.$"] == "$$.Map.Item.Value"
+    assert fleet["MaxConcurrency"] == 40
+    states = fleet["ItemProcessor"]["States"]
+    assert fleet["ItemProcessor"]["StartAt"] == "Wait for the batch's turn"
+    assert states["Wait for the batch's turn"] == {
+        "Type": "Wait",
+        "TimestampPath": "$.batch.start_at",
+        "Next": "Deploy",
+    }
     after_check = states[states["CheckDeployment"]["Next"]]
     succeeded = [c for c in after_check["Choices"] if c.get("StringEquals") == "SUCCEEDED"]
-    assert succeeded[0]["Next"] == "Notify success"
+    assert succeeded[0]["Next"] == "Batch deployed" and states["Batch deployed"]["End"]
     assert after_check["Default"] == "Rollback"
-    assert states[states["Rollback"]["Next"]]["Type"] == "Task"  # CheckRollback
-    rollback_done = states[states["CheckRollback"]["Next"]]
-    assert rollback_done["Default"] == "Notify failure"
-    assert states["Notify failure"]["Next"] == "Run failed"
-    assert states["Run failed"] == {"Type": "Fail", "ErrorPath": "$.summary.error", "CausePath": "$.summary.reason"}
-    assert states[states["Notify success"]["Next"]]["Type"] == "Succeed"
+    assert states[states["CheckRollback"]["Next"]]["Default"] == "Batch rolled back"
+    assert top[FLEET_MAP]["Next"] == "FinishDeployment"
+    deployed = top[top["FinishDeployment"]["Next"]]
+    assert deployed["Choices"] == [
+        {"Variable": "$.deployment.status", "StringEquals": "SUCCEEDED", "Next": "ReleaseLock"}
+    ]
+    assert deployed["Default"] == RELEASE_FAILED
+    assert top["ReleaseLock"]["Next"] == "Notify success" and top[RELEASE_FAILED]["Next"] == "Notify failure"
+    assert top["Notify failure"]["Next"] == "Run failed"
+    assert top["Run failed"] == {"Type": "Fail", "ErrorPath": "$.summary.error", "CausePath": "$.summary.reason"}
+    assert top[top["Notify success"]["Next"]]["Type"] == "Succeed"
+
+
+def test_the_lock_comes_after_compilation_and_a_superseded_run_succeeds_without_deploying(
+    synthesized: Synthesized,
+) -> None:
+    top = definition(synthesized)["States"]
+    assert top[top["CheckCompilation"]["Next"]]["Default"] == "AcquireLock"
+    choice = top[top["CheckLock"]["Next"]]
+    assert {c["StringEquals"]: c["Next"] for c in choice["Choices"]} == {
+        "IN_PROGRESS": "Wait for lock",
+        "SUPERSEDED": "Notify superseded",
+    }
+    assert choice["Default"] == "RegisterPackage"
+    assert top[top["Notify superseded"]["Next"]]["Type"] == "Succeed"
+    assert top[top["CheckRegistration"]["Next"]]["Default"] == "PlanDeployment"
+    assert top["PlanDeployment"]["Next"] == FLEET_MAP
 
 
 def test_a_failed_notification_still_fails_the_run_with_a_named_error(synthesized: Synthesized) -> None:
     states = definition(synthesized)["States"]
-    for notify in ("Notify success", "Notify failure"):
+    for notify in REPEATED["Notify"]:
         (catch,) = states[notify]["Catch"]
         assert catch["ResultPath"] == "$.notify_error", "the run's state (and its own error) is kept"
         fail = states[catch["Next"]]
@@ -279,11 +351,11 @@ def test_every_handler_is_its_modules_function_of_the_states_name(step: StepSpec
 
 
 def test_the_state_machine_chains_every_spec_in_run_order(synthesized: Synthesized) -> None:
-    """Each spec is one state (Notify twice: success and failure); nothing in the chain lacks a spec."""
-    states = definition(synthesized)["States"]
+    """Each spec is one state (Notify and ReleaseLock more than once); nothing in the chain lacks a spec."""
+    states = every_state(definition(synthesized)["States"])
     tasks = [name for name, state in states.items() if state["Type"] == "Task"]
     assert sorted(tasks) == sorted(
-        [s.id for s in STEPS if s is not STEP_BY_ID["Notify"]] + ["Notify failure", "Notify success"]
+        [s.id for s in STEPS if s.id not in REPEATED] + [name for names in REPEATED.values() for name in names]
     )
 
 
@@ -464,6 +536,8 @@ def test_script_mode_uploads_a_deterministic_source_archive(synthesized: Synthes
 
 #: What each step's handler calls (lambda_handlers/<module>.py), as IAM actions: its role must allow
 #: every one (IAM is not enforced locally, so this is where a missing grant shows).
+#: The deployment lock: read it, write it conditionally (PutObject), SSE-KMS.
+LOCK_ACTIONS = {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "kms:Decrypt", "kms:GenerateDataKey"}
 REQUIRED_ACTIONS = {
     "ValidateInput": {"s3:GetObject", "s3:ListBucket", "sagemaker:DescribeTrainingJob"},
     "StartPreparation": {
@@ -506,10 +580,10 @@ REQUIRED_ACTIONS = {
         "kms:GenerateDataKey",
     },
     "Deploy": {
-        "panorama:ListDevices",
         "panorama:ListApplicationInstances",
         "panorama:CreateApplicationInstance",
         "panorama:DescribeApplicationInstance",
+        "panorama:RemoveApplicationInstance",
         "panorama:TagResource",
         "iam:PassRole",
         "s3:GetObject",
@@ -517,9 +591,8 @@ REQUIRED_ACTIONS = {
         "kms:Decrypt",
         "kms:GenerateDataKey",
     },
-    "CheckDeployment": {"panorama:DescribeApplicationInstance", "s3:GetObject", "s3:PutObject", "kms:GenerateDataKey"},
+    "CheckDeployment": {"panorama:DescribeApplicationInstance", *LOCK_ACTIONS},
     "Rollback": {
-        "panorama:ListDevices",
         "panorama:ListApplicationInstances",
         "panorama:CreateApplicationInstance",
         "panorama:TagResource",
@@ -530,7 +603,11 @@ REQUIRED_ACTIONS = {
         "kms:Decrypt",
         "kms:GenerateDataKey",
     },
-    "CheckRollback": {"panorama:DescribeApplicationInstance"},
+    "CheckRollback": {"panorama:DescribeApplicationInstance", *LOCK_ACTIONS},
+    "AcquireLock": {*LOCK_ACTIONS, "s3:ListBucket"},  # HeadObject of the data set's marker: GetObject
+    "CheckLock": {*LOCK_ACTIONS, "s3:ListBucket"},
+    "ReleaseLock": LOCK_ACTIONS,
+    "PlanDeployment": {"panorama:ListDevices", *LOCK_ACTIONS},
     "Notify": {"sns:Publish", "kms:GenerateDataKey"},
     "Trigger": {"states:StartExecution", "states:DescribeExecution", "s3:ListBucketVersions", "s3:GetObject"},
 }

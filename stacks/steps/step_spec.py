@@ -246,13 +246,13 @@ def start_sagemaker_job(
 
 
 def create_instances(r: StepResources) -> Sequence[Permission]:
-    """Create (replacing) and tag application instances; list devices and instances."""
+    """Create (replacing) and tag application instances; list a device's instances."""
     return (
         Allow(
             "CreateApplicationInstance",
-            ("panorama:CreateApplicationInstance", "panorama:ListApplicationInstances", "panorama:ListDevices"),
+            ("panorama:CreateApplicationInstance", "panorama:ListApplicationInstances"),
             ("*",),
-            "CreateApplicationInstance, ListApplicationInstances and ListDevices have no resource-level "
+            "CreateApplicationInstance and ListApplicationInstances have no resource-level "
             "permission (Service Authorization Reference)",
         ),
         Allow(

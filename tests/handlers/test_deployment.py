@@ -86,10 +86,19 @@ def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return waited
 
 
+#: A deployment Map iteration's batch: both devices (PlanDeployment resolved the name).
+BATCH = {
+    "index": 0,
+    "start_at": "2026-05-01T00:00:00.000Z",
+    "devices": [{"device": BY_ID, "device_id": BY_ID}, {"device": BY_NAME, "device_id": NAME_ID}],
+}
+
+
 def _state(**sections: Any) -> dict[str, Any]:
+    """What one iteration of the deployment Map receives (its ItemSelector), or more."""
     package = {**PACKAGE, "status": "SUCCEEDED", "deadline": 0, "polls": 3, "deregistered": []}
     run = {"name": RUN, "started": "2026-05-01T00:00:00Z"}
-    return {"run": run, "model": MODEL, "code_package": CODE_PACKAGE, "package": package, **sections}
+    return {"run": run, "model": MODEL, "code_package": CODE_PACKAGE, "package": package, "batch": BATCH, **sections}
 
 
 def _graph(device_id: str) -> str:
@@ -116,15 +125,6 @@ def _instance(instance_id: str, name: str, status: str, **extra: Any) -> dict[st
     }
 
 
-def _list_devices(stub: Stubber) -> None:
-    stub.add_response(
-        "list_devices",
-        {"Devices": [{"DeviceId": "device-999", "Name": "warehouse"}], "NextToken": "page-2"},
-        {},
-    )
-    stub.add_response("list_devices", {"Devices": [{"DeviceId": NAME_ID, "Name": BY_NAME}]}, {"NextToken": "page-2"})
-
-
 def _create_params(device_id: str, label: str, replaced: str | None, tags: dict[str, str]) -> dict[str, Any]:
     params = {
         "Name": SPEC.instance_name(label),
@@ -146,7 +146,6 @@ def _create_params(device_id: str, label: str, replaced: str | None, tags: dict[
 def test_deploy_replaces_the_running_instance_on_each_device(
     s3: Any, stub: Stubber, two_devices: StepSettings, pauses: list[float]
 ) -> None:
-    _list_devices(stub)
     old = SPEC.instance_name(BY_ID)
     stub.add_response(
         "list_application_instances",
@@ -170,6 +169,8 @@ def test_deploy_replaces_the_running_instance_on_each_device(
         {"ApplicationInstanceId": "ai-new-1"},
         _create_params(BY_ID, BY_ID, "ai-current", {RUN_TAG: RUN}),
     )
+    # an older deployed instance of the application, left by an earlier fault: removed
+    stub.add_response("remove_application_instance", {}, {"ApplicationInstanceId": "ai-older"})
     stub.add_response("list_application_instances", {"ApplicationInstances": []}, {"DeviceId": NAME_ID})
     stub.add_response(
         "create_application_instance",
@@ -219,7 +220,6 @@ def test_deploy_replaces_the_running_instance_on_each_device(
 def test_deploy_retried_adopts_the_instances_of_this_run(
     s3: Any, stub: Stubber, two_devices: StepSettings, pauses: list[float]
 ) -> None:
-    _list_devices(stub)
     for device_id, label, new, old in ((BY_ID, BY_ID, "ai-new-1", "ai-current"), (NAME_ID, BY_NAME, "ai-new-2", None)):
         name = SPEC.instance_name(label)
         listed = [_instance(new, name, "DEPLOYMENT_IN_PROGRESS", device=device_id, Tags={RUN_TAG: RUN})]
@@ -238,11 +238,10 @@ def test_deploy_retried_adopts_the_instances_of_this_run(
     assert pauses == []
 
 
-def test_a_replacement_another_deployment_is_making_fails_the_step_with_panoramas_reason(
+def test_a_replacement_refused_by_panorama_fails_that_device_alone_with_the_reason(
     s3: Any, stub: Stubber, two_devices: StepSettings, pauses: list[float]
 ) -> None:
-    """Two runs deploying at once: Panorama refuses the second replacement (ConflictException, not retried)."""
-    _list_devices(stub)
+    """Someone else replaces the instance already (ConflictException): that device FAILED, the next one deploys."""
     old = SPEC.instance_name(BY_ID)
     stub.add_response(
         "list_application_instances",
@@ -257,17 +256,71 @@ def test_a_replacement_another_deployment_is_making_fails_the_step_with_panorama
         409,
         modeled_fields={"Message": reason, "ResourceId": "ai-current", "ResourceType": "ApplicationInstance"},
     )
-    with pytest.raises(ClientError, match="already being replaced by ai-other") as error:
-        dep.deploy(_state())
-    assert error.value.response["Error"]["Code"] == "ConflictException"
+    stub.add_response("list_application_instances", {"ApplicationInstances": []}, {"DeviceId": NAME_ID})
+    stub.add_response(
+        "create_application_instance",
+        {"ApplicationInstanceId": "ai-new-2"},
+        _create_params(NAME_ID, BY_NAME, None, {RUN_TAG: RUN}),
+    )
+
+    result = dep.deploy(_state())
+
+    refused, deployed = result["deployment"]["devices"]
+    assert (refused["status"], refused["instance_id"], refused["replaced"]) == ("FAILED", None, "ai-current")
+    assert refused["status_description"] == f"CreateApplicationInstance refused: ConflictException: {reason}"
+    assert (deployed["status"], deployed["instance_id"]) == ("IN_PROGRESS", "ai-new-2")
+    assert result["deployment"]["status"] == "IN_PROGRESS", "the batch waits for the others, then rolls back"
 
 
-def test_an_unknown_device_name_is_refused_before_anything_is_created(
-    s3: Any, stub: Stubber, two_devices: StepSettings
+def test_a_throttled_create_fails_the_batch_for_the_state_machine_to_retry(
+    s3: Any, stub: Stubber, two_devices: StepSettings, pauses: list[float]
 ) -> None:
-    stub.add_response("list_devices", {"Devices": [{"DeviceId": "device-999", "Name": "warehouse"}]}, {})
-    with pytest.raises(InvalidInput, match=r"no appliance named 'lobby-appliance' \(ListDevices finds: warehouse\)"):
+    from lambda_handlers.errors import Throttled
+
+    stub.add_response("list_application_instances", {"ApplicationInstances": []}, {"DeviceId": BY_ID})
+    stub.add_client_error("create_application_instance", "ThrottlingException", "Rate exceeded", 400)
+    with pytest.raises(Throttled):
         dep.deploy(_state())
+
+
+def test_deploy_replaces_the_deployed_instance_and_removes_further_ones(
+    s3: Any, stub: Stubber, two_devices: StepSettings, pauses: list[float]
+) -> None:
+    """Never two instances of the application on a device, whatever an earlier fault left there."""
+    name = SPEC.instance_name(BY_ID)
+    listed = [
+        _instance("ai-failed", name, "DEPLOYMENT_FAILED", created="2026-04-03T00:00:00Z"),
+        _instance("ai-deploying", name, "DEPLOYMENT_IN_PROGRESS", created="2026-04-02T00:00:00Z"),
+        _instance("ai-running", name, "DEPLOYMENT_SUCCEEDED", created="2026-04-01T00:00:00Z"),
+        _instance("ai-removing", name, "REMOVAL_IN_PROGRESS"),
+    ]
+    stub.add_response("list_application_instances", {"ApplicationInstances": listed}, {"DeviceId": BY_ID})
+    stub.add_response(
+        "create_application_instance",
+        {"ApplicationInstanceId": "ai-new"},
+        _create_params(BY_ID, BY_ID, "ai-running", {RUN_TAG: RUN}),
+    )
+    stub.add_response("remove_application_instance", {}, {"ApplicationInstanceId": "ai-deploying"})
+    batch = {**BATCH, "devices": BATCH["devices"][:1]}
+
+    (device,) = dep.deploy(_state(batch=batch))["deployment"]["devices"]
+
+    assert (device["instance_id"], device["replaced"]) == ("ai-new", "ai-running")
+    without_deployed = app_instances.running(listed[:2], name)
+    assert without_deployed and without_deployed["ApplicationInstanceId"] == "ai-deploying"
+
+
+def test_a_later_batch_waits_a_second_before_its_first_create(
+    s3: Any, stub: Stubber, two_devices: StepSettings, pauses: list[float]
+) -> None:
+    stub.add_response("list_application_instances", {"ApplicationInstances": []}, {"DeviceId": BY_ID})
+    stub.add_response(
+        "create_application_instance",
+        {"ApplicationInstanceId": "ai-new"},
+        _create_params(BY_ID, BY_ID, None, {RUN_TAG: RUN}),
+    )
+    dep.deploy(_state(batch={**BATCH, "index": 3, "devices": BATCH["devices"][:1]}))
+    assert pauses == [CREATE_INTERVAL_SECONDS]
 
 
 @pytest.mark.parametrize(
@@ -298,7 +351,6 @@ def test_a_model_given_with_the_run_reaches_the_graph_as_registered(
 def test_a_manifest_over_the_payload_limit_is_refused_before_calling_the_api(
     s3: Any, stub: Stubber, settings: StepSettings
 ) -> None:
-    install(make_settings({"devices": [{"id": BY_ID}]}))
     big = Parameter("notes", "string", "x" * 52_000, "Notes", "Operator notes.")
     spec = replace(SPEC, parameters=(*SPEC.parameters, big))
     document = template_document(SPEC)
@@ -306,7 +358,7 @@ def test_a_manifest_over_the_payload_limit_is_refused_before_calling_the_api(
     s3.put_object(Bucket=ARTIFACTS, Key=TEMPLATE_KEY, Body=json.dumps(document).encode())
     too_long = r"(?s)manifest for device device-111: .*payload is 5\d{4} characters; the service accepts at most 51200"
     with pytest.raises(InvalidInput, match=too_long):
-        dep.deploy(_state())
+        dep.deploy(_state(batch={**BATCH, "devices": BATCH["devices"][:1]}))
 
 
 def test_overrides_over_the_payload_limit_are_refused(s3: Any) -> None:
@@ -575,7 +627,7 @@ def test_rollback_restores_the_last_good_deployment_and_skips_a_device_without_o
     assert skipped["status"] == SKIPPED and skipped["status_description"] == rb.NO_EARLIER_GOOD
     assert skipped["instance_id"] is None and skipped["replaced"] is None, "nothing replaced, nothing claimed"
     assert read_json(s3, ARTIFACTS, f"runs/{RUN}/rollback/{BY_ID}.json") == {**GOOD, "rollback_of": RUN}
-    assert pauses == []
+    assert pauses == [CREATE_INTERVAL_SECONDS], "other batches may have created a moment ago"
 
 
 def test_rollback_without_any_earlier_good_deployment_is_reported_as_skipped(

@@ -232,3 +232,50 @@ def test_a_message_is_cut_to_what_sns_takes() -> None:
     fitted = notify.fit(text, notify.MESSAGE_MAX_BYTES)
     assert len(fitted.encode()) <= notify.MESSAGE_MAX_BYTES and "message cut: 400000 bytes" in fitted
     assert notify.fit("short", 100) == "short"
+
+
+def test_a_superseded_run_is_reported_with_the_reason_and_no_error(inbox: Any) -> None:
+    reason = "data datasets/a/ (2026-12-01T10:00:00.000Z) is older than datasets/b/ (…), deployed by run r2"
+    state = _state(lock={"status": "SUPERSEDED", "reason": reason})
+
+    summary = notify.notify(state)["summary"]
+
+    assert (summary["status"], summary["error"], summary["reason"]) == ("SUPERSEDED", None, reason)
+    (published,) = inbox()
+    assert published["Subject"].endswith(" SUPERSEDED")
+    assert f"Superseded: {reason}" in published["Message"] and "Error:" not in published["Message"]
+
+
+def test_a_fleet_failure_counts_every_outcome_and_names_only_the_devices_that_did_not_succeed(inbox: Any) -> None:
+    devices = _devices(*[(f"cam-{i:03d}", "SUCCEEDED", "DEPLOYMENT_SUCCEEDED") for i in range(199)])
+    devices += _devices(("cam-199", "FAILED", "DEPLOYMENT_FAILED: camera stream unreachable"))
+    devices[-1].update(device_id="device-200", instance_id="ai-200")
+    rollback = {"status": "SUCCEEDED", "devices": _devices(("cam-199", "SUCCEEDED", "DEPLOYMENT_SUCCEEDED"))}
+    counts = {
+        "devices": 200,
+        "succeeded": 199,
+        "failed": 1,
+        "timed_out": 0,
+        "rolled_back": 1,
+        "rollback_failed": 0,
+        "rollback_skipped": 0,
+    }
+    state = _state(
+        deployment={"status": "FAILED", "devices": devices},
+        rollback=rollback,
+        fleet={"devices": 200, "counts": counts},
+        failed_step="CheckDeployment",
+    )
+
+    summary = notify.notify(state)["summary"]
+
+    assert summary["reason"] == (
+        "deployment FAILED on 1 of 200 devices (199 succeeded; 1 rolled back): "
+        "cam-199: FAILED - DEPLOYMENT_FAILED: camera stream unreachable"
+    )
+    assert summary["counts"] == counts
+    body = inbox()[0]["Message"]
+    assert "Devices: devices 200, succeeded 199, failed 1, timed out 0, rolled back 1" in body
+    assert "  199 of 200 devices SUCCEEDED; the others:" in body
+    assert "  - cam-199 (device-200): instance ai-200: FAILED - DEPLOYMENT_FAILED: camera stream unreachable" in body
+    assert "cam-007" not in body, "succeeded devices are counted, not listed"

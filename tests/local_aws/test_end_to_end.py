@@ -140,7 +140,8 @@ def test_three_runs_deploy_roll_back_and_replace(deployed: tuple[Emulator, runs.
         and "camera stream unreachable" in failed_watch.stderr
     )
     tasks = [s.name for s in second.steps if s.kind == "Task"]
-    assert tasks[-2:] == ["CheckRollback", "Notify failure"] and "Rollback" in tasks
+    assert "Rollback" in tasks and "CheckRollback" in tasks
+    assert tasks[-3:] == ["FinishDeployment", "Release lock of a failed run", "Notify failure"]
     restored = _running()
     assert restored["Tags"].get("panopipe:rollback-of") == "model-run-fails"
     last_good = json.loads(
@@ -163,7 +164,43 @@ def test_three_runs_deploy_roll_back_and_replace(deployed: tuple[Emulator, runs.
     listed = CliRunner().invoke(app, ["status", "--config", str(CONFIG)])
     assert listed.exit_code == 0 and all(n in listed.stdout for n in (name, "model-run-fails", "model-run-replaces"))
     assert f"1.0 {code['patch_version'][:12]}" in listed.stdout, "status shows the code package's version"
+    assert _lock(target)["holder"] is None and _lock(target)["deployed"]["run"] == "model-run-replaces"
     print(f"\nthree local runs in {time.monotonic() - started:.1f} s")
+
+
+def _lock(target: runs.Target) -> dict[str, Any]:
+    artifacts = target.data_bucket.replace("-data-", "-artifacts-")
+    body = boto3.client("s3").get_object(Bucket=artifacts, Key="locks/deployment.json")["Body"].read()
+    return json.loads(body)  # type: ignore[no-any-return]
+
+
+def _last_good(target: runs.Target) -> dict[str, Any]:
+    artifacts = target.data_bucket.replace("-data-", "-artifacts-")
+    body = boto3.client("s3").get_object(Bucket=artifacts, Key=f"deployments/{DEVICE}/last-good.json")["Body"].read()
+    return json.loads(body)  # type: ignore[no-any-return]
+
+
+def test_concurrent_runs_deploy_one_at_a_time_and_the_newest_wins(deployed: tuple[Emulator, runs.Target]) -> None:
+    """Three runs started at once: one instance of the application at the end, the newest run's."""
+    _, target = deployed
+    model = (runs.progress(target, _first_run_arn(target)).output or {})["model"]["s3_uri"]
+    arns = [runs.start(target, {"model": model}, f"concurrent-{i}") for i in range(3)]
+    ended = [_wait(target, arn, timeout=180) for arn in arns]
+    outcomes = {p.arn.rsplit(":", 1)[1]: (p.output or {}).get("summary", {}).get("status") for p in ended}
+    assert all(p.status == "SUCCEEDED" for p in ended), [(p.status, p.error, p.cause) for p in ended]
+    newest = max(ended, key=lambda p: p.started).arn.rsplit(":", 1)[1]
+    assert outcomes[newest] == "SUCCEEDED", outcomes
+    assert set(outcomes.values()) <= {"SUCCEEDED", "SUPERSEDED"}, outcomes
+    active = [i for i in _instances() if i["Status"] not in ("REMOVAL_SUCCEEDED", "DEPLOYMENT_FAILED")]
+    assert len(active) == 1 and active[0]["Tags"].get("panopipe:run") == newest, active
+    assert _last_good(target)["run"] == newest
+    assert _lock(target)["holder"] is None
+
+
+def _first_run_arn(target: runs.Target) -> str:
+    sfn = boto3.client("stepfunctions")
+    executions = sfn.list_executions(stateMachineArn=target.state_machine_arn)["executions"]
+    return str(min(executions, key=lambda e: e["startDate"])["executionArn"])
 
 
 # --- raw images: the preparation step runs for real (same deployment) ---------------------------
