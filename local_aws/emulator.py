@@ -17,6 +17,12 @@ As a long-lived process (what ``panopipe local up`` starts through ``emulator_pr
 
 writes ``{"endpoint", "port", "pid", "region", ...}`` to the state file once it serves, and stops
 cleanly on SIGTERM or SIGINT (function processes killed, state file removed).
+Devices are ``--panorama-device NAME[,key=value...]`` (or ``id:<device id>[,key=value...]``; the
+tags are what ListDevices and DescribeDevice report, see ``panorama_devices``), repeatable, and
+``--panorama-devices N[,key=value...]`` for ``local-device-1`` … ``local-device-N``. The devices run
+what is deployed to them (``local_aws.appliance``), the first ``--appliance-devices K`` of them only
+(default :data:`~local_aws.appliance.runner.DEFAULT_APPLIANCE_DEVICES`, where the measured cost of a
+running device is given): the others simulate a healthy device, so a fleet of 200 fits on a laptop.
 There, training jobs run their code for real (``--sagemaker-training run``, the default:
 ``sagemaker_job_container``; each job's folder and ``training.log`` under ``.panopipe/jobs/<job>/``);
 an ``Emulator`` made in a test keeps the fast placeholder jobs unless given
@@ -63,8 +69,16 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from local_aws import moto_patches, sagemaker_job_progress
 from local_aws.appliance import ApplianceSettings
+from local_aws.appliance.runner import DEFAULT_APPLIANCE_DEVICES
 from local_aws.emulator_process import CONTROL_PREFIX, DEFAULT_REGION, EmulatorState, client_env, write_state
 from local_aws.panorama_backend import PanoramaBackend
+from local_aws.panorama_devices import (
+    MAX_LOCAL_DEVICES,
+    NUMBERED_PREFIX,
+    device_records,
+    parse_device,
+    parse_numbered,
+)
 from local_aws.panorama_errors import PanoramaError
 from local_aws.panorama_service import mount
 from local_aws.sagemaker_job_progress import SageMakerSettings
@@ -279,6 +293,42 @@ class Emulator:
 # --------------------------------------------------------------------------------------------------
 
 
+def _device_spec(text: str) -> str:
+    """``--panorama-device``: a valid device spec (argparse reports a ValueError as a usage error)."""
+    try:
+        parse_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _numbered_devices(text: str) -> list[str]:
+    """``--panorama-devices``: the specs ``N[,key=value...]`` stands for."""
+    try:
+        return parse_numbered(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a number of devices, at least 1; not {text!r}")
+    return int(text)
+
+
+def device_specs(named: Sequence[str], numbered: Sequence[str]) -> list[str]:
+    """The devices of the command line: each ``--panorama-device``, then the ``--panorama-devices`` fleet.
+
+    Neither given: :data:`_DEFAULT_DEVICE`.
+    """
+    return [*named, *numbered] or [_DEFAULT_DEVICE]
+
+
+def appliance_devices(devices: Sequence[str], count: int) -> frozenset[str]:
+    """The names of the first ``count`` devices (in the order given): those that run deployed applications."""
+    return frozenset(record.name for record in list(device_records(devices).values())[:count])
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m local_aws.emulator", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
@@ -288,8 +338,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--panorama-device",
         action="append",
-        help=f"an appliance of the local Panorama service: a name, or id:<device id> (repeatable; "
-        f"default {_DEFAULT_DEVICE})",
+        default=[],
+        type=_device_spec,
+        metavar="NAME[,key=value...]",
+        help="an appliance of the local Panorama service: a name or id:<device id>, then its tags (ListDevices "
+        "and DescribeDevice report them; %%2C, %%3D, %%25 for a , = or %% inside one); repeatable; "
+        f"default (with no --panorama-devices either) {_DEFAULT_DEVICE}",
+    )
+    parser.add_argument(
+        "--panorama-devices",
+        type=_numbered_devices,
+        default=[],
+        metavar="N[,key=value...]",
+        help=f"also {NUMBERED_PREFIX}1 … {NUMBERED_PREFIX}N (N up to {MAX_LOCAL_DEVICES}), each with these tags",
     )
     parser.add_argument("--sagemaker-describes", type=int, default=SageMakerSettings.in_progress_describes)
     parser.add_argument("--sagemaker-seconds", type=float, default=SageMakerSettings.in_progress_seconds)
@@ -307,6 +368,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="devices do not run deployed applications (default: they do, see local_aws.appliance)",
     )
+    parser.add_argument(
+        "--appliance-devices",
+        type=_positive,
+        default=DEFAULT_APPLIANCE_DEVICES,
+        metavar="K",
+        help=f"only the first K devices (in the order given) run deployed applications, the others simulate a "
+        f"healthy device (default {DEFAULT_APPLIANCE_DEVICES}: a running one costs about 160 MiB and 2 processes)",
+    )
     parser.add_argument("--appliance-frames", type=Path, help="video file or image folder for every camera")
     parser.add_argument("--appliance-max-frames", type=int, default=ApplianceSettings.max_frames)
     parser.add_argument("--log-level", default="INFO")
@@ -315,7 +384,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; write and finally remove the state file."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    devices = device_specs(args.panorama_device, args.panorama_devices)
+    try:
+        running = appliance_devices(devices, args.appliance_devices)
+    except ValueError as error:  # e.g. one device given twice with different tags
+        parser.error(str(error))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # moto repeats this at every reference to a skipped resource; the stack events say it once
     logging.getLogger("moto").addFilter(lambda record: "No Moto CloudFormation support" not in record.getMessage())
@@ -334,8 +409,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         panorama=PanoramaBackend(
             region=args.region,
-            devices=args.panorama_device or [_DEFAULT_DEVICE],
-            appliance=ApplianceSettings(frames=args.appliance_frames, max_frames=args.appliance_max_frames)
+            devices=devices,
+            appliance=ApplianceSettings(
+                frames=args.appliance_frames, max_frames=args.appliance_max_frames, devices=running
+            )
             if args.appliance
             else None,
         ),

@@ -78,12 +78,13 @@ def device_id_for_name(name: str) -> str:
 
 @dataclass
 class DeviceRecord:
-    """One appliance (always provisioned and online)."""
+    """One appliance (always provisioned and online) and the tags ListDevices and DescribeDevice report."""
 
     device_id: str
     name: str
     created: dt.datetime
     serial: str
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -541,14 +541,33 @@ app.add_typer(local_app, name="local")
 def local_up(
     config: ConfigOption = DEFAULT_CONFIG,
     poll_seconds: Annotated[int, typer.Option(min=1, help="wait-loop interval of local runs (seconds)")] = 1,
+    devices: Annotated[
+        int | None,
+        typer.Option(
+            "--devices",
+            metavar="N",
+            help="register N local devices (1 to 1000), local-device-1 … local-device-N, each carrying every tag of "
+            "the config's tag groups, besides its named devices (default: one device per tag group); the first 8 "
+            "devices run the deployed application, the others simulate a healthy device",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Start the local AWS (if not running), then bootstrap and deploy every stack with the real CDK CLI."""
+    """Start the local AWS (if not running), then bootstrap and deploy every stack with the real CDK CLI.
+
+    The local AWS's Panorama devices are the config's named and id devices, then numbered ones for
+    its tag groups (--devices). A local AWS that already runs keeps the devices it started with.
+    """
     from panopipe import local_mode
 
+    if devices is not None and (problem := local_mode.device_count_problem(devices)):
+        _fail(problem, exit_codes.USAGE)
     path = _config_path(config)
     loaded = _config(path)
     try:
-        done = local_mode.up(path, loaded, poll_seconds=poll_seconds, say=lambda line: console.print(line))
+        done = local_mode.up(
+            path, loaded, poll_seconds=poll_seconds, devices=devices, say=lambda line: console.print(line)
+        )
     except local_mode.LocalModeError as error:
         _fail(str(error), error.exit_code)
     except KeyboardInterrupt:

@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from local_aws.appliance.runner import DEFAULT_OUTPUT
+from local_aws.appliance.runner import DEFAULT_OUTPUT, SIMULATED
 
 
 def folder_of(device_name: str, instance_id: str, output: Path = DEFAULT_OUTPUT) -> Path:
@@ -20,9 +20,12 @@ def folder_of(device_name: str, instance_id: str, output: Path = DEFAULT_OUTPUT)
 
 
 def wait_for_outputs(folder: Path, timeout: float = 120.0) -> bool:
-    """Whether ``counts.json`` (written after the videos and the contact sheet) appears within ``timeout``."""
+    """Whether ``counts.json`` (written after the videos and the contact sheet) appears within ``timeout``.
+
+    An instance on a device that simulates a healthy one (``simulated.json``) has nothing to wait for.
+    """
     deadline = time.monotonic() + timeout
-    while not (folder / "counts.json").exists():
+    while not (folder / "counts.json").exists() and not (folder / SIMULATED).exists():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.25)
@@ -30,7 +33,14 @@ def wait_for_outputs(folder: Path, timeout: float = 120.0) -> bool:
 
 
 def summary(folder: Path) -> str | None:
-    """Lines naming the annotated output and the per-class counts, or None before the outputs exist."""
+    """Lines naming the annotated output and the per-class counts, or None before the outputs exist.
+
+    For an instance on a device that simulates a healthy one: the line saying so.
+    """
+    try:
+        return str(json.loads((folder / SIMULATED).read_text())["reason"])
+    except (OSError, ValueError, KeyError):
+        pass
     try:
         streams = json.loads((folder / "counts.json").read_text())["streams"]
         stats = json.loads((folder / "stats.json").read_text())

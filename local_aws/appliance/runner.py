@@ -13,6 +13,13 @@ first frame, RUNNING while it runs, ERROR once it has exited (a crash, or any ex
 on a device runs until it is removed) with the end of its log as the reason. Removing or replacing the
 instance stops the process (its whole process group: the model servers too), so does the emulator's
 reset and shutdown; a process whose emulator is gone stops itself.
+
+Only the devices named in :attr:`ApplianceSettings.devices` run applications (None: every device);
+an instance on another device simulates a healthy one: it reports RUNNING once deployed, starts no
+process, and its folder holds ``simulated.json`` instead of outputs. ``python -m local_aws.emulator``
+(what ``panopipe local up`` starts) names its first :data:`DEFAULT_APPLIANCE_DEVICES` devices, the
+config's named and id devices first, so a local fleet of hundreds of devices deploys for real through
+the Panorama API while a few of them run the application.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,6 +49,20 @@ _CODE_PREFIX = "panorama/"
 _LOG_TAIL = 400
 
 NOT_AVAILABLE, RUNNING, ERROR = "NOT_AVAILABLE", "RUNNING", "ERROR"
+#: In the folder of an instance whose device simulates a healthy one (no application runs there).
+SIMULATED = "simulated.json"
+#: Devices of ``python -m local_aws.emulator`` that run deployed applications (``--appliance-devices``).
+#: Measured here (2 shared cores, 24 GiB, the sample's 640x480 frames, the ``make local`` model: a
+#: 20-layer ResNet on 28x28 input): a running device is 2 processes (``app.py`` and its MXNet model
+#: server) with 13 threads, 263 MiB resident (about 160 MiB proportional, the libraries being shared
+#: between devices), 2.7-3.1 CPU seconds from start to its 100 frames written, then about 0 % CPU once
+#: its cameras are quiet; 8 devices: 1.3 GiB proportional, 16 processes, 104 threads, 22 CPU seconds,
+#: all written within 18 s (first frames at 11 s). 200 running devices would take about 30 GiB, 400
+#: processes, 2,600 threads and 9 CPU minutes (4.5 minutes of both cores) at every deployment: more
+#: than a 2-core, 24 GiB machine has. Eight keep the cost near 1.3 GiB and 20 s of both cores: 200
+#: devices deployed at once (8 running, 192 simulated) were all RUNNING 24 s after the first create,
+#: the emulator and its applications then 17 processes, 111 threads and 1.5 GiB proportional.
+DEFAULT_APPLIANCE_DEVICES = 8
 _SAMPLE_LOCK = threading.Lock()
 _SAMPLE_DONE = ".complete"
 
@@ -64,7 +86,8 @@ class ApplianceSettings:
     ``cameras``: per camera node name, overriding ``frames``; ``max_frames``: frames per camera before
     the cameras go quiet (the outputs are written then); ``output``: the folder of
     ``<device name>/<instance id>/``; ``ml_python``: the model server's Python (None: the ML
-    environment, made on first use).
+    environment, made on first use); ``devices``: the names of the devices that run applications
+    (None: every device; the others simulate a healthy device).
     """
 
     frames: Path | None = None
@@ -73,6 +96,7 @@ class ApplianceSettings:
     output: Path = DEFAULT_OUTPUT
     ml_python: Path | None = None
     sample_frames: Callable[[Path, int], Path] = _sample_frames
+    devices: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.max_frames < 1:
@@ -100,6 +124,7 @@ class _Running:
         self.process: subprocess.Popen[bytes] | None = None
         self.failure: str | None = None  # could not start
         self.stopped = False
+        self.simulated = False  # a device that does not run applications: healthy, no process
 
 
 class Appliance:
@@ -115,15 +140,41 @@ class Appliance:
             settings.max_frames,
             settings.output / "<device>" / "<application instance id>",
         )
+        if settings.devices is not None:
+            LOG.info(
+                "local appliance: applications run on %s; the other devices simulate a healthy device",
+                _names(settings.devices),
+            )
 
     def folder(self, device_name: str, instance_id: str) -> Path:
         """Where an instance's code, log and HDMI output go."""
         return self.settings.output / device_name / instance_id
 
+    def runs_applications(self, device_name: str) -> bool:
+        """Whether the device runs deployed applications (else it simulates a healthy device)."""
+        return self.settings.devices is None or device_name in self.settings.devices
+
     def start(self, deployment: Deployment) -> Path:
-        """Start the instance's application (in the background: the ML environment may be made first)."""
+        """Start the instance's application (in the background: the ML environment may be made first).
+
+        On a device that does not run applications, the instance is healthy at once and its folder
+        holds :data:`SIMULATED` only.
+        """
         folder = self.folder(deployment.device_name, deployment.instance_id)
         running = _Running(folder)
+        if not self.runs_applications(deployment.device_name):
+            running.simulated = True
+            folder.mkdir(parents=True, exist_ok=True)
+            reason = (
+                f"this device simulates a healthy one: only {_names(self.settings.devices or frozenset())} run "
+                "the application (python -m local_aws.emulator --appliance-devices)"
+            )
+            document = {"device": deployment.device_name, "instance": deployment.instance_id, "reason": reason}
+            (folder / SIMULATED).write_text(json.dumps(document, indent=1) + "\n")
+            with self._lock:
+                self._running[deployment.instance_id] = running
+            LOG.debug("local appliance: device %s simulates instance %s", deployment.device_name, folder.name)
+            return folder
         with self._lock:
             self._running[deployment.instance_id] = running
         threading.Thread(
@@ -215,6 +266,8 @@ class Appliance:
             running = self._running.get(instance_id)
         if running is None:
             return NOT_AVAILABLE, None
+        if running.simulated:
+            return RUNNING, None
         if running.failure is not None:
             return ERROR, running.failure
         process = running.process
@@ -243,6 +296,13 @@ class Appliance:
             instances = list(self._running)
         for instance_id in instances:
             self.stop(instance_id)
+
+
+def _names(devices: frozenset[str], shown: int = 8) -> str:
+    """Device names in natural order (``local-device-2`` before ``local-device-10``), the first ``shown``."""
+    ordered = sorted(devices, key=lambda name: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)])
+    more = f" and {len(ordered) - shown} more" if len(ordered) > shown else ""
+    return (", ".join(ordered[:shown]) or "no device") + more
 
 
 def _stop_group(process: subprocess.Popen[bytes], timeout: float = 3.0) -> None:

@@ -660,7 +660,7 @@ def _alive(pid: int) -> bool:
 
 def test_process_mode_writes_its_state_and_stops_on_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state_file = tmp_path / "local.json"
-    state = launch(state_file, panorama_devices=["lobby", "id:device-x"], timeout=60)
+    state = launch(state_file, panorama_devices=["lobby,site=hall%2C 1,floor=", "id:device-x"], timeout=60)
     try:
         assert read_state(state_file) == state
         assert state.endpoint == f"http://localhost:{state.port}"
@@ -679,9 +679,9 @@ def test_process_mode_writes_its_state_and_stops_on_sigterm(tmp_path: Path, monk
             monkeypatch.setenv(name, value)
         monkeypatch.delenv("AWS_PROFILE", raising=False)
         devices = panorama.new_client().list_devices(SortBy="NAME")["Devices"]
-        assert [(d["DeviceId"], d["Name"]) for d in devices] == [
-            ("device-x", "device-x"),
-            (device_id_for_name("lobby"), "lobby"),
+        assert [(d["DeviceId"], d["Name"], d["Tags"]) for d in devices] == [
+            ("device-x", "device-x", {}),
+            (device_id_for_name("lobby"), "lobby", {"site": "hall, 1", "floor": ""}),
         ]
     finally:
         assert terminate(state_file)

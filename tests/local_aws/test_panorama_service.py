@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import urllib.error
 import urllib.request
 import uuid
@@ -27,8 +28,9 @@ from lambda_handlers.errors import PackageRegistrationFailed
 from lambda_handlers.settings import install
 from lambda_handlers.state import PackageRef, PackageVersion, RunState
 from local_aws.emulator import Emulator
-from local_aws.emulator_process import control
+from local_aws.emulator_process import EmulatorState, control
 from local_aws.panorama_backend import PanoramaBackend
+from local_aws.panorama_devices import device_records, device_spec, numbered_devices
 from local_aws.panorama_packages import MAX_VERSIONS_PER_PACKAGE
 from local_aws.panorama_protocol import match, routes
 from local_aws.panorama_records import Progress, device_id_for_name
@@ -274,6 +276,70 @@ def test_devices_come_from_the_config(pano: Any) -> None:
     )
     with pytest.raises(pano.exceptions.ResourceNotFoundException):
         pano.describe_device(DeviceId="device-unknown")
+
+
+def test_devices_report_their_tags(pano: Any, env: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    tags = {"site": "Paris, 3rd floor", "rule": "a=b", "empty": ""}
+    specs = [device_spec(DEVICE_NAME, tags), f"id:{OTHER_DEVICE},site=lyon"]  # as `panopipe local up` passes them
+    monkeypatch.setattr(env.backend, "_devices", device_records(specs))
+    listed = {d["Name"]: d["Tags"] for d in pano.list_devices()["Devices"]}
+    assert listed == {DEVICE_NAME: tags, OTHER_DEVICE: {"site": "lyon"}}
+    assert pano.describe_device(DeviceId=DEVICE_ID)["Tags"] == tags
+    assert pano.describe_device(DeviceId=OTHER_DEVICE)["Tags"] == {"site": "lyon"}
+
+
+def test_a_fleet_of_200_is_listed_in_8_pages_of_25_and_resolved_through_them(
+    pano: Any, env: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(env.backend, "_devices", device_records(numbered_devices(200, {"site": "a"})))
+    pages, token = [], None
+    while True:
+        page = pano.list_devices(**({"NextToken": token} if token else {}))
+        pages.append([d["Name"] for d in page["Devices"]])
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert [len(names) for names in pages] == [25] * 8  # AWS's default and maximum page: 25
+    fleet = sorted(f"local-device-{i}" for i in range(1, 201))
+    assert sorted(name for names in pages for name in names) == fleet
+    assert len(pano.list_devices(MaxResults=25)["Devices"]) == 25
+    assert len(pano.list_devices(MaxResults=7)["Devices"]) == 7
+    with pytest.raises(pano.exceptions.ValidationException) as info:
+        pano.list_devices(MaxResults=26)
+    assert "less than or equal to 25" in _error(info)[1]
+    for token in ("not-a-token", pano.list_application_instances(MaxResults=1).get("NextToken") or "e30="):
+        with pytest.raises(pano.exceptions.ValidationException) as info:
+            pano.list_devices(NextToken=token)
+        assert "NextToken is not a token of this operation" in _error(info)[1]
+
+    calls: list[str] = []
+
+    def count(**_: Any) -> None:
+        calls.append("ListDevices")
+
+    pano.meta.events.register("after-call.panorama.ListDevices", count)
+    try:
+        resolved = app_instances.resolve_devices((settings.Device(None, None, {"site": "a"}),))
+    finally:
+        pano.meta.events.unregister("after-call.panorama.ListDevices", count)
+    assert sorted(resolved) == fleet and len(set(resolved.values())) == 200
+    assert len(calls) == 8
+
+
+def test_local_up_says_whether_the_running_local_aws_has_the_devices_asked_for(env: Service) -> None:
+    state = EmulatorState(env.endpoint, int(env.endpoint.rsplit(":", 1)[1]), os.getpid(), REGION)
+    specs = [DEVICE_NAME, f"id:{OTHER_DEVICE}"]
+    assert local_mode.running_devices(state) == {DEVICE_ID: (DEVICE_NAME, {}), OTHER_DEVICE: (OTHER_DEVICE, {})}
+    same = local_mode.running_message(state, specs)
+    assert same.endswith(f"with the devices asked for: 2 devices ({DEVICE_NAME}, {OTHER_DEVICE})")
+    other = local_mode.running_message(state, local_mode.panorama_devices(CONFIG, 3))
+    assert "with 2 devices, not the 3 devices (local-device-1, local-device-2, local-device-3) asked for" in other
+    assert other.endswith("its devices are the ones it started with (`panopipe local down` first to change them)")
+    gone = EmulatorState("http://localhost:9", 9, os.getpid(), REGION)
+    assert local_mode.running_devices(gone) is None
+    assert local_mode.running_message(gone, specs).endswith(
+        f"(pid {os.getpid()}); its devices are the ones it started with (`panopipe local down` first to change them)"
+    )
 
 
 # --- packages and versions -------------------------------------------------------------------------
