@@ -41,7 +41,16 @@ from lambda_handlers.aws import clients
 from lambda_handlers.aws.client_errors import error_code
 from lambda_handlers.domain import READY_MARKER
 from lambda_handlers.errors import PipelineError, TransientError
-from lambda_handlers.state import IN_PROGRESS, SUCCEEDED, DataVersion, LockSection, RunState, loop_started, run_name
+from lambda_handlers.state import (
+    IN_PROGRESS,
+    SUCCEEDED,
+    DataVersion,
+    LockSection,
+    RunState,
+    loop_started,
+    past,
+    run_name,
+)
 from lambda_handlers.step import logger, step
 
 if TYPE_CHECKING:
@@ -171,7 +180,7 @@ def check_lock(state: RunState) -> RunState:
     attempt = _attempt(state)
     lock = attempt["lock"]
     lock["polls"] = int(state["lock"].get("polls", 0)) + 1
-    if lock["status"] == IN_PROGRESS and time.time() > lock["deadline"]:
+    if lock["status"] == IN_PROGRESS and past(lock["deadline"]):
         since = datetime.datetime.fromtimestamp(float(lock.get("holder_since", 0)), datetime.UTC)
         raise LockWaitTimedOut(
             f"waited {settings.current().runs.lock_wait_seconds} s (runs.lock_wait_seconds) for the deployment "

@@ -182,11 +182,19 @@ class PipelineStateMachine(Construct):
         return task
 
     def _polled(
-        self, start: StepSpec, check: StepSpec, section: LoopName, *, locked: bool = False, caught: bool = True
+        self,
+        start: StepSpec,
+        check: StepSpec,
+        section: LoopName,
+        *,
+        locked: bool = False,
+        caught: bool = True,
+        knows_at_once: bool = False,
     ) -> _Loop:
         """``start`` → ``check`` → Choice (``$.<section>.status`` IN_PROGRESS → Wait → ``check``).
 
-        ``caught``: errors go to the failure path (False inside the deployment Map, whose own Catch does).
+        ``caught``: errors go to the failure path (False inside the deployment Map, whose own Catch
+        does). ``knows_at_once``: ``start`` already says whether to wait (no ``check`` straight after).
         """
         if caught:
             first, poll = self._step(start, locked), self._step(check, locked)
@@ -197,7 +205,7 @@ class PipelineStateMachine(Construct):
         )
         choice = sfn.Choice(self, f"{section.capitalize()} still in progress?")
         choice.when(sfn.Condition.string_equals(f"$.{section}.status", IN_PROGRESS), wait.next(poll))
-        first.next(poll)
+        first.next(choice if knows_at_once else poll)
         poll.next(choice)
         return _Loop(first, choice)
 
@@ -254,7 +262,7 @@ class PipelineStateMachine(Construct):
         training = self._polled(START_TRAINING, CHECK_TRAINING, "training")
         evaluate = self._step(EVALUATE)
         compilation = self._polled(START_COMPILATION, CHECK_COMPILATION, "compilation")
-        lock = self._polled(ACQUIRE_LOCK, CHECK_LOCK, "lock", locked=True)
+        lock = self._polled(ACQUIRE_LOCK, CHECK_LOCK, "lock", locked=True, knows_at_once=True)
         registration = self._polled(REGISTER_PACKAGE, CHECK_REGISTRATION, "package", locked=True)
         plan = self._step(PLAN_DEPLOYMENT, locked=True)
         fleet = self._fleet()

@@ -86,7 +86,7 @@ def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 #: A deployment Map iteration's batch: both devices (PlanDeployment resolved the name).
-BATCH = {
+BATCH: dict[str, Any] = {
     "index": 0,
     "start_at": "2026-05-01T00:00:00.000Z",
     "devices": [{"device": BY_ID, "device_id": BY_ID}, {"device": BY_NAME, "device_id": NAME_ID}],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import types
 from typing import Any
 
 import boto3
@@ -11,6 +12,7 @@ import pytest
 
 from lambda_handlers import deployment_lock as lock
 from lambda_handlers import settings as cfg
+from lambda_handlers import state as state_module
 from lambda_handlers.deployment_lock import LOCK_KEY, LockLost, LockWaitTimedOut
 from lambda_handlers.settings import StepSettings, install
 from tests.handlers.conftest import make_settings
@@ -60,7 +62,7 @@ def test_a_second_run_waits_naming_the_holder_then_times_out(s3: Any, monkeypatc
     assert waiting["lock"]["status"] == "IN_PROGRESS" and waiting["lock"]["holder"] == "run-a"
     again = lock.check_lock(waiting)
     assert again["lock"]["status"] == "IN_PROGRESS" and again["lock"]["polls"] == 1
-    monkeypatch.setattr(lock.time, "time", lambda: waiting["lock"]["deadline"] + 1.0)
+    monkeypatch.setattr(state_module, "time", types.SimpleNamespace(time=lambda: waiting["lock"]["deadline"] + 1.0))
     with pytest.raises(LockWaitTimedOut, match=r"waited 600 s \(runs.lock_wait_seconds\) .* run run-a holds it since"):
         lock.check_lock(again)
 
@@ -79,7 +81,7 @@ def test_an_expired_lease_is_taken_over_and_its_old_holder_stops_at_its_next_ste
 ) -> None:
     crashed = lock.acquire_lock(_run("run-a"))
     later = time.time() + LEASE + 1
-    monkeypatch.setattr(lock.time, "time", lambda: later)
+    monkeypatch.setattr(lock, "time", types.SimpleNamespace(time=lambda: later))
     taken = lock.acquire_lock(_run("run-b", started="2026-12-01T10:00:01.000Z"))
     assert taken["lock"]["status"] == "SUCCEEDED" and _record(s3)["holder"] == "run-b"
     with pytest.raises(LockLost, match=r"held by run-b: this run's lease \(runs.lock_lease_seconds = 900\) ran out"):
@@ -94,7 +96,7 @@ def test_renew_rewrites_the_lease_only_once_half_of_it_is_gone(s3: Any, monkeypa
     lock.renew(held)
     assert _record(s3)["expires"] == first, "no write while more than half the lease is left"
     later = time.time() + LEASE * 0.6
-    monkeypatch.setattr(lock.time, "time", lambda: later)
+    monkeypatch.setattr(lock, "time", types.SimpleNamespace(time=lambda: later))
     lock.renew(held)
     assert _record(s3)["expires"] == pytest.approx(later + LEASE)
 
@@ -107,7 +109,7 @@ def test_a_step_called_without_a_lock_section_renews_nothing(s3: Any) -> None:
 
 def test_a_lost_race_reads_again_and_waits_for_the_winner(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Both runs read a free lock; S3 lets only the first conditional write through (412 for the other)."""
-    stale = lock._read(lock.clients.s3(), ARTIFACTS)
+    stale = lock._read(s3, ARTIFACTS)
     lock.acquire_lock(_run("run-a"))
     reads = iter([stale])
     real = lock._read

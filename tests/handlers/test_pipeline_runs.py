@@ -281,13 +281,15 @@ class World:
         self.stub_deploy(running)
         self.stub_instance("ai-new", polls, final, **failure)
 
-    def stub_deploy(self, running: tuple[State, ...] = (), adopted: bool = False) -> None:
-        """ListDevices, ListApplicationInstances, then CreateApplicationInstance (or, adopted, Describe)."""
-        self.add(
-            "list_devices",
-            {"Devices": [{"DeviceId": "device-0", "Name": "warehouse"}, {"DeviceId": DEVICE_ID, "Name": DEVICE}]},
-            {},
-        )
+    def stub_deploy(self, running: tuple[State, ...] = (), adopted: bool = False, planned: bool = False) -> None:
+        """ListDevices (PlanDeployment; not if ``planned``), ListApplicationInstances, then
+        CreateApplicationInstance (or, adopted, Describe)."""
+        if not planned:
+            self.add(
+                "list_devices",
+                {"Devices": [{"DeviceId": "device-0", "Name": "warehouse"}, {"DeviceId": DEVICE_ID, "Name": DEVICE}]},
+                {},
+            )
         self.add("list_application_instances", {"ApplicationInstances": list(running)}, DEVICE_PARAMS)
         if adopted:
             self.add("describe_application_instance", running[0], {"ApplicationInstanceId": "ai-new"})
@@ -381,18 +383,35 @@ def compilation_job() -> DescribeCompilationJobResponseTypeDef:
     return clients.sagemaker().describe_compilation_job(CompilationJobName=name)
 
 
+#: The lock taken at once (no other run holds it).
+LOCK_TAKEN = ["AcquireLock", "Lock still in progress?"]
+#: A one-device fleet: the plan, the Map and its one batch's first state.
+ONE_BATCH = ["PlanDeployment", "Deploy batches", "Wait for the batch's turn"]
+
+
 def deploys_after_compilation(polls: int) -> list[str]:
     """The states from StartCompilation to Deployed of a run whose every loop polls ``polls`` times."""
     return [
         "StartCompilation",
         *loop("compilation", polls),
+        *LOCK_TAKEN,
         "RegisterPackage",
         *loop("package", polls),
+        *ONE_BATCH,
         "Deploy",
         *loop("deployment", polls),
+        "Batch deployed",
+        "FinishDeployment",
+        "Deployed everywhere?",
+        "ReleaseLock",
         "Notify success",
         "Deployed",
     ]
+
+
+def nested(machine: Machine, name: str) -> State:
+    """A state of the deployment Map's iteration."""
+    return machine.definition["States"]["Deploy batches"]["ItemProcessor"]["States"][name]  # type: ignore[no-any-return]
 
 
 # --- the three sources run to a deployment ---------------------------------------------------------
@@ -420,10 +439,11 @@ def test_a_data_set_is_trained_evaluated_compiled_registered_and_deployed(world:
         "Evaluate",
         *deploys_after_compilation(polls),
     ]
-    assert run.waits == Counter({f"Wait for {s}": polls for s in ("training", "compilation", "package", "deployment")})
-    # benchmarks/run_transitions.py: a data-set run with N polls per loop.
-    assert len(run.path) == 19 + 12 * polls
-    assert sum(run.invocations.values()) == 11 + 4 * polls
+    loops = ("training", "compilation", "package", "deployment")
+    assert run.waits == Counter({f"Wait for {s}": polls for s in loops} | {"Wait for the batch's turn": 1})
+    # benchmarks/run_transitions.py: a data-set run with N polls per loop (one batch of devices).
+    assert len(run.path) == 28 + 12 * polls
+    assert sum(run.invocations.values()) == 15 + 4 * polls
     assert not run.retries
 
     output = run.output
@@ -493,7 +513,7 @@ def test_a_model_skips_training_and_goes_straight_to_compilation(world: World) -
 
     assert run.status == "SUCCEEDED", run.cause
     assert run.path == ["Start", "ValidateInput", "Train first?", *deploys_after_compilation(1)]
-    assert (len(run.path), sum(run.invocations.values())) == (14 + 9, 8 + 3)  # model/job: 14 + 9·N, 8 + 3·N
+    assert (len(run.path), sum(run.invocations.values())) == (23 + 9, 12 + 3)  # model/job: 23 + 9·N, 12 + 3·N
     assert training_jobs() == []
     assert compilation_job()["InputConfig"]["S3Uri"] == MODEL_URI
     assert run.output is not None and run.output["source"] == {"kind": "model", "s3_uri": MODEL_URI}
@@ -528,9 +548,14 @@ def test_an_existing_training_job_skips_training_and_goes_straight_to_compilatio
 # --- failure paths ----------------------------------------------------------------------------------
 
 
+#: Steps after which a run may hold the deployment lock: their failure releases it first.
+LOCKED = {"AcquireLock", "CheckLock", "RegisterPackage", "CheckRegistration", "PlanDeployment", "FinishDeployment"}
+
+
 def failed_at(step: str) -> list[str]:
-    """How a run ends when ``step`` raises: its recorder, the failure report, the Fail state."""
-    return [step, f"{step} failed", "Notify failure", "Run failed"]
+    """How a run ends when ``step`` raises: its recorder, [the lock's release,] the failure report, the Fail state."""
+    release = ["Release lock of a failed run"] if step in LOCKED else []
+    return [step, f"{step} failed", *release, "Notify failure", "Run failed"]
 
 
 def test_an_invalid_input_fails_the_run_before_anything_starts(world: World) -> None:
@@ -651,13 +676,15 @@ def test_a_failed_package_registration_fails_the_run(world: World) -> None:
     (registered,) = world.requests("RegisterPackageVersion")
     package = f"package {world.spec.model_package} {world.spec.package_version} patch {registered['PatchVersion']}"
     assert (run.status, run.error, run.cause) == ("FAILED", "PackageRegistrationFailed", f"{package}: {description}")
-    assert run.path[-8:] == [
+    assert run.path[-9:] == [
         "RegisterPackage",
         *loop("package", 0),
         "Wait for package",
         *failed_at("CheckRegistration"),
     ]
     assert world.requests("CreateApplicationInstance") == []
+    lock = read_json(world.s3, ARTIFACTS, "locks/deployment.json")
+    assert lock["holder"] is None and lock["deployed"] is None, "released; nothing deployed"
 
 
 def test_a_failed_deployment_is_rolled_back_to_the_last_good_one_and_the_run_fails(world: World) -> None:
@@ -722,14 +749,18 @@ def test_a_failed_deployment_is_rolled_back_to_the_last_good_one_and_the_run_fai
 
     assert (run.status, run.error) == ("FAILED", "DeploymentFailed")
     assert run.cause == (
-        f"deployment FAILED: {DEVICE}: FAILED - DEPLOYMENT_FAILED: Model package failed to load "
-        "(device reported: code_node LAUNCH_ERROR)"
+        f"deployment FAILED on 1 of 1 devices (0 succeeded; 1 rolled back): {DEVICE}: FAILED - DEPLOYMENT_FAILED: "
+        "Model package failed to load (device reported: code_node LAUNCH_ERROR)"
     )
-    assert run.path[-14:] == [
+    assert run.path[-18:] == [
         "Deploy",
         *loop("deployment", 1),
         "Rollback",
         *loop("rollback", 1),
+        "Batch rolled back",
+        "FinishDeployment",
+        "Deployed everywhere?",
+        "Release lock of a failed run",
         "Notify failure",
         "Run failed",
     ]
@@ -746,7 +777,11 @@ def test_a_failed_deployment_is_rolled_back_to_the_last_good_one_and_the_run_fai
 
 
 @pytest.mark.parametrize(
-    ("operation", "step"), [("describe_package_version", "CheckRegistration"), ("list_devices", "Deploy")]
+    ("operation", "step"),
+    [
+        ("describe_package_version", "CheckRegistration"),
+        ("list_devices", "PlanDeployment"),
+    ],
 )
 def test_a_throttled_call_is_retried_by_the_state_machine(world: World, operation: str, step: str) -> None:
     world.stub_code_package()
@@ -792,18 +827,25 @@ def test_a_deployment_past_its_deadline_is_rolled_back(world: World) -> None:
     world.compile(0)
     world.stub_registration(0)
     timeout = world.machine.settings.runs.deployment_timeout_seconds
-    poll = world.machine.definition["States"]["Wait for deployment"]["Seconds"]
+    poll = nested(world.machine, "Wait for deployment")["Seconds"]
     world.stub_deployment(timeout // poll, final="DEPLOYMENT_IN_PROGRESS")
 
     run = world.run({"model": MODEL_URI})
 
     assert (run.status, run.error) == ("FAILED", "StepTimedOut")
-    assert run.cause is not None and run.cause.startswith(f"deployment TIMED_OUT: {DEVICE}: TIMED_OUT - still")
+    assert run.cause is not None and run.cause.startswith(
+        f"deployment TIMED_OUT on 1 of 1 devices (0 succeeded; 0 rolled back, 0 rollback failed, 1 without an "
+        f"earlier good one): {DEVICE}: TIMED_OUT - still"
+    )
     assert run.waits["Wait for deployment"] == timeout // poll
-    assert run.path[-6:] == [
+    assert run.path[-10:] == [
         "Deployment still in progress?",
         "Rollback",
         *loop("rollback", 0),
+        "Batch rolled back",
+        "FinishDeployment",
+        "Deployed everywhere?",
+        "Release lock of a failed run",
         "Notify failure",
         "Run failed",
     ]
@@ -850,8 +892,10 @@ def test_start_steps_rerun_with_the_same_input_start_nothing_twice(
 
     world.stub_deploy()
     tagged = instance("ai-new", world.spec.instance_name(DEVICE), "DEPLOYMENT_IN_PROGRESS", Tags={RUN_TAG: RUN})
-    world.stub_deploy((tagged,), adopted=True)
-    deployed = [invoke("Deploy", state) for _ in range(2)]
+    world.stub_deploy((tagged,), adopted=True, planned=True)
+    (batch,) = invoke("PlanDeployment", state)["fleet"]["batches"]
+    iteration = {key: state[key] for key in ("run", "model", "package", "code_package")} | {"batch": batch}
+    deployed = [invoke("Deploy", iteration) for _ in range(2)]
     assert deployed[0]["deployment"]["devices"] == deployed[1]["deployment"]["devices"]
     assert len(world.requests("CreateApplicationInstance")) == 1
     assert len(world.requests("RegisterPackageVersion")) == 2, "the second one was refused: nothing new registered"
