@@ -12,6 +12,9 @@ module                      moto 5.2.5 limitation
 ``moto_stepfunctions``      CloudFormation-created state machines do not run; unnamed
                             executions collide; datetimes in task results break
                             DescribeExecution
+``moto_s3_conditional``     S3 conditional writes check, then write: concurrent ones to one
+                            key all succeed; CopyObject's and CompleteMultipartUpload's
+                            If-Match / If-None-Match ignored
 ``cfn_change_sets``         change sets lose Outputs, fail with HTTP 500, collide across stacks
 ``cfn_intrinsics``          no Fn::GetStackOutput
 ``cfn_custom_resources``    custom resources unreachable, never updated or deleted
@@ -53,6 +56,7 @@ from local_aws import (
     cfn_stack_deletion,
     moto_eventbridge,
     moto_lambda,
+    moto_s3_conditional,
     moto_stepfunctions,
     sagemaker_job_kinds,
     sagemaker_job_progress,
@@ -157,6 +161,7 @@ def install(settings: PatchSettings) -> None:
                 moto_lambda.replacements(lambda_runner),
                 moto_eventbridge.replacements(),
                 moto_stepfunctions.replacements(),
+                moto_s3_conditional.replacements(),  # conditional writes are atomic
                 cfn_events.replacements(),
                 cfn_intrinsics.replacements(),
                 cfn_change_sets.replacements(),
