@@ -14,7 +14,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
 
-.PHONY: help test local local-run local-down summary synth delivery-synth delivery-deploy lint typecheck unit bench bench-delivery bench-app bench-pipeline bench-prepare lock clean
+.PHONY: help test local local-run local-down summary synth delivery-synth delivery-deploy lint typecheck unit bench bench-delivery bench-app bench-pipeline bench-prepare bench-fleet bench-concurrency lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -65,6 +65,12 @@ bench-delivery: deps ## Measure synth with and without the delivery stack (bench
 
 bench-app: deps ## Measure the on-device app's per-frame pre/postprocessing vs the AWS sample's
 	PYTHONPATH=. $(PYTHON) benchmarks/preprocess_postprocess.py
+
+bench-fleet: deps ## A run deploying to 1, 20, 200 local devices: wall time, Lambda invocations, state transitions
+	PYTHONPATH=. $(PYTHON) benchmarks/fleet_runs.py
+
+bench-concurrency: deps ## Three data sets at once, 10 rounds: one instance per device, the newest deployed
+	PYTHONPATH=. $(PYTHON) benchmarks/concurrent_runs.py
 
 bench-pipeline: deps ## State transitions/Lambda invocations per run; handler cold-import time vs boto3
 	$(PYTHON) benchmarks/run_transitions.py

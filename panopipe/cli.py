@@ -103,8 +103,10 @@ def validate(
         validate_descriptor(documents.model_descriptor(spec))
     except ManifestError as error:
         _fail(f"{path}: the generated manifests are invalid:\n{error}", exit_codes.USAGE)
+    groups = sum(device.tags is not None for device in loaded.devices)
+    devices = f"{len(loaded.devices) - groups} device(s)" + (f" + {groups} tag group(s)" if groups else "")
     console.print(
-        f"{path}: valid ({loaded.project}-{loaded.environment}, {len(loaded.devices)} device(s), "
+        f"{path}: valid ({loaded.project}-{loaded.environment}, {devices}, "
         f"{len(loaded.cameras)} camera(s); graph.json {len(payload(graph))} of 51200 characters)",
         highlight=False,
     )

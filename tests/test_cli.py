@@ -42,7 +42,7 @@ def test_summary_without_assembly(tmp_path: Path) -> None:
 def test_validate_checks_the_config_and_its_manifests(tmp_path: Path) -> None:
     result = cli.invoke(app, ["validate", str(ROOT / "config" / "example.yaml")])
     assert result.exit_code == 0, result.output
-    assert "valid (panopipe-prod, 2 device(s), 2 camera(s); graph.json " in result.stdout
+    assert "valid (panopipe-prod, 2 device(s) + 1 tag group(s), 2 camera(s); graph.json " in result.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text("project: X\n")
     result = cli.invoke(app, ["validate", str(bad)])

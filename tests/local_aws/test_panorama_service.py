@@ -20,7 +20,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from lambda_handlers import app_instances, deployment, package_versions, rollback, settings, validate_input
+from lambda_handlers import app_instances, deployment, fleet, package_versions, rollback, settings, validate_input
 from lambda_handlers import package_registration as reg
 from lambda_handlers.artifacts import last_good_key, read_json
 from lambda_handlers.aws import clients, panorama
@@ -788,7 +788,9 @@ def _deployed_run(s3: Any, bucket: str, run: str) -> RunState:
     assert state["package"]["status"] == "IN_PROGRESS"
     state = _polled(reg.check_registration, state, "package")
     assert state["package"]["status"] == "SUCCEEDED"
-    return _polled(deployment.check_deployment, deployment.deploy(state), "deployment")
+    planned = fleet.plan_deployment(state)  # the device by name, through ListDevices
+    (batch,) = planned["fleet"]["batches"]
+    return _polled(deployment.check_deployment, deployment.deploy({**planned, "batch": batch}), "deployment")
 
 
 def test_the_pipeline_handlers_register_deploy_replace_and_roll_back(
