@@ -17,8 +17,8 @@ import time
 from typing import Any
 
 import boto3
+from local_pipeline import Local, local_pipeline, median, save, train, wait
 
-from benchmarks.local_pipeline import Local, local_pipeline, median, save, train, wait
 from lambda_handlers.aws import panorama
 from lambda_handlers.domain import READY_MARKER
 
@@ -56,9 +56,8 @@ def one_round(local: Local, round_number: int) -> dict[str, Any]:
         active = [i for i in listed if i["Status"] in ACTIVE]
         if len(active) != 1:
             problems.append(f"{device['Name']}: {len(active)} active instances")
-        good = json.loads(
-            s3.get_object(Bucket=local.artifacts_bucket, Key=f"deployments/{device['Name']}/last-good.json")["Body"].read()
-        )
+        key = f"deployments/{device['Name']}/last-good.json"
+        good = json.loads(s3.get_object(Bucket=local.artifacts_bucket, Key=key)["Body"].read())
         if good["run"] != arns[newest].rsplit(":", 1)[1]:
             problems.append(f"{device['Name']}: last-good is {good['run']}, not the newest data set's run")
     lock = json.loads(s3.get_object(Bucket=local.artifacts_bucket, Key="locks/deployment.json")["Body"].read())
@@ -67,7 +66,7 @@ def one_round(local: Local, round_number: int) -> dict[str, Any]:
     superseded = sum(summary == "SUPERSEDED" for _, summary in outcomes.values())
     print(
         f"round {round_number:2d}: {seconds:6.1f} s, newest {newest}, "
-        f"{3 - superseded} deployed, {superseded} superseded, {'OK' if not problems else problems}"
+        f"{3 - superseded} deployed, {superseded} superseded, {problems or 'OK'}"
     )
     return {
         "round": round_number,

@@ -43,13 +43,6 @@ class Local:
     target: runs.Target
     config_path: Path
 
-    def redeploy(self, overrides: dict[str, Any]) -> float:
-        """Deploy the stacks again with other config values; seconds."""
-        write_config(self.config_path, overrides)
-        started = time.monotonic()
-        local_mode.deploy(self.aws.endpoint, REGION, self.config_path, poll_seconds=1, say=lambda _: None)
-        return time.monotonic() - started
-
     @property
     def artifacts_bucket(self) -> str:
         return self.target.data_bucket.replace("-data-", "-artifacts-")
@@ -123,7 +116,8 @@ def counted(arn: str) -> Counted:
     """From the execution's history (moto's GetExecutionHistory answers it whole)."""
     sfn = boto3.client("stepfunctions", region_name=REGION)
     described = sfn.describe_execution(executionArn=arn)
-    events = [e for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn) for e in page["events"]]
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+    events = [event for page in pages for event in page["events"]]
     invocations = sum(e["type"] in ("LambdaFunctionScheduled", "TaskScheduled") for e in events)
     transitions = sum(e["type"].endswith("StateEntered") for e in events)
     largest = 0
