@@ -12,7 +12,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,12 +93,8 @@ def train(target: runs.Target, name: str) -> str:
 
 def wait(target: runs.Target, arn: str, timeout: float = 1800) -> runs.Progress:
     """The run once it has ended (or its progress at ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        progress = runs.progress(target, arn)
-        if progress.done or time.monotonic() > deadline:
-            return progress
-        time.sleep(1)
+    *_, last = runs.follow(target, arn, interval=1, timeout=timeout)
+    return last
 
 
 @dataclass

@@ -64,12 +64,8 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulato
 
 
 def _wait(target: runs.Target, arn: str, timeout: float = 90) -> runs.Progress:
-    deadline = time.monotonic() + timeout
-    while True:
-        progress = runs.progress(target, arn)
-        if progress.done or time.monotonic() > deadline:
-            return progress
-        time.sleep(0.5)
+    *_, last = runs.follow(target, arn, interval=0.5, timeout=timeout)
+    return last
 
 
 def _waits(progress: runs.Progress) -> dict[str, int]:
