@@ -602,9 +602,11 @@ def local_outputs(
         try:
             target = runs.find_target(loaded)
             succeeded = [r for r in runs.recent_runs(target) if r["status"] == "SUCCEEDED"]
-            if not succeeded:
+            # the newest run that deployed (a superseded run succeeds without deploying)
+            deployed = (runs.progress(target, r["executionArn"]).output or {} for r in succeeded)
+            output = next((o for o in deployed if o.get("deployment")), None)
+            if output is None:
                 _fail(f"{loaded.project}-{loaded.environment}: no successful run yet (panopipe run)", exit_codes.USAGE)
-            output = runs.progress(target, succeeded[0]["executionArn"]).output or {}
         except runs.RunError as error:
             _fail(str(error), error.exit_code)
     for device in (output.get("deployment") or {}).get("devices", []):
@@ -643,7 +645,12 @@ def _watch(arn: str) -> None:
     if last.status != "SUCCEEDED":
         step = f" at {last.failed_step}" if last.failed_step else ""
         _fail(f"run {last.status}{step}: {last.error}: {last.cause}", exit_codes.RUN_FAILED)
-    console.print(f"[green]run SUCCEEDED[/green] in {(last.stopped or now) - last.started}", highlight=False)
+    summary = (last.output or {}).get("summary") or {}
+    took = (last.stopped or now) - last.started
+    if summary.get("status") == "SUPERSEDED":  # newer data was deployed: nothing to do, not a failure
+        console.print(f"[yellow]run SUPERSEDED[/yellow] in {took}: {summary.get('reason')}", highlight=False)
+        return
+    console.print(f"[green]run SUCCEEDED[/green] in {took}", highlight=False)
 
 
 def _steps_table(current: Any, now: Any) -> Table:

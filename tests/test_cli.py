@@ -222,6 +222,27 @@ def test_watch_follows_the_newest_run_or_one_by_name_and_exits_0_when_it_succeed
         assert "run SUCCEEDED" in result.stdout
 
 
+def test_watch_says_a_superseded_run_deployed_nothing_and_exits_0(aws: None) -> None:
+    reason = "data datasets/a/ (…) is older than datasets/b/ (…), deployed by run r2: nothing deployed"
+    superseded = {
+        "StartAt": "Notify superseded",
+        "States": {
+            "Notify superseded": {
+                "Type": "Pass",
+                "Result": {"status": "SUPERSEDED", "reason": reason},
+                "ResultPath": "$.summary",
+                "Next": "Superseded",
+            },
+            "Superseded": {"Type": "Succeed"},
+        },
+    }
+    target = deployed_pipeline(machine=superseded)
+    runs.start(target, {"model": "s3://x/model.tar.gz"}, "old-run")
+    result = cli.invoke(app, ["watch", "old-run"])
+    assert result.exit_code == 0, result.output
+    assert "run SUPERSEDED in " in result.stdout and reason in result.stdout.replace("\n", "")
+
+
 def test_a_run_that_fails_exits_1_with_its_error(aws: None) -> None:
     target = deployed_pipeline(machine=FAILS)
     result = cli.invoke(app, ["run", "--model", f"s3://{target.data_bucket}/imported/model.tar.gz"])
