@@ -261,3 +261,44 @@ def test_a_fleet_deployed_everywhere_polls_each_batch_on_its_own(world: World) -
         "rollback_skipped": 0,
     }
     assert run.path[-4:] == ["Deployed everywhere?", "ReleaseLock", "Notify success", "Deployed"]
+
+
+def test_a_run_whose_lease_was_taken_over_stops_before_deploying_and_frees_nothing(world: World) -> None:
+    """The Map fails (LockLost in its first Deploy); the release on the failure path leaves the new holder's lock."""
+
+    def taken_over(data: State) -> None:
+        write_json(world.s3, ARTIFACTS, LOCK_KEY, {"holder": "newer-run", "expires": 4e9, "deployed": None})
+
+    world.hooks["Deploy"] = taken_over
+    to_compilation(world)
+    world.stub_registration(0)
+    world.add(
+        "list_devices", {"Devices": [{"DeviceId": "device-4f1b2c3d", "Name": "local-device-1"}]}, {}
+    )  # PlanDeployment
+
+    run = world.run({"model": MODEL_URI})
+
+    assert (run.status, run.error) == ("FAILED", "LockLost")
+    assert run.cause is not None and run.cause.startswith("the deployment lock is held by newer-run")
+    assert run.path[-7:] == [
+        "Deploy batches",
+        "Wait for the batch's turn",
+        "Deploy",
+        "DeployBatches failed",
+        "Release lock of a failed run",
+        "Notify failure",
+        "Run failed",
+    ]
+    assert world.requests("CreateApplicationInstance") == []
+    assert lock_record(world)["holder"] == "newer-run"
+
+
+def test_a_failed_deployment_releases_the_lock_without_recording_it_as_deployed(world: World) -> None:
+    to_compilation(world)
+    world.stub_registration(0)
+    world.stub_deployment(0, final="DEPLOYMENT_FAILED")
+
+    run = world.run({"model": MODEL_URI})
+
+    assert (run.status, run.error) == ("FAILED", "DeploymentFailed")
+    assert lock_record(world) == {**lock_record(world), "holder": None, "deployed": None}
