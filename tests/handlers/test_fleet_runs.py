@@ -38,9 +38,10 @@ def configure(world: World, overrides: dict[str, Any]) -> None:
     """Every function of the run gets the dev config with ``overrides`` (as a deploy of that config would)."""
     config = load_config(ROOT / "config/dev.yaml", base_dir=ROOT, overrides={"runs.poll_seconds": 1, **overrides})
     text = step_settings_json(config)
-    functions = world.interpreter.functions
-    for key, function in functions.items():
-        functions[key] = Function(function.handler, {**function.environment, cfg.STEP_SETTINGS: text})
+    world.interpreter.functions = {  # a copy: the module's machine is shared by every test
+        key: Function(function.handler, {**function.environment, cfg.STEP_SETTINGS: text})
+        for key, function in world.interpreter.functions.items()
+    }
 
 
 def lock_record(world: World) -> dict[str, Any]:
