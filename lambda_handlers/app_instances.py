@@ -14,8 +14,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
+from botocore.exceptions import ClientError
+
 from lambda_handlers import settings
 from lambda_handlers.aws import panorama
+from lambda_handlers.aws.client_errors import error_code, retried
 from lambda_handlers.domain import bounded
 from lambda_handlers.errors import InvalidInput
 from lambda_handlers.settings import Device
@@ -30,18 +33,22 @@ from lambda_handlers.state import (
     past,
     polled,
 )
+from lambda_handlers.step import logger
 
 #: Tags that make a retried step adopt the instance it created instead of creating a second one.
 RUN_TAG = "panopipe:run"
 ROLLBACK_TAG = "panopipe:rollback-of"
+#: Every instance the pipeline creates carries its environment's prefix: found even if its name changed.
+APP_TAG = "panopipe:application"
 
 #: Per-device descriptions kept in the run's state (hundreds of devices share its 256 KB).
 DESCRIPTION_MAX = 300
 
 #: Panorama accepts one CreateApplicationInstance request per second.
 CREATE_INTERVAL_SECONDS = 1.0
-#: How the deploy and rollback steps wait between two creates (tests replace it).
+#: How the deploy and rollback steps wait between two creates, and the clock they pace by (tests replace both).
 pause: Callable[[float], None] = time.sleep
+clock: Callable[[], float] = time.monotonic
 
 _WAITING = frozenset({"DEPLOYMENT_PENDING", "DEPLOYMENT_REQUESTED", "DEPLOYMENT_IN_PROGRESS"})
 RUNNING = "DEPLOYMENT_SUCCEEDED"
@@ -63,6 +70,11 @@ def _pages(operation: str, key: str, **params: Any) -> Iterator[dict[str, Any]]:
             return
 
 
+def _provisioned(summary: dict[str, Any]) -> bool:
+    """A device that can run an application (not awaiting provisioning, failed or deleted)."""
+    return str(summary.get("ProvisioningStatus", "SUCCEEDED")) == "SUCCEEDED"
+
+
 def _matches(summary: dict[str, Any], tags: dict[str, str]) -> bool:
     found = summary.get("Tags") or {}
     return all(found.get(key) == value for key, value in tags.items())
@@ -71,8 +83,8 @@ def _matches(summary: dict[str, Any], tags: dict[str, str]) -> bool:
 def resolve_devices(devices: tuple[Device, ...]) -> dict[str, str]:
     """Device label → device id, in config order; names and tag groups are looked up with ListDevices.
 
-    A name must match exactly one appliance; a tag group matches every appliance carrying all its
-    tags (labelled by name, or by id where several share the name). A device reached twice is
+    A name must match exactly one appliance; a tag group matches every provisioned appliance
+    carrying all its tags (labelled by its id, which never changes). A device reached twice is
     deployed once. Raises InvalidInput for a name no device has or that several share, and for a
     tag group that matches nothing.
     """
@@ -127,27 +139,33 @@ def tagged(instances: list[dict[str, Any]], tag: str, run: str) -> dict[str, Any
     return next((i for i in instances if (i.get("Tags") or {}).get(tag) == run), None)
 
 
-def running(instances: list[dict[str, Any]], name: str, exclude: str | None = None) -> dict[str, Any] | None:
-    """The instance named ``name`` that a new one replaces: the newest deployed, else the newest deploying.
+def _ours(instance: dict[str, Any], name: str) -> bool:
+    """An instance of this environment's application: by name, or by the tag every create adds."""
+    return instance.get("Name") == name or (instance.get("Tags") or {}).get(APP_TAG) == settings.current().prefix
 
-    Whatever instance of the application is on the device is replaced, so a device never ends with
-    two; one that another deployment is replacing already makes the service refuse (ConflictException).
+
+def running(instances: list[dict[str, Any]], name: str, exclude: str | None = None) -> dict[str, Any] | None:
+    """The instance of the application that a new one replaces: the newest deployed, else the newest deploying.
+
+    Whatever instance of the application is on the device (named ``name``, or tagged
+    :data:`APP_TAG` under a name from another label) is replaced, so a device never ends with two;
+    one that another deployment is replacing already makes the service refuse (ConflictException).
     """
     active = [
         i
         for i in instances
-        if i.get("Name") == name and i.get("Status") in _ACTIVE and i.get("ApplicationInstanceId") != exclude
+        if _ours(i, name) and i.get("Status") in _ACTIVE and i.get("ApplicationInstanceId") != exclude
     ]
     active.sort(key=lambda i: (i.get("Status") == RUNNING, str(i.get("CreatedTime", ""))))
     return active[-1] if active else None
 
 
 def others(instances: list[dict[str, Any]], name: str, keep: set[str]) -> list[str]:
-    """Ids of further instances named ``name`` still deployed or deploying (left by an earlier fault)."""
+    """Ids of further instances of the application still deployed or deploying (left by an earlier fault)."""
     return [
         str(i["ApplicationInstanceId"])
         for i in instances
-        if i.get("Name") == name and i.get("Status") in _ACTIVE and i.get("ApplicationInstanceId") not in keep
+        if _ours(i, name) and i.get("Status") in _ACTIVE and i.get("ApplicationInstanceId") not in keep
     ]
 
 
@@ -179,26 +197,55 @@ def create(
         ManifestOverridesPayload={"PayloadData": overrides},
         RuntimeRoleArn=settings.env(settings.RUNTIME_ROLE_ARN),
         **({"ApplicationInstanceIdToReplace": replaced} if replaced else {}),
-        Tags=tags,
+        Tags={**tags, APP_TAG: settings.current().prefix},
     )
     return str(response["ApplicationInstanceId"])
 
 
-class Pacer:
-    """Spaces creates by :data:`CREATE_INTERVAL_SECONDS`; the first goes at once unless ``after_others``.
+def create_or_refusal(
+    name: str,
+    description: str,
+    device_id: str,
+    manifest: str,
+    overrides: str,
+    replaced: str | None,
+    tags: dict[str, str],
+) -> tuple[str | None, str]:
+    """:func:`create`, with a refusal of this device as ``(None, reason)`` instead of an error.
 
-    A batch after the first (``after_others``) waits before its first create too: the previous
+    Throttling and server faults still raise: the state machine retries the batch, which adopts
+    what it created already. Anything else (ConflictException, ValidationException, ...) concerns
+    this device alone: the others of its batch go on.
+    """
+    try:
+        return create(name, description, device_id, manifest, overrides, replaced, tags), ""
+    except ClientError as error:
+        if retried(error):
+            raise
+        message = error.response.get("Error", {}).get("Message", "")
+        reason = bounded(f"CreateApplicationInstance refused: {error_code(error)}: {message}", DESCRIPTION_MAX)
+        logger.warning("device refused", extra={"device_id": device_id, "reason": reason})
+        return None, reason
+
+
+class Pacer:
+    """Spaces creates by :data:`CREATE_INTERVAL_SECONDS` from the previous one's start, by a clock.
+
+    The calls between two creates count towards the second; the first goes at once unless
+    ``after_others``: a batch after the first waits before its first create too, as another
     batch's last create may have been less than a second ago.
     """
 
     def __init__(self, after_others: bool = False) -> None:
-        self.created = 1 if after_others else 0
+        self.last: float | None = clock() if after_others else None
 
     def __call__(self) -> None:
-        """Wait before every create but the first."""
-        if self.created:
-            pause(CREATE_INTERVAL_SECONDS)
-        self.created += 1
+        """Wait until a second has passed since the previous create began."""
+        if self.last is not None:
+            left = CREATE_INTERVAL_SECONDS - (clock() - self.last)
+            if left > 0:
+                pause(left)
+        self.last = clock()
 
 
 def describe(instance_id: str) -> tuple[str, str]:

@@ -29,11 +29,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from lambda_handlers import app_instances, deployment_lock, settings
 from lambda_handlers.app_instances import (
-    DESCRIPTION_MAX,
     RUN_TAG,
     Pacer,
     instances_on,
@@ -44,8 +41,6 @@ from lambda_handlers.app_instances import (
 )
 from lambda_handlers.artifacts import last_good_key, load_template, model_spec, read_json, write_json
 from lambda_handlers.aws import clients, panorama
-from lambda_handlers.aws.client_errors import error_code, retried
-from lambda_handlers.domain import bounded
 from lambda_handlers.errors import InvalidInput
 from lambda_handlers.state import (
     FAILED,
@@ -163,28 +158,17 @@ def _deploy_one(state: RunState, plan: _Plan, pace: Pacer) -> DeviceRecord:
     current = running(instances, plan.name)
     replaced = str(current["ApplicationInstanceId"]) if current else None
     pace()
-    try:
-        instance_id = app_instances.create(
-            plan.name, plan.description, plan.device_id, plan.manifest, plan.overrides, replaced, {RUN_TAG: run}
-        )
-    except ClientError as error:
-        if retried(error):
-            raise  # throttled or a server fault: the state machine retries the batch, which adopts what it made
-        message = error.response.get("Error", {}).get("Message", "")
-        reason = f"CreateApplicationInstance refused: {error_code(error)}: {message}"
-        logger.warning("device refused", extra={"device": plan.device, "reason": reason})
-        return {
-            **record,
-            "replaced": replaced,
-            "status": FAILED,
-            "status_description": bounded(reason, DESCRIPTION_MAX),
-        }
+    created, refusal = app_instances.create_or_refusal(
+        plan.name, plan.description, plan.device_id, plan.manifest, plan.overrides, replaced, {RUN_TAG: run}
+    )
+    if created is None:
+        return {**record, "replaced": replaced, "status": FAILED, "status_description": refusal}
     # Left by an earlier fault: never two instances of the application on one device.
-    extra = others(instances, plan.name, keep={instance_id, *([replaced] if replaced else [])})
+    extra = others(instances, plan.name, keep={created, *([replaced] if replaced else [])})
     if extra:
         logger.warning("removing further instances of the application", extra={"device": plan.device, "ids": extra})
         remove(extra)
-    return {**record, "instance_id": instance_id, "replaced": replaced}
+    return {**record, "instance_id": created, "replaced": replaced}
 
 
 @step

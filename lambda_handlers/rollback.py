@@ -77,6 +77,7 @@ def rollback(state: RunState) -> RunState:
         instances = instances_on(device_id)
         adopted = tagged(instances, ROLLBACK_TAG, run)
         still_running = None if adopted else running(instances, good["instance_name"], exclude=failed)
+        instance_id: str | None
         if adopted:
             instance_id, status, description = str(adopted["ApplicationInstanceId"]), IN_PROGRESS, "rollback requested"
         elif still_running:
@@ -84,7 +85,7 @@ def rollback(state: RunState) -> RunState:
             description = f"the earlier instance {instance_id} still runs: nothing to restore"
         else:
             pace()
-            instance_id = app_instances.create(
+            created, refusal = app_instances.create_or_refusal(
                 good["instance_name"],
                 f"rollback of {run} to {good['run']}"[:255],
                 device_id,
@@ -93,7 +94,10 @@ def rollback(state: RunState) -> RunState:
                 failed,
                 {ROLLBACK_TAG: run},
             )
-            status, description = IN_PROGRESS, f"rollback to run {good['run']} requested"
+            instance_id = created
+            status, description = (
+                (IN_PROGRESS, f"rollback to run {good['run']} requested") if created else (FAILED, refusal)
+            )
         records.append(
             {
                 "device": label,

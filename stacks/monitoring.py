@@ -80,7 +80,8 @@ class Monitoring(Construct):
         )
         dashboard.add_widgets(cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24))
         for device in config.devices:
-            self._device_alarms(device, topic)
+            if device.tags is None:  # a tag group's devices are known only when a run resolves them
+                self._device_alarms(device, topic)
 
     def _device_alarms(self, device: DeviceConfig, topic: sns.ITopic) -> None:
         """ApplicationErrors of this device's instance and DeviceActive of the device itself.

@@ -15,7 +15,7 @@ from lambda_handlers import app_instances
 from lambda_handlers import deployment as dep
 from lambda_handlers import rollback as rb
 from lambda_handlers import settings as cfg
-from lambda_handlers.app_instances import CREATE_INTERVAL_SECONDS, ROLLBACK_TAG, RUN_TAG
+from lambda_handlers.app_instances import APP_TAG, CREATE_INTERVAL_SECONDS, ROLLBACK_TAG, RUN_TAG
 from lambda_handlers.artifacts import last_good_key, model_spec, read_json, write_json
 from lambda_handlers.errors import InvalidInput
 from lambda_handlers.settings import StepSettings, install
@@ -80,8 +80,10 @@ def two_devices(settings: StepSettings) -> StepSettings:
 
 @pytest.fixture
 def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The pauses between creates, on a clock that stands still (so each is the whole interval)."""
     waited: list[float] = []
     monkeypatch.setattr(app_instances, "pause", waited.append)
+    monkeypatch.setattr(app_instances, "clock", lambda: 0.0)
     return waited
 
 
@@ -132,7 +134,7 @@ def _create_params(device_id: str, label: str, replaced: str | None, tags: dict[
         "ManifestPayload": {"PayloadData": _graph(device_id)},
         "ManifestOverridesPayload": {"PayloadData": OVERRIDES},
         "RuntimeRoleArn": ROLE,
-        "Tags": tags,
+        "Tags": {**tags, APP_TAG: "panopipe-dev"},
     }
     if replaced:
         params["ApplicationInstanceIdToReplace"] = replaced
@@ -307,6 +309,18 @@ def test_deploy_replaces_the_deployed_instance_and_removes_further_ones(
     assert (device["instance_id"], device["replaced"]) == ("ai-new", "ai-running")
     without_deployed = app_instances.running(listed[:2], name)
     assert without_deployed and without_deployed["ApplicationInstanceId"] == "ai-deploying"
+
+
+def test_the_pause_counts_the_time_the_calls_between_two_creates_took(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the clock read when each create starts, and before a wait: 10.0 | 10.4 → wait → 11.0 | 12.6, 12.6
+    ticks, waited = iter([10.0, 10.4, 11.0, 12.6, 12.6]), list[float]()
+    monkeypatch.setattr(app_instances, "clock", lambda: next(ticks))
+    monkeypatch.setattr(app_instances, "pause", waited.append)
+    pace = app_instances.Pacer()
+    pace()  # the first create: at once (10.0)
+    pace()  # 0.4 s of calls since: waits the rest of the second
+    pace()  # 1.6 s since: no wait
+    assert waited == [pytest.approx(0.6)]
 
 
 def test_a_later_batch_waits_a_second_before_its_first_create(
@@ -605,7 +619,7 @@ def test_rollback_restores_the_last_good_deployment_and_skips_a_device_without_o
             "ManifestOverridesPayload": {"PayloadData": GOOD["overrides"]},
             "RuntimeRoleArn": ROLE,
             "ApplicationInstanceIdToReplace": "ai-new-1",
-            "Tags": {ROLLBACK_TAG: RUN},
+            "Tags": {ROLLBACK_TAG: RUN, APP_TAG: "panopipe-dev"},
         },
     )
 

@@ -11,7 +11,7 @@ from botocore.stub import ANY
 
 from lambda_handlers import deployment_lock
 from lambda_handlers import settings as cfg
-from lambda_handlers.app_instances import ROLLBACK_TAG, RUN_TAG
+from lambda_handlers.app_instances import APP_TAG, ROLLBACK_TAG, RUN_TAG
 from lambda_handlers.artifacts import last_good_key, read_json, write_json
 from lambda_handlers.deployment_lock import LOCK_KEY
 from panopipe.config import load_config
@@ -155,7 +155,7 @@ def _deploy(world: World, device: str, created: str) -> None:
         "ManifestPayload": ANY,
         "ManifestOverridesPayload": ANY,
         "RuntimeRoleArn": ANY,
-        "Tags": {RUN_TAG: RUN},
+        "Tags": {RUN_TAG: RUN, APP_TAG: "panopipe-dev"},
     }
     world.add("create_application_instance", {"ApplicationInstanceId": created}, params)
 
@@ -201,7 +201,7 @@ def test_one_failing_device_among_many_is_rolled_back_alone(world: World, monkey
         "ManifestOverridesPayload": {"PayloadData": "{}"},
         "RuntimeRoleArn": ANY,
         "ApplicationInstanceIdToReplace": "ai-c",
-        "Tags": {ROLLBACK_TAG: RUN},
+        "Tags": {ROLLBACK_TAG: RUN, APP_TAG: "panopipe-dev"},
     }
     world.add("create_application_instance", {"ApplicationInstanceId": "ai-c-back"}, rollback)
     _describe(world, "ai-c-back", "device-c", "DEPLOYMENT_SUCCEEDED")

@@ -27,7 +27,7 @@ from botocore.stub import ANY, Stubber
 from lambda_handlers import app_instances, names, rollback, training
 from lambda_handlers import settings as cfg
 from lambda_handlers import state as handler_state
-from lambda_handlers.app_instances import ROLLBACK_TAG, RUN_TAG
+from lambda_handlers.app_instances import APP_TAG, ROLLBACK_TAG, RUN_TAG
 from lambda_handlers.artifacts import history_key, last_good_key, read_json, split_s3_uri, write_json
 from lambda_handlers.aws import clients, panorama
 from lambda_handlers.errors import TransientError
@@ -301,7 +301,7 @@ class World:
             "ManifestPayload": {"PayloadData": ANY},
             "ManifestOverridesPayload": {"PayloadData": ANY},
             "RuntimeRoleArn": ROLE,
-            "Tags": {RUN_TAG: RUN},
+            "Tags": {RUN_TAG: RUN, APP_TAG: "panopipe-dev"},
         }
         if running:
             params["ApplicationInstanceIdToReplace"] = running[0]["ApplicationInstanceId"]
@@ -740,7 +740,7 @@ def test_a_failed_deployment_is_rolled_back_to_the_last_good_one_and_the_run_fai
             "ManifestOverridesPayload": {"PayloadData": good["overrides"]},
             "RuntimeRoleArn": ROLE,
             "ApplicationInstanceIdToReplace": "ai-new",
-            "Tags": {ROLLBACK_TAG: RUN},
+            "Tags": {ROLLBACK_TAG: RUN, APP_TAG: "panopipe-dev"},
         },
     )
     world.stub_instance("ai-rollback", 1, "DEPLOYMENT_SUCCEEDED")
