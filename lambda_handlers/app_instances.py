@@ -42,7 +42,7 @@ ROLLBACK_TAG = "panopipe:rollback-of"
 APP_TAG = "panopipe:application"
 
 #: Per-device descriptions kept in the run's state (hundreds of devices share its 256 KB).
-DESCRIPTION_MAX = 300
+DESCRIPTION_MAX = 200
 
 #: Panorama accepts one CreateApplicationInstance request per second.
 CREATE_INTERVAL_SECONDS = 1.0

@@ -146,7 +146,6 @@ def _deploy_one(state: RunState, plan: _Plan, pace: Pacer) -> DeviceRecord:
         "replaced": None,
         "status": IN_PROGRESS,
         "status_description": "deployment requested",
-        "manifest_key": key,
     }
     instances = instances_on(plan.device_id)
     adopted = tagged(instances, RUN_TAG, run)
@@ -184,10 +183,10 @@ def deploy(state: RunState) -> RunState:
     return loop_started(state, "deployment", timeout, status=status, devices=records)
 
 
-def _remember(device: DeviceRecord) -> None:
+def _remember(run: str, device: DeviceRecord) -> None:
     """Make this deployment the device's last good one (what a later rollback restores)."""
     s3, bucket = clients.s3(), settings.env(settings.ARTIFACTS_BUCKET)
-    sent = read_json(s3, bucket, str(device["manifest_key"]))
+    sent = read_json(s3, bucket, deployment_key(run, device["device"]))
     good = {
         "instance_id": device["instance_id"],
         "device_id": device["device_id"],
@@ -209,7 +208,8 @@ def check_deployment(state: RunState) -> RunState:
     machine then rolls back before the failure is reported).
     """
     deployment_lock.renew(state)
-    polled = app_instances.poll_devices(state, "deployment", on_success=_remember)
+    run = run_name(state)
+    polled = app_instances.poll_devices(state, "deployment", on_success=lambda device: _remember(run, device))
     if polled["deployment"].get("status") in (FAILED, TIMED_OUT):
         polled["failed_step"] = state_name(check_deployment)
     return polled

@@ -10,9 +10,9 @@ that run reads the object again. The record::
     {"holder": <run> | null, "expires": <epoch s>, "acquired": <epoch s>, "data": {"time", "id"},
      "deployed": {"run", "time", "id"} | null}
 
-- A lease: the holder's every locked step renews ``expires`` (:func:`renew`); a run that crashed or
-  was stopped without releasing loses the lock ``lock_lease_seconds`` after its last step, and the
-  next run takes it over. A run that finds its lease taken over stops (:class:`LockLost`) before it
+- A lease: the holder's every locked step renews ``expires`` (:func:`renew`); a run that crashed,
+  timed out or was stopped without releasing loses the lock ``lock_lease_seconds`` after its last
+  step, and the next run takes it over. A run that finds its lease taken over stops (:class:`LockLost`) before it
   touches a device.
 - Newest data wins: a run's data is its data set's ``_READY`` marker time (LastModified, to the
   second; ties broken by the data set's folder, as the trigger orders markers), or, for a model or
@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 LOCK_KEY = "locks/deployment.json"
 SUPERSEDED = "SUPERSEDED"
 RELEASED = "RELEASED"
+#: A lease renewed less than this long ago is not rewritten.
+RENEW_AFTER_SECONDS = 60
 #: A conditional write lost to another run's: read again and retry, this many times in one call.
 _ATTEMPTS = 8
 #: What S3 answers the loser of a conditional write (or an IfMatch on an object deleted meanwhile).
@@ -192,8 +194,9 @@ def check_lock(state: RunState) -> RunState:
 def renew(state: RunState) -> None:
     """Extend this run's lease (called by every locked step); :class:`LockLost` if another run took it.
 
-    The lease is rewritten only once half of it is gone, so concurrent batches of one run rarely
-    race each other for it. A state without a ``lock`` section (a step called on its own, as the
+    The lease is rewritten unless it was a minute ago (:data:`RENEW_AFTER_SECONDS`), so every
+    locked step starts with nearly a whole lease and concurrent batches of one run rarely race
+    each other for it. A state without a ``lock`` section (a step called on its own, as the
     handler tests do) has nothing to renew: the state machine always takes the lock first.
     """
     if "lock" not in state:
@@ -208,7 +211,7 @@ def renew(state: RunState) -> None:
                 f"the deployment lock is held by {record.get('holder') or 'no run'}: this run's lease "
                 f"(runs.lock_lease_seconds = {lease}) ran out between two of its steps; nothing more is deployed"
             )
-        if float(record.get("expires", 0)) - now > lease / 2:
+        if float(record.get("expires", 0)) - now > lease - RENEW_AFTER_SECONDS:
             return
         if _swap(s3, bucket, {**record, "expires": now + lease}, etag):
             return

@@ -68,7 +68,6 @@ def rollback(state: RunState) -> RunState:
                     "replaced": None,
                     "status": SKIPPED,
                     "status_description": NO_EARLIER_GOOD,
-                    "manifest_key": None,
                 }
             )
             continue
@@ -106,7 +105,6 @@ def rollback(state: RunState) -> RunState:
                 "instance_id": instance_id,
                 "status": status,
                 "status_description": description,
-                "manifest_key": key,
             }
         )
     timeout = settings.current().runs.deployment_timeout_seconds

@@ -146,7 +146,6 @@ class DeviceRecord(TypedDict):
     replaced: str | None
     status: str  # IN_PROGRESS | SUCCEEDED | FAILED | TIMED_OUT | SKIPPED
     status_description: str
-    manifest_key: str | None
 
 
 class DevicesSection(Loop, total=False):
@@ -189,10 +188,16 @@ class Batch(TypedDict):
 
 
 class BatchResult(TypedDict, total=False):
-    """What one iteration of the deployment Map hands back: its devices' final records."""
+    """What one iteration of the deployment Map hands back: its devices' final records.
+
+    A batch whose step failed for good hands back the error, and its devices' records so far
+    (``deployment``) or, when Deploy itself failed, the devices it had (``undeployed``).
+    """
 
     deployment: list[DeviceRecord]
     rollback: list[DeviceRecord]
+    undeployed: list[BatchDevice]
+    error: CaughtError
 
 
 class FleetSection(TypedDict, total=False):

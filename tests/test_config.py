@@ -188,9 +188,9 @@ BAD_CONFIGS: dict[str, tuple[dict[str, Any], str, str]] = {
         "at most 256",
     ),
     "lock-lease-shorter-than-a-poll": (
-        {"runs": {"poll_seconds": 600, "lock_lease_seconds": 800}},
+        {"runs": {"poll_seconds": 600, "lock_lease_seconds": 1500}},
         "runs.lock_lease_seconds",
-        "must be at least poll_seconds + 300 (900 s)",
+        "must be at least poll_seconds + 1200 (1800 s)",
     ),
     "batch-too-big-for-the-deploy-timeout": ({"runs": {"deploy_batch_size": 61}}, "runs.deploy_batch_size", "60"),
     "device-name-with-space": (

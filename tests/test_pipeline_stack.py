@@ -174,8 +174,12 @@ def test_every_task_has_a_timeout_retries_transient_errors_with_backoff_and_catc
         assert (retry["IntervalSeconds"], retry["MaxAttempts"], retry["BackoffRate"]) == (2, 6, 2), name
         assert retry["JitterStrategy"] == "FULL" and retry["MaxDelaySeconds"] == 60, name
         assert state["TimeoutSeconds"] == STEP_BY_ID[_step_id(name)].timeout_seconds + TASK_SLACK_SECONDS, name
-        if name not in top:
-            assert "Catch" not in state, f"{name}: inside the Map, errors go to the Map's own Catch"
+        if name not in top:  # inside the Map: a step's failure ends its batch only, with what it knows
+            (catch,) = state["Catch"]
+            assert catch["ErrorEquals"] == ["States.ALL"] and catch["ResultPath"] == "$.error", name
+            ender = states[catch["Next"]]
+            assert ender["Type"] == "Pass" and ender["End"] and ender["Parameters"]["error.$"] == "$.error", name
+            assert catch["Next"] == ("Batch not deployed" if name == "Deploy" else "Batch failed"), name
             continue
         (catch,) = state["Catch"]
         assert catch["ErrorEquals"] == ["States.ALL"], name

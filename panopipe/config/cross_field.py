@@ -166,8 +166,9 @@ def _script_problems(training: TrainingConfig, base_dir: Path) -> list[Problem]:
     return problems
 
 
-#: A locked step (at most 120 s + 30 s slack) and its retries' backoff, between two lease renewals.
-LEASE_MARGIN_SECONDS = 300
+#: The longest locked step (RegisterPackage: 900 s + 30 s slack) and its retries' backoff (2+4+…+60 s),
+#: between two renewals of the lease.
+LEASE_MARGIN_SECONDS = 1200
 
 
 def _timeout_problems(config: EnvironmentConfig) -> list[Problem]:

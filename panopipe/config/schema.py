@@ -241,7 +241,7 @@ class RunsConfig(Section):
     #: One run at a time registers and deploys: how long a run waits for the others' deployments.
     lock_wait_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 7200
     #: How long the deployment lock outlives its holder's last step (a crashed run's lock expires).
-    lock_lease_seconds: Annotated[int, Field(ge=300, le=24 * 3600)] = 900
+    lock_lease_seconds: Annotated[int, Field(ge=1200, le=24 * 3600)] = 1800
     #: Devices one Deploy / Rollback call creates instances for (one create per second).
     deploy_batch_size: Annotated[int, Field(ge=1, le=60)] = 20
 

@@ -69,6 +69,7 @@ class _Loop:
     """A step that starts work and the check step polled until its section leaves IN_PROGRESS."""
 
     start: tasks.LambdaInvoke
+    check: tasks.LambdaInvoke
     choice: sfn.Choice
 
 
@@ -207,13 +208,14 @@ class PipelineStateMachine(Construct):
         choice.when(sfn.Condition.string_equals(f"$.{section}.status", IN_PROGRESS), wait.next(poll))
         first.next(choice if knows_at_once else poll)
         poll.next(choice)
-        return _Loop(first, choice)
+        return _Loop(first, poll, choice)
 
     def _fleet(self) -> sfn.Map:
         """The deployment Map: per batch of devices, deploy → wait loop → roll back what failed → wait loop.
 
         Every batch runs at once; each waits for its ``start_at`` so creates keep to the API's pace
-        (``lambda_handlers/fleet.py``). An iteration hands back only its devices' records.
+        (``lambda_handlers/fleet.py``). An iteration hands back only its devices' records (and the
+        error that ended it, if one did); the Map's own Catch is for what no iteration can catch.
         """
         deployment = self._polled(DEPLOY, CHECK_DEPLOYMENT, "deployment", caught=False)
         rollback = self._polled(ROLLBACK, CHECK_ROLLBACK, "rollback", caught=False)
@@ -228,6 +230,17 @@ class PipelineStateMachine(Construct):
         deployment.choice.when(sfn.Condition.string_equals("$.deployment.status", SUCCEEDED), deployed)
         deployment.choice.otherwise(rollback.start)
         rollback.choice.otherwise(rolled_back)
+        # A step that fails for good ends its batch only, with what it knows: the other batches go on,
+        # and FinishDeployment reports the batch's devices FAILED with the error.
+        not_deployed = sfn.Pass(
+            self, "Batch not deployed", parameters={"undeployed.$": "$.batch.devices", "error.$": "$.error"}
+        )
+        broken = sfn.Pass(
+            self, "Batch failed", parameters={"deployment.$": "$.deployment.devices", "error.$": "$.error"}
+        )
+        deployment.start.add_catch(not_deployed, errors=["States.ALL"], result_path="$.error")
+        for task in (deployment.check, rollback.start, rollback.check):
+            task.add_catch(broken, errors=["States.ALL"], result_path="$.error")
         fleet = sfn.Map(
             self,
             "Deploy batches",

@@ -193,7 +193,6 @@ def test_deploy_replaces_the_running_instance_on_each_device(
             "replaced": "ai-current",
             "status": "IN_PROGRESS",
             "status_description": "deployment requested",
-            "manifest_key": f"runs/{RUN}/deployment/{BY_ID}.json",
         },
         {
             "device": BY_NAME,
@@ -202,7 +201,6 @@ def test_deploy_replaces_the_running_instance_on_each_device(
             "replaced": None,
             "status": "IN_PROGRESS",
             "status_description": "deployment requested",
-            "manifest_key": f"runs/{RUN}/deployment/{BY_NAME}.json",
         },
     ]
     assert pauses == [CREATE_INTERVAL_SECONDS], "one pause between the two creates"
@@ -408,7 +406,6 @@ def _deployed(deadline_in: int = 600, statuses: tuple[str, str] = ("IN_PROGRESS"
                 "replaced": replaced,
                 "status": status,
                 "status_description": "deployment requested",
-                "manifest_key": f"runs/{RUN}/deployment/{label}.json",
             }
         )
     return {"status": "IN_PROGRESS", "deadline": int(time.time()) + deadline_in, "polls": 0, "devices": devices}
@@ -635,7 +632,6 @@ def test_rollback_restores_the_last_good_deployment_and_skips_a_device_without_o
         "replaced": "ai-new-1",
         "status": "IN_PROGRESS",
         "status_description": f"rollback to run {GOOD['run']} requested",
-        "manifest_key": f"runs/{RUN}/rollback/{BY_ID}.json",
     }
     assert skipped["status"] == SKIPPED and skipped["status_description"] == rb.NO_EARLIER_GOOD
     assert skipped["instance_id"] is None and skipped["replaced"] is None, "nothing replaced, nothing claimed"
@@ -705,7 +701,6 @@ def test_check_rollback_polls_the_rollback_and_leaves_last_good_alone(
                 "replaced": "ai-new-1",
                 "status": "IN_PROGRESS",
                 "status_description": "rollback requested",
-                "manifest_key": f"runs/{RUN}/rollback/{BY_ID}.json",
             },
             {
                 "device": BY_NAME,
@@ -714,7 +709,6 @@ def test_check_rollback_polls_the_rollback_and_leaves_last_good_alone(
                 "replaced": "ai-new-2",
                 "status": SKIPPED,
                 "status_description": rb.NO_EARLIER_GOOD,
-                "manifest_key": None,
             },
         ],
     }

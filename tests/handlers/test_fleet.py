@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Any
 
 import pytest
@@ -80,10 +81,29 @@ def test_a_tag_group_matching_nothing_or_an_unknown_name_is_refused_before_anyth
 def test_more_devices_than_the_state_can_hold_are_refused_with_the_way_out(
     settings: StepSettings, stub: Stubber
 ) -> None:
-    _pages(stub, [_device(i, fleet="all") for i in range(fleet.MAX_DEVICES + 1)])
+    _pages(stub, [_device(i, fleet="all") for i in range(300)])
     _configure(settings, [{"tags": {"fleet": "all"}}])
-    with pytest.raises(InvalidInput, match=r"resolve to 401 appliances; .* at most 400 .*split the fleet"):
+    with pytest.raises(
+        InvalidInput, match=r"resolve to 300 appliances: their records could take \d+ KiB .*split the fleet"
+    ):
         fleet.plan_deployment({"run": RUN})
+
+
+def test_the_worst_case_of_a_fleet_the_plan_accepts_fits_the_state_limit() -> None:
+    """200 devices with 30-character ids, all failed with the longest description and rolled back."""
+    devices = {f"device-{i:023d}": f"device-{i:023d}" for i in range(200)}
+    assert fleet.worst_case_bytes(devices) <= fleet.STATE_LIMIT_BYTES - fleet.REST_OF_STATE_BYTES
+    worst = _record("x", "TIMED_OUT") | {"status_description": "d" * 200, "instance_id": "i" * 46, "replaced": "i" * 46}
+    records = [{**worst, "device": label, "device_id": label} for label in devices]
+    batches = [
+        {
+            "index": 0,
+            "start_at": "2026-12-01T10:00:00.000Z",
+            "devices": [{"device": d, "device_id": d} for d in devices],
+        }
+    ]
+    at_map_end = {"fleet": {"batches": batches, "results": [{"deployment": records, "rollback": records}]}}
+    assert len(json.dumps(at_map_end)) + fleet.REST_OF_STATE_BYTES < fleet.STATE_LIMIT_BYTES
 
 
 def _record(device: str, status: str) -> dict[str, Any]:
@@ -94,7 +114,6 @@ def _record(device: str, status: str) -> dict[str, Any]:
         "replaced": None,
         "status": status,
         "status_description": status.lower(),
-        "manifest_key": f"runs/r/deployment/{device}.json",
     }
 
 

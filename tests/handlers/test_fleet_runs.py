@@ -265,7 +265,7 @@ def test_a_fleet_deployed_everywhere_polls_each_batch_on_its_own(world: World) -
 
 
 def test_a_run_whose_lease_was_taken_over_stops_before_deploying_and_frees_nothing(world: World) -> None:
-    """The Map fails (LockLost in its first Deploy); the release on the failure path leaves the new holder's lock."""
+    """LockLost in the batch's Deploy ends that batch; the release on the failure path leaves the new holder's lock."""
 
     def taken_over(data: State) -> None:
         write_json(world.s3, ARTIFACTS, LOCK_KEY, {"holder": "newer-run", "expires": 4e9, "deployed": None})
@@ -273,19 +273,19 @@ def test_a_run_whose_lease_was_taken_over_stops_before_deploying_and_frees_nothi
     world.hooks["Deploy"] = taken_over
     to_compilation(world)
     world.stub_registration(0)
-    world.add(
-        "list_devices", {"Devices": [{"DeviceId": "device-4f1b2c3d", "Name": "local-device-1"}]}, {}
-    )  # PlanDeployment
+    world.add("list_devices", {"Devices": [{"DeviceId": "device-4f1b2c3d", "Name": "local-device-1"}]}, {})
 
     run = world.run({"model": MODEL_URI})
 
-    assert (run.status, run.error) == ("FAILED", "LockLost")
-    assert run.cause is not None and run.cause.startswith("the deployment lock is held by newer-run")
-    assert run.path[-7:] == [
-        "Deploy batches",
-        "Wait for the batch's turn",
+    assert (run.status, run.error) == ("FAILED", "DeploymentFailed")
+    assert run.cause is not None and "the batch's step failed: LockLost: the deployment lock is held by newer-run" in (
+        run.cause
+    )
+    assert run.path[run.path.index("Deploy") :] == [
         "Deploy",
-        "DeployBatches failed",
+        "Batch not deployed",
+        "FinishDeployment",
+        "Deployed everywhere?",
         "Release lock of a failed run",
         "Notify failure",
         "Run failed",
@@ -294,12 +294,24 @@ def test_a_run_whose_lease_was_taken_over_stops_before_deploying_and_frees_nothi
     assert lock_record(world)["holder"] == "newer-run"
 
 
-def test_a_failed_deployment_releases_the_lock_without_recording_it_as_deployed(world: World) -> None:
+def test_a_batch_whose_step_fails_for_good_ends_alone_and_the_others_deploy(world: World) -> None:
+    """Batch 0's CheckDeployment meets an error no retry helps: its devices are FAILED with it; batch 1 deploys."""
+    configure(world, {"devices": [{"id": d} for d in FLEET[:3]], "runs.deploy_batch_size": 2})
     to_compilation(world)
     world.stub_registration(0)
-    world.stub_deployment(0, final="DEPLOYMENT_FAILED")
+    _deploy(world, "device-a", "ai-a")
+    _deploy(world, "device-b", "ai-b")
+    world.stub.add_client_error("describe_application_instance", "AccessDeniedException", "not allowed", 403)
+    _deploy(world, "device-c", "ai-c")
+    _describe(world, "ai-c", "device-c", "DEPLOYMENT_SUCCEEDED")
 
     run = world.run({"model": MODEL_URI})
 
     assert (run.status, run.error) == ("FAILED", "DeploymentFailed")
-    assert lock_record(world) == {**lock_record(world), "holder": None, "deployed": None}
+    assert "Batch failed" in run.path and run.path.count("Batch deployed") == 1
+    devices = {d["device"]: (d["status"], d["status_description"]) for d in run.output["deployment"]["devices"]}
+    failed = "the batch's step failed: AccessDeniedException: "
+    assert devices["device-a"][0] == devices["device-b"][0] == "FAILED"
+    assert devices["device-a"][1].startswith(failed) and "not allowed" in devices["device-a"][1]
+    assert devices["device-c"] == ("SUCCEEDED", ANY)
+    assert run.output["fleet"]["counts"]["succeeded"] == 1 and "batches" not in run.output["fleet"]

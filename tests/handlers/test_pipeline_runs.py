@@ -471,7 +471,6 @@ def test_a_data_set_is_trained_evaluated_compiled_registered_and_deployed(world:
             "replaced": "ai-old",
             "status": "SUCCEEDED",
             "status_description": "DEPLOYMENT_SUCCEEDED",
-            "manifest_key": f"runs/{RUN}/deployment/{DEVICE}.json",
         }
     ]
     (created,) = world.requests("CreateApplicationInstance")
