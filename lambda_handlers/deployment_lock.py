@@ -38,7 +38,7 @@ from botocore.exceptions import ClientError
 
 from lambda_handlers import settings
 from lambda_handlers.aws import clients
-from lambda_handlers.aws.client_errors import error_code
+from lambda_handlers.aws.client_errors import S3_ACCESS_DENIED, S3_NOT_FOUND, error_code
 from lambda_handlers.domain import READY_MARKER
 from lambda_handlers.errors import PipelineError, TransientError
 from lambda_handlers.state import (
@@ -102,9 +102,10 @@ def data_version(state: RunState) -> DataVersion:
         try:
             head = s3.head_object(Bucket=bucket, Key=prefix + READY_MARKER)
         except ClientError as error:
-            if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
+            if error_code(error) not in S3_NOT_FOUND | S3_ACCESS_DENIED:
                 raise
-            return {"time": started, "id": prefix, "source": "run start (the data set has no marker)"}
+            # no marker, or one outside runs.dataset_prefix (a run started by hand): the run's start
+            return {"time": started, "id": prefix, "source": "run start (no marker under runs.dataset_prefix)"}
         return {"time": _iso(head["LastModified"]), "id": prefix, "source": f"s3://{bucket}/{prefix}{READY_MARKER}"}
     return {"time": started, "id": run_name(state), "source": "run start"}
 

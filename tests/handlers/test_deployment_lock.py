@@ -156,6 +156,7 @@ def test_the_data_time_is_the_markers_else_the_runs_start(s3: Any) -> None:
     assert marked["time"].endswith("Z") and marked["time"] != "2026-12-01T10:00:00.000Z"
     unmarked = lock.data_version(_run("r", dataset="datasets/none/"))  # type: ignore[arg-type]
     assert unmarked["time"] == "2026-12-01T10:00:00.000Z" and "no marker" in unmarked["source"]
+    assert lock._key(unmarked) == lock._key({"time": "2026-12-01T10:00:00Z", "id": "datasets/none/"})
     model = lock.data_version(_run("r"))  # type: ignore[arg-type]
     assert (model["time"], model["id"], model["source"]) == ("2026-12-01T10:00:00.000Z", "r", "run start")
 
