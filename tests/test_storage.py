@@ -168,7 +168,9 @@ def test_every_log_group_is_encrypted_with_the_project_key_which_logs_may_use_fo
 ) -> None:
     prefix = {"dev": "panopipe-dev", "example": "panopipe-prod"}[stage]
     groups = [g for s, stack, t in synthesized.all_templates() if s == stage for g in _log_groups(t)]
-    assert len(groups) == 18  # 15 steps (2 of them preparation), the trigger, the template writer, the state machine
+    # 20 steps (2 of them preparation, 3 the deployment lock, 2 the fleet), the trigger, the template writer,
+    # the state machine
+    assert len(groups) == 23
     for group in groups:
         assert group["LogGroupName"].startswith(f"/{prefix}/"), group["LogGroupName"]
         assert "StorageDataKey" in json.dumps(group["KmsKeyId"]), group["LogGroupName"]

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lambda_handlers import deployment, rollback, settings, validate_input
+from lambda_handlers import deployment, fleet, rollback, settings, validate_input
 from lambda_handlers import package_registration as reg
 from lambda_handlers.artifacts import last_good_key, read_json
 from lambda_handlers.aws import clients, panorama
@@ -453,7 +453,9 @@ def test_the_pipeline_rolls_back_a_version_whose_application_crashes_on_the_devi
             "code_package": validate_input.registered_code_package(),
         }
         state = _until(reg.check_registration, reg.register_package(state), "package")
-        return _until(deployment.check_deployment, deployment.deploy(state), "deployment")
+        planned = fleet.plan_deployment(state)  # one batch: the config's one device
+        (batch,) = planned["fleet"]["batches"]
+        return _until(deployment.check_deployment, deployment.deploy({**planned, "batch": batch}), "deployment")
 
     try:
         good = run("run-1", good_code)["deployment"]["devices"][0]
