@@ -179,29 +179,6 @@ def remove(instance_ids: list[str]) -> None:
             continue
 
 
-def create(
-    name: str,
-    description: str,
-    device_id: str,
-    manifest: str,
-    overrides: str,
-    replaced: str | None,
-    tags: dict[str, str],
-) -> str:
-    """CreateApplicationInstance (replacing ``replaced`` if given); returns the new instance's id."""
-    response = panorama.client().create_application_instance(
-        Name=name,
-        Description=description,
-        DefaultRuntimeContextDevice=device_id,
-        ManifestPayload={"PayloadData": manifest},
-        ManifestOverridesPayload={"PayloadData": overrides},
-        RuntimeRoleArn=settings.env(settings.RUNTIME_ROLE_ARN),
-        **({"ApplicationInstanceIdToReplace": replaced} if replaced else {}),
-        Tags={**tags, APP_TAG: settings.current().prefix},
-    )
-    return str(response["ApplicationInstanceId"])
-
-
 def create_or_refusal(
     name: str,
     description: str,
@@ -211,14 +188,25 @@ def create_or_refusal(
     replaced: str | None,
     tags: dict[str, str],
 ) -> tuple[str | None, str]:
-    """:func:`create`, with a refusal of this device as ``(None, reason)`` instead of an error.
+    """CreateApplicationInstance (replacing ``replaced`` if given): ``(the new instance's id, "")``.
 
-    Throttling and server faults still raise: the state machine retries the batch, which adopts
-    what it created already. Anything else (ConflictException, ValidationException, ...) concerns
-    this device alone: the others of its batch go on.
+    A refusal of this device is ``(None, reason)`` instead of an error: anything but throttling and
+    server faults (ConflictException, ValidationException, ...) concerns this device alone, and the
+    others of its batch go on. Throttling and server faults raise: the state machine retries the
+    batch, which adopts what it created already (by its tags).
     """
     try:
-        return create(name, description, device_id, manifest, overrides, replaced, tags), ""
+        response = panorama.client().create_application_instance(
+            Name=name,
+            Description=description,
+            DefaultRuntimeContextDevice=device_id,
+            ManifestPayload={"PayloadData": manifest},
+            ManifestOverridesPayload={"PayloadData": overrides},
+            RuntimeRoleArn=settings.env(settings.RUNTIME_ROLE_ARN),
+            **({"ApplicationInstanceIdToReplace": replaced} if replaced else {}),
+            Tags={**tags, APP_TAG: settings.current().prefix},
+        )
+        return str(response["ApplicationInstanceId"]), ""
     except ClientError as error:
         if retried(error):
             raise

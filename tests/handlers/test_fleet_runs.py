@@ -160,6 +160,15 @@ def _deploy(world: World, device: str, created: str) -> None:
     world.add("create_application_instance", {"ApplicationInstanceId": created}, params)
 
 
+def _batch(world: World, *devices: str, polled: tuple[str, ...] = ()) -> None:
+    """A batch's creates (device ``d`` gets instance ``ai-d``), then one DescribeApplicationInstance
+    each: ``polled`` statuses in device order (default all DEPLOYMENT_SUCCEEDED)."""
+    for device in devices:
+        _deploy(world, f"device-{device}", f"ai-{device}")
+    for device, status in zip(devices, polled or ("DEPLOYMENT_SUCCEEDED",) * len(devices), strict=True):
+        _describe(world, f"ai-{device}", f"device-{device}", status)
+
+
 def _describe(world: World, instance_id: str, device: str, status: str, **extra: Any) -> None:
     described = instance(instance_id, world.spec.instance_name(device), status, **extra)
     world.add("describe_application_instance", described, {"ApplicationInstanceId": instance_id})
@@ -181,11 +190,7 @@ def test_one_failing_device_among_many_is_rolled_back_alone(world: World, monkey
     write_json(world.s3, ARTIFACTS, last_good_key("device-c"), earlier)
     to_compilation(world)
     world.stub_registration(0)
-    # batch 0: a, b deploy
-    _deploy(world, "device-a", "ai-a")
-    _deploy(world, "device-b", "ai-b")
-    _describe(world, "ai-a", "device-a", "DEPLOYMENT_SUCCEEDED")
-    _describe(world, "ai-b", "device-b", "DEPLOYMENT_SUCCEEDED")
+    _batch(world, "a", "b")  # batch 0: a, b deploy
     # batch 1: c fails, d deploys; c alone is rolled back to its earlier deployment
     _deploy(world, "device-c", "ai-c")
     _deploy(world, "device-d", "ai-d")
@@ -205,9 +210,7 @@ def test_one_failing_device_among_many_is_rolled_back_alone(world: World, monkey
     }
     world.add("create_application_instance", {"ApplicationInstanceId": "ai-c-back"}, rollback)
     _describe(world, "ai-c-back", "device-c", "DEPLOYMENT_SUCCEEDED")
-    # batch 2: e deploys
-    _deploy(world, "device-e", "ai-e")
-    _describe(world, "ai-e", "device-e", "DEPLOYMENT_SUCCEEDED")
+    _batch(world, "e")  # batch 2: e deploys
 
     run = world.run({"model": MODEL_URI})
 
@@ -240,13 +243,9 @@ def test_a_fleet_deployed_everywhere_polls_each_batch_on_its_own(world: World) -
     configure(world, {"devices": [{"id": d} for d in FLEET[:3]], "runs.deploy_batch_size": 2})
     to_compilation(world)
     world.stub_registration(0)
-    _deploy(world, "device-a", "ai-a")
-    _deploy(world, "device-b", "ai-b")
-    _describe(world, "ai-a", "device-a", "DEPLOYMENT_IN_PROGRESS")
-    _describe(world, "ai-b", "device-b", "DEPLOYMENT_SUCCEEDED")
+    _batch(world, "a", "b", polled=("DEPLOYMENT_IN_PROGRESS", "DEPLOYMENT_SUCCEEDED"))
     _describe(world, "ai-a", "device-a", "DEPLOYMENT_SUCCEEDED")  # device-b is not asked again
-    _deploy(world, "device-c", "ai-c")
-    _describe(world, "ai-c", "device-c", "DEPLOYMENT_SUCCEEDED")
+    _batch(world, "c")
 
     run = world.run({"model": MODEL_URI})
 
@@ -302,8 +301,7 @@ def test_a_batch_whose_step_fails_for_good_ends_alone_and_the_others_deploy(worl
     _deploy(world, "device-a", "ai-a")
     _deploy(world, "device-b", "ai-b")
     world.stub.add_client_error("describe_application_instance", "AccessDeniedException", "not allowed", 403)
-    _deploy(world, "device-c", "ai-c")
-    _describe(world, "ai-c", "device-c", "DEPLOYMENT_SUCCEEDED")
+    _batch(world, "c")
 
     run = world.run({"model": MODEL_URI})
 
