@@ -10,6 +10,7 @@ code: only the local AWS (``local_aws``) and the tests that exercise it use it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -54,11 +55,23 @@ def ready(venv: Path | None = None) -> bool:
 def ensure(say: Callable[[str], None] = lambda _: None, venv: Path | None = None) -> Path:
     """The environment's python, creating (or rebuilding) the environment first if needed.
 
-    Safe against a concurrent creator: it builds in a temporary folder and renames it into place.
+    Safe against concurrent creators (test workers, a training job and an appliance): one builds
+    while the others wait on a file lock, then find it ready; a replaced environment could still be
+    in use by another process's model server. It builds in a temporary folder and renames it into
+    place, so a build that fails or is killed never leaves a half-made environment.
     """
     venv = venv or location()
     if ready(venv):
         return _python(venv)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.with_name(f"{venv.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if ready(venv):  # another creator made it meanwhile
+            return _python(venv)
+        return _build(venv, say)
+
+
+def _build(venv: Path, say: Callable[[str], None]) -> Path:
     started = time.monotonic()
     say(f"creating the ML environment {venv} (mxnet, numpy; once) …")
     building = venv.with_name(f"{venv.name}.building-{os.getpid()}")
