@@ -18,6 +18,8 @@ that run reads the object again. The record::
   second; ties broken by the data set's folder, as the trigger orders markers), or, for a model or
   training-job run, the run's start time. ``deployed`` is the data of the last run that deployed to
   at least one device; a run whose data is older ends SUPERSEDED, deploys nothing, and says why.
+  Waiting runs note themselves in ``waiting``; a free lock goes to the newest of them (one that has
+  not tried for a few polls no longer counts), so older runs end superseded without deploying.
 
 Steps: :func:`acquire_lock` (the first try; starts the wait loop), :func:`check_lock` (each next try;
 past ``lock_wait_seconds`` the run fails with :class:`LockWaitTimedOut`) → section ``lock`` with
@@ -81,6 +83,7 @@ class _Record(TypedDict, total=False):
     acquired: float
     data: DataVersion
     deployed: dict[str, str] | None
+    waiting: dict[str, dict[str, Any]]  # run -> its data's time and id, and when it last tried
 
 
 def _iso(moment: datetime.datetime) -> str:
@@ -136,8 +139,40 @@ def _contended() -> TransientError:
     return TransientError(f"the deployment lock changed under {_ATTEMPTS} tries in a row: retrying")
 
 
+def _waiting_newer(record: _Record, run: str, mine: DataVersion, now: float) -> str | None:
+    """A run waiting for the lock, seen lately, whose data is newer than ``mine`` (it goes first), or None."""
+    fresh_after = now - _waiter_lifetime()
+    newer = [
+        (_key(entry), other)
+        for other, entry in (record.get("waiting") or {}).items()
+        if other != run and float(entry.get("seen", 0)) > fresh_after and _key(entry) > _key(mine)
+    ]
+    return max(newer)[1] if newer else None
+
+
+def _waiter_lifetime() -> float:
+    """How long a waiting run counts without trying again (a few polls: after that it has stopped waiting)."""
+    return 3 * settings.current().runs.poll_seconds + 120
+
+
+def _as_waiting(record: _Record, run: str, mine: DataVersion, now: float) -> _Record | None:
+    """``record`` with this run (re)noted as waiting, or None when it was noted less than a minute ago."""
+    waiting = dict(record.get("waiting") or {})
+    seen = float(waiting.get(run, {}).get("seen", 0))
+    if now - seen < RENEW_AFTER_SECONDS:
+        return None
+    fresh_after = now - _waiter_lifetime()
+    waiting = {other: entry for other, entry in waiting.items() if float(entry.get("seen", 0)) > fresh_after}
+    waiting[run] = {"time": mine["time"], "id": mine["id"], "seen": now}
+    return {**record, "waiting": waiting}
+
+
 def _attempt(state: RunState) -> RunState:
-    """One try: SUPERSEDED, SUCCEEDED (held, or already held by this run) or IN_PROGRESS (another holds it)."""
+    """One try: SUPERSEDED, SUCCEEDED (held, or already held by this run) or IN_PROGRESS (waiting).
+
+    A run waits while another holds the lock, and also while a run with newer data waits for it:
+    the newest goes first, so the older ones end superseded instead of deploying in between.
+    """
     s3, bucket, run = clients.s3(), settings.env(settings.ARTIFACTS_BUCKET), run_name(state)
     lease = settings.current().runs.lock_lease_seconds
     lock = state["lock"]
@@ -154,16 +189,28 @@ def _attempt(state: RunState) -> RunState:
             logger.info("run superseded", extra={"deployed": deployed, "data": mine})
             return {**state, "lock": {**lock, "status": SUPERSEDED, "reason": reason, "superseded_by": deployed}}
         holder = record.get("holder")
-        if holder and holder != run and float(record.get("expires", 0)) > now:
-            return {
-                **state,
-                "lock": {**lock, "status": IN_PROGRESS, "holder": holder, "holder_since": record.get("acquired", 0)},
-            }
+        held = bool(holder and holder != run and float(record.get("expires", 0)) > now)
+        newer = None if held or holder == run else _waiting_newer(record, run, mine, now)
+        if held or newer:
+            noted = _as_waiting(record, run, mine, now)
+            if noted is not None and not _swap(s3, bucket, noted, etag):
+                continue  # the lock changed meanwhile: look again
+            waited_for = holder if held else newer
+            since = record.get("acquired", 0) if held else now
+            return {**state, "lock": {**lock, "status": IN_PROGRESS, "holder": waited_for, "holder_since": since}}
         if holder and holder != run:
             logger.warning(
                 "lease expired: taking over the lock", extra={"holder": holder, "expired": record["expires"]}
             )
-        taken: _Record = {**record, "holder": run, "acquired": now, "expires": now + lease, "data": mine}
+        waiting = {other: entry for other, entry in (record.get("waiting") or {}).items() if other != run}
+        taken: _Record = {
+            **record,
+            "holder": run,
+            "acquired": now,
+            "expires": now + lease,
+            "data": mine,
+            "waiting": waiting,
+        }
         if _swap(s3, bucket, taken, etag):
             logger.info("deployment lock acquired", extra={"data": mine, "expires": taken["expires"]})
             return {**state, "lock": {**lock, "status": SUCCEEDED, "holder": run, "holder_since": now}}

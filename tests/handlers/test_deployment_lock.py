@@ -167,3 +167,48 @@ def test_data_versions_order_by_time_then_id() -> None:
     same_time = {"time": "2026-12-01T10:00:00.000Z", "id": "datasets/zz/"}
     assert lock._key(late) > lock._key(early)
     assert lock._key(same_time) > lock._key(early), "markers of the same second: by folder, as the trigger orders"
+
+
+def test_a_free_lock_goes_to_the_newest_waiting_run_and_the_older_ends_superseded(s3: Any) -> None:
+    holder = lock.acquire_lock(_run("run-a", started="2026-12-01T09:00:00.000Z"))
+    older = lock.acquire_lock(_run("run-old", started="2026-12-01T10:00:00.000Z"))
+    newer = lock.acquire_lock(_run("run-new", started="2026-12-01T10:00:05.000Z"))
+    assert set(_record(s3)["waiting"]) == {"run-old", "run-new"}
+    lock.release_lock(holder)  # run-a deployed nothing
+
+    yielding = lock.check_lock(older)
+    assert yielding["lock"]["status"] == "IN_PROGRESS" and yielding["lock"]["holder"] == "run-new"
+    taken = lock.check_lock(newer)
+    assert taken["lock"]["status"] == "SUCCEEDED" and set(_record(s3)["waiting"]) == {"run-old"}
+    lock.release_lock(_deployed(taken))
+    assert lock.check_lock(yielding)["lock"]["status"] == "SUPERSEDED", "older data never deploys in between"
+
+
+def test_a_newer_run_that_stopped_waiting_no_longer_holds_the_others_back(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder = lock.acquire_lock(_run("run-a", started="2026-12-01T09:00:00.000Z"))
+    older = lock.acquire_lock(_run("run-old", started="2026-12-01T10:00:00.000Z"))
+    lock.acquire_lock(_run("run-gone", started="2026-12-01T10:00:05.000Z"))  # then its execution was stopped
+    lock.release_lock(holder)
+    assert lock.check_lock(older)["lock"]["holder"] == "run-gone"
+    later = time.time() + lock._waiter_lifetime() + 1
+    monkeypatch.setattr(lock, "time", types.SimpleNamespace(time=lambda: later))
+    assert lock.check_lock(older)["lock"]["status"] == "SUCCEEDED"
+
+
+def test_a_waiting_run_notes_itself_once_a_minute_not_at_every_poll(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    lock.acquire_lock(_run("run-a"))
+    writes: list[dict[str, Any]] = []
+    real = lock._swap
+
+    def counted(client: Any, bucket: str, record: Any, etag: str | None) -> bool:
+        writes.append(record)
+        return real(client, bucket, record, etag)
+
+    monkeypatch.setattr(lock, "_swap", counted)
+    waiting = lock.acquire_lock(_run("run-b", started="2026-12-01T10:00:01.000Z"))
+    for _ in range(3):
+        waiting = lock.check_lock(waiting)
+    assert len(writes) == 1 and set(writes[0]["waiting"]) == {"run-b"}
+    assert waiting["lock"]["status"] == "IN_PROGRESS"
