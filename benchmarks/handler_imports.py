@@ -22,9 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
 MODULES = (
     "validate_input",
+    "preparation",
     "training",
     "compilation",
+    "deployment_lock",
     "package_registration",
+    "fleet",
     "deployment",
     "rollback",
     "notify",

@@ -41,7 +41,7 @@ from botocore.exceptions import ClientError
 from lambda_handlers import settings
 from lambda_handlers.aws import clients
 from lambda_handlers.aws.client_errors import S3_ACCESS_DENIED, S3_NOT_FOUND, error_code
-from lambda_handlers.domain import READY_MARKER
+from lambda_handlers.domain import READY_MARKER, iso_utc
 from lambda_handlers.errors import PipelineError, TransientError
 from lambda_handlers.state import (
     IN_PROGRESS,
@@ -86,10 +86,6 @@ class _Record(TypedDict, total=False):
     waiting: dict[str, dict[str, Any]]  # run -> its data's time and id, and when it last tried
 
 
-def _iso(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 def _key(version: DataVersion | dict[str, str]) -> tuple[float, str]:
     """Sort key of a data version: its time (any ISO 8601 form) then its id."""
     moment = datetime.datetime.fromisoformat(str(version["time"]).replace("Z", "+00:00"))
@@ -109,7 +105,7 @@ def data_version(state: RunState) -> DataVersion:
                 raise
             # no marker, or one outside runs.dataset_prefix (a run started by hand): the run's start
             return {"time": started, "id": prefix, "source": "run start (no marker under runs.dataset_prefix)"}
-        return {"time": _iso(head["LastModified"]), "id": prefix, "source": f"s3://{bucket}/{prefix}{READY_MARKER}"}
+        return {"time": iso_utc(head["LastModified"]), "id": prefix, "source": f"s3://{bucket}/{prefix}{READY_MARKER}"}
     return {"time": started, "id": run_name(state), "source": "run start"}
 
 
@@ -231,10 +227,10 @@ def check_lock(state: RunState) -> RunState:
     lock = attempt["lock"]
     lock["polls"] = int(state["lock"].get("polls", 0)) + 1
     if lock["status"] == IN_PROGRESS and past(lock["deadline"]):
-        since = datetime.datetime.fromtimestamp(float(lock.get("holder_since", 0)), datetime.UTC)
+        since = float(lock.get("holder_since", 0))
         raise LockWaitTimedOut(
             f"waited {settings.current().runs.lock_wait_seconds} s (runs.lock_wait_seconds) for the deployment "
-            f"lock; run {lock.get('holder')} holds it since {_iso(since)}"
+            f"lock; run {lock.get('holder')} holds it since {iso_utc(since)}"
         )
     return attempt
 

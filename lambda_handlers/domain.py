@@ -6,6 +6,7 @@ so a model given at run time is checked by the same rules as the configured one.
 
 from __future__ import annotations
 
+import datetime
 import re
 import reprlib
 from collections.abc import Sequence
@@ -102,3 +103,10 @@ def layout_problem(shape: Sequence[object], framework: str | None) -> str | None
         hint = " (this looks like NHWC)" if shape[3] in (1, 3) else ""
         return f"{framework} takes NCHW input [N, C, H, W] with C = 1 or 3{hint}"
     return None
+
+
+def iso_utc(moment: datetime.datetime | float) -> str:
+    """``moment`` (a datetime, or epoch seconds) as Step Functions writes times: UTC, milliseconds, ``Z``."""
+    if not isinstance(moment, datetime.datetime):
+        moment = datetime.datetime.fromtimestamp(moment, datetime.UTC)
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

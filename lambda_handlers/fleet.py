@@ -18,7 +18,6 @@ before anything is deployed, with the way out.
 
 from __future__ import annotations
 
-import datetime
 import json
 import time
 from typing import cast
@@ -26,7 +25,7 @@ from typing import cast
 from lambda_handlers import app_instances, deployment_lock, settings
 from lambda_handlers.app_instances import CREATE_INTERVAL_SECONDS, DESCRIPTION_MAX, resolve_devices
 from lambda_handlers.deployment import check_deployment
-from lambda_handlers.domain import bounded
+from lambda_handlers.domain import bounded, iso_utc
 from lambda_handlers.errors import InvalidInput
 from lambda_handlers.notify import error_reason
 from lambda_handlers.state import (
@@ -52,10 +51,6 @@ INSTANCE_ID_CHARS = 64
 STAGGER = 1.25
 
 
-def _iso(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 @step
 def plan_deployment(state: RunState) -> RunState:
     """Resolve the devices and cut them into batches (``fleet``)."""
@@ -75,7 +70,7 @@ def plan_deployment(state: RunState) -> RunState:
     batches: list[Batch] = [
         {
             "index": index,
-            "start_at": _iso(now + index * size * CREATE_INTERVAL_SECONDS * STAGGER),
+            "start_at": iso_utc(now + index * size * CREATE_INTERVAL_SECONDS * STAGGER),
             "devices": [{"device": label, "device_id": devices[label]} for label in labels[start : start + size]],
         }
         for index, start in enumerate(range(0, len(labels), size))
